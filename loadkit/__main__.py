@@ -1,0 +1,5 @@
+"""Allow ``python -m loadkit``."""
+
+from loadkit.cli import main
+
+raise SystemExit(main())
