@@ -1,0 +1,237 @@
+"""The ``loadkit`` command line.
+
+``run`` is the orchestrator (workloads -> report), ``agents`` hosts agents that join a
+fleet through Redis from any process or host, ``redis`` starts a private Redis and
+prints its URL, ``bench`` is the whole continuous-benchmarking job (asv run on this
+commit, asv publish, run report). Expected failures print one line and exit 2; a
+failed target exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from loadkit import workload
+from loadkit.errors import UsageError
+from loadkit.redis_server import ENV_URL, PERSISTENCE_MODES, RedisServer, check_url, redis_url
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _writable(path: str) -> Path:
+    p = Path(path)
+    if p.exists() and p.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="loadkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run workloads and write the report")
+    run.add_argument(
+        "workloads",
+        nargs="*",
+        metavar="WORKLOAD",
+        help=f"workloads to run (default: all of {', '.join(workload.WORKLOADS)})",
+    )
+    run.add_argument("--scale", choices=workload.SCALES, default="quick")
+    run.add_argument("--json", type=_writable, metavar="PATH", help="write the JSON report")
+    run.add_argument("--markdown", type=_writable, metavar="PATH", help="write the Markdown report")
+    run.add_argument("--redis-url", help=f"use this Redis instead of an embedded one (${ENV_URL})")
+    run.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=120.0,
+        metavar="S",
+        help="per-workload timeout in seconds (default 120)",
+    )
+    run.add_argument("--baseline", metavar="PATH", help="previous JSON report to compare with")
+    run.set_defaults(func=cmd_run)
+
+    agents = sub.add_parser("agents", help="host agents that join a fleet through Redis")
+    agents.add_argument("--redis-url", required=True)
+    agents.add_argument("--fleet", default="default", help="fleet name (default: default)")
+    agents.add_argument("--count", type=_positive_int, required=True)
+    agents.add_argument("--lease-ms", type=_positive_int, default=3000)
+    agents.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=600.0,
+        metavar="S",
+        help="stop by itself after this many seconds (default 600)",
+    )
+    agents.set_defaults(func=cmd_agents)
+
+    red = sub.add_parser("redis", help="start a private Redis on loopback and print its URL")
+    red.add_argument("--persistence", choices=PERSISTENCE_MODES, default="none")
+    red.add_argument("--duration", type=_positive_float, default=3600.0, metavar="S")
+    red.set_defaults(func=cmd_redis)
+
+    bench = sub.add_parser("bench", help="asv run on this commit, asv publish, run report")
+    bench.add_argument("--bench", metavar="REGEX", help="only benchmarks matching (asv -b)")
+    bench.add_argument("--scale", choices=workload.SCALES, default="quick")
+    bench.add_argument("--skip-report", action="store_true", help="only asv run + publish")
+    bench.set_defaults(func=cmd_bench)
+
+    with contextlib.suppress(ImportError):
+        from loadkit.history.commands import add_commands
+
+        add_commands(sub)
+    return parser
+
+
+def _summary_table(report: dict) -> Table:
+    table = Table(title=f"loadkit run ({report['scale']})")
+    for col in ("workload", "status", "confidence", "checks", "duration"):
+        table.add_column(col)
+    for name, w in report["workloads"].items():
+        passed = sum(c["passed"] for c in w["checks"])
+        colour = {"passed": "green", "failed": "yellow"}.get(w["status"], "red")
+        table.add_row(
+            name,
+            f"[{colour}]{w['status']}[/]",
+            f"{w['confidence']:.2f}",
+            f"{passed}/{len(w['checks'])}",
+            f"{w['duration_s']:.1f} s",
+        )
+    return table
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from loadkit.orchestrator import run_workloads
+    from loadkit.report import build_report, git_commit, load_report, to_markdown
+
+    names = workload.resolve(args.workloads)
+    baseline = load_report(args.baseline) if args.baseline else None
+    console = Console(stderr=True)
+    with redis_url(args.redis_url) as url:
+        entries, targets = run_workloads(names, args.scale, url, args.timeout, console)
+    links = {}
+    if args.markdown:
+        with contextlib.suppress(ImportError):
+            from loadkit.history.commands import report_page_link
+
+            page = report_page_link(Path(args.markdown).parent)
+            if page:
+                links["benchmark history"] = page
+    report = build_report(
+        entries, targets, scale=args.scale, baseline=baseline, commit=git_commit(), links=links
+    )
+    out = Console()
+    out.print(_summary_table(report))
+    for rec in report["recommendations"][:10]:
+        out.print(f"  {rec['priority']:<6} {rec['workload']}: {rec['message']}")
+    out.print(
+        f"overall confidence {report['overall_confidence']:.2f}: "
+        + ("PASSED" if report["passed"] else "NOT PASSED")
+    )
+    if args.json:
+        _write(args.json, json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        _write(args.markdown, to_markdown(report))
+    return 0 if report["passed"] else 1
+
+
+def _write(path: Path, text: str) -> None:
+    """Write via a temp file and rename, so a crash never leaves half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    from loadkit.fleet.host import AgentHost
+
+    check_url(args.redis_url)
+
+    async def host_agents() -> int:
+        host = await AgentHost(args.redis_url, args.fleet, lease_ms=args.lease_ms).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await host.spawn(args.count)
+            print(
+                f"hosting {host.size} agents as {host.host_id} in fleet {args.fleet!r}", flush=True
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=args.duration)
+        finally:
+            requeued = await host.stop()
+        print(f"stopped: {host.completed} tasks completed, {requeued} handed back", flush=True)
+        return 0
+
+    return asyncio.run(host_agents())
+
+
+def cmd_redis(args: argparse.Namespace) -> int:
+    with RedisServer(persistence=args.persistence) as server:
+        print(server.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(args.duration)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from loadkit.bench import run_bench
+
+    return run_bench(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"loadkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("loadkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into something that quit early (| head): not an error of ours.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

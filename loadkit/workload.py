@@ -1,0 +1,59 @@
+"""What a workload is, and the registry of workloads ``loadkit run`` knows.
+
+A workload module exposes ``targets(scale) -> list[Target]``, an async
+``run(ctx) -> WorkloadOutput`` that measures, and ``bottlenecks(metrics) -> list[str]``
+that reads its own metrics for known failure shapes. The registry maps names to module
+paths so the orchestrator can run each workload in a fresh child process (crash and
+timeout isolation, clean RSS figures) without importing them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from loadkit.errors import UsageError
+
+SCALES: tuple[str, ...] = ("quick", "full")
+
+# name -> (module, one-line description)
+WORKLOADS: dict[str, tuple[str, str]] = {
+    "fleet": ("loadkit.fleet.workload", "spawn, allocate, autoscale and clean up agents on Redis"),
+}
+
+
+@dataclass
+class RunContext:
+    """What a workload gets from the runner."""
+
+    redis_url: str
+    scale: str = "quick"
+    progress: Callable[[str, float], None] = field(default=lambda phase, fraction: None)
+
+
+@dataclass
+class WorkloadOutput:
+    metrics: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise UsageError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    return scale
+
+
+def resolve(names: list[str] | None) -> list[str]:
+    """Validate workload names (all when none given), keeping the user's order."""
+    if not names:
+        return list(WORKLOADS)
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise UsageError(f"unknown workload {unknown[0]!r}; available: {', '.join(WORKLOADS)}")
+    return list(dict.fromkeys(names))
+
+
+def load(name: str) -> ModuleType:
+    return importlib.import_module(WORKLOADS[name][0])
