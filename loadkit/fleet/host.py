@@ -20,11 +20,12 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from loadkit.aio import keep_running
 from loadkit.fleet.store import FleetStore
 from loadkit.metrics import LatencyRecorder
 
@@ -114,6 +115,7 @@ class AgentHost:
         self.alloc_latency = LatencyRecorder()
         self.completed = 0
         self.stale = 0
+        self.reconnects = 0
         self.on_complete: Callable[[Task, str], None] | None = None
         self._running = False
 
@@ -124,9 +126,9 @@ class AgentHost:
         self._running = True
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._inbox_loop(), name=f"fleet-inbox-{self.host_id}"),
-            loop.create_task(self._flush_loop(), name=f"fleet-flush-{self.host_id}"),
-            loop.create_task(self._heartbeat_loop(), name=f"fleet-heartbeat-{self.host_id}"),
+            loop.create_task(self._keep("inbox", self._inbox_step), name="fleet-inbox"),
+            loop.create_task(self._keep("flush", self._flush_step), name="fleet-flush"),
+            loop.create_task(self._keep("heartbeat", self._heartbeat_step), name="fleet-beat"),
         ]
         return self
 
@@ -248,8 +250,10 @@ class AgentHost:
 
     async def _flush_once(self) -> None:
         while self._outbox:
-            batch, self._outbox = self._outbox[:500], self._outbox[500:]
+            batch = self._outbox[:500]
             replies = await self.store.complete(batch)
+            # Dropped only once Redis answered: a connection error retries the batch.
+            del self._outbox[: len(batch)]
             for (agent_id, _tid, _res), reply in zip(batch, replies, strict=True):
                 agent = self.agents.get(agent_id)
                 if reply == 0:
@@ -267,32 +271,39 @@ class AgentHost:
                 else:
                     self._start(agent_id, str(reply))
 
-    async def _flush_loop(self) -> None:
-        while self._running:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
+    def _keep(self, name: str, step: Callable[[], Awaitable[None]]) -> Awaitable[None]:
+        def count(_exc: BaseException) -> None:
+            self.reconnects += 1
+
+        label = f"fleet host {self.host_id} {name}"
+        return keep_running(label, step, lambda: self._running, count)
+
+    async def _flush_step(self) -> None:
+        await self._outbox_ready.wait()
+        self._outbox_ready.clear()
+        try:
             await self._flush_once()
+        except BaseException:
+            self._outbox_ready.set()  # results still waiting: try again
+            raise
 
-    async def _inbox_loop(self) -> None:
+    async def _inbox_step(self) -> None:
         inbox = self.store.key("inbox", self.host_id)
-        while self._running:
-            item = await self._blocking.blpop([inbox], timeout=1)
-            if item is None:
-                continue
-            messages = [item[1]]
-            more = await self._blocking.lpop(inbox, 1000)
-            if more:
-                messages.extend(more)
-            for raw in messages:
-                msg = raw.decode() if isinstance(raw, bytes) else raw
-                kind, agent_id, payload = msg.split("\t", 2)
-                if kind == "T":
-                    self._start(agent_id, payload)
+        item = await self._blocking.blpop([inbox], timeout=1)
+        if item is None:
+            return
+        messages = [item[1]]
+        more = await self._blocking.lpop(inbox, 1000)
+        if more:
+            messages.extend(more)
+        for raw in messages:
+            msg = raw.decode() if isinstance(raw, bytes) else raw
+            kind, agent_id, payload = msg.split("\t", 2)
+            if kind == "T":
+                self._start(agent_id, payload)
 
-    async def _heartbeat_loop(self) -> None:
-        interval = self.lease_ms / 3000
-        while self._running:
-            await asyncio.sleep(interval)
-            live = list(self.agents)
-            if live:
-                await self.store.heartbeat(live, self.lease_ms)
+    async def _heartbeat_step(self) -> None:
+        await asyncio.sleep(self.lease_ms / 3000)
+        live = list(self.agents)
+        if live:
+            await self.store.heartbeat(live, self.lease_ms)

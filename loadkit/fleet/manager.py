@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from loadkit.aio import keep_running
 from loadkit.fleet.autoscaler import (
     AutoscalerConfig,
     AutoscalerState,
@@ -103,16 +104,22 @@ class FleetManager:
 
     async def _reap_loop(self) -> None:
         interval = self.reap_interval_s or self.lease_ms / 4000
-        while True:
+
+        async def step() -> None:
             await asyncio.sleep(interval)
             await self.reap_now()
 
+        await keep_running(f"fleet {self.fleet} reaper", step)
+
     async def _autoscale_loop(self) -> None:
-        assert self.autoscaler is not None
+        config = self.autoscaler
+        assert config is not None
         state = AutoscalerState()
         last_submitted: int | None = None
         t0 = time.monotonic()
-        while True:
+
+        async def step() -> None:
+            nonlocal state, last_submitted
             counts = await self.store.counts()
             submitted = counts["submitted"]
             arrivals = 0 if last_submitted is None else submitted - last_submitted
@@ -124,9 +131,11 @@ class FleetManager:
                 current_agents=self.host.size,
                 busy_agents=self.host.busy,
             )
-            state, decision = decide(self.autoscaler, state, obs)
+            state, decision = decide(config, state, obs)
             await self._apply(decision, obs)
             await asyncio.sleep(self.autoscale_interval_s)
+
+        await keep_running(f"fleet {self.fleet} autoscaler", step)
 
     async def _apply(self, decision: Decision, obs: Observation) -> None:
         delta = decision.desired - self.host.size

@@ -1,0 +1,91 @@
+"""``loadkit bench``: the continuous-benchmarking job for the current commit.
+
+1. ``asv machine --yes`` once, if this machine has no asv profile yet;
+2. ``asv run --python=same`` on HEAD with samples recorded into ``results/``;
+3. ``asv publish`` into ``html/`` (asv wipes that folder, so loadkit's pages come after);
+4. the history page (``loadkit report``) when that command is available;
+5. ``loadkit run`` -> ``html/loadkit/report.json`` and ``report.md``, linking to it.
+
+Existing results are never deleted: asv adds this commit's file beside the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from loadkit.errors import UsageError
+
+
+def _repo_root() -> Path:
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "asv.conf.json").is_file():
+            return folder
+    raise UsageError("no asv.conf.json here or above: run `loadkit bench` inside the repository")
+
+
+def _head(root: Path) -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise UsageError(f"{root} is not a git repository with a commit: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def _asv(root: Path, *args: str) -> int:
+    return subprocess.run([sys.executable, "-m", "asv", *args], cwd=root, check=False).returncode
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    root = _repo_root()
+    console = Console(stderr=True)
+    commit = _head(root)
+    conf = json.loads((root / "asv.conf.json").read_text())
+    html = root / conf.get("html_dir", "html")
+    if not (Path.home() / ".asv-machine.json").exists():
+        _asv(root, "machine", "--yes")
+    console.rule(f"asv run on {commit[:8]}")
+    run_args = ["run", "--python=same", "--set-commit-hash", commit, "--record-samples"]
+    if args.bench:
+        run_args += ["--bench", args.bench]
+    status = _asv(root, *run_args)
+    if status != 0:
+        console.print(f"[yellow]asv run exited {status}; publishing what was recorded[/]")
+    console.rule("asv publish")
+    if _asv(root, "publish") != 0:
+        raise UsageError("asv publish failed (see its output above)")
+    if args.skip_report:
+        return status
+    from loadkit.cli import main as loadkit_main
+
+    try:
+        from loadkit.history.commands import add_commands  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        console.rule("loadkit report (history)")
+        results = str(root / conf.get("results_dir", "results"))
+        loadkit_main(["report", "--results", results, "--html", str(html)])
+    console.rule(f"loadkit run --scale {args.scale}")
+    report_dir = html / "loadkit"
+    code = loadkit_main(
+        [
+            "run",
+            "--scale",
+            args.scale,
+            "--json",
+            str(report_dir / "report.json"),
+            "--markdown",
+            str(report_dir / "report.md"),
+        ]
+    )
+    console.print(f"site: {html / 'index.html'}  (serve it with `asv preview`)")
+    console.print(f"report: {report_dir / 'report.md'}")
+    return code or status
