@@ -178,7 +178,10 @@ class RedisServer:
                 if self.process.poll() is not None:
                     return False, self._log_tail() or f"exited with {self.process.returncode}"
                 try:
-                    if client.ping():
+                    # The answer must come from our process: when the port was taken
+                    # (a fixed port, or a free_port() race), another server answers
+                    # PING while ours is still failing to bind.
+                    if client.ping() and client.info("server")["process_id"] == self.process.pid:
                         return True, ""
                 except (redis.ConnectionError, redis.TimeoutError):
                     pass

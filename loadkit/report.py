@@ -222,6 +222,19 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"baseline report {path} is not readable JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
         raise UsageError(f"{path} is not a loadkit report (schema {SCHEMA_ID})")
+    # The comparison reads workloads -> metrics -> numbers; check that shape now rather
+    # than fail with a traceback after the whole run.
+    workloads = data.get("workloads")
+    if not isinstance(workloads, dict) or not all(
+        isinstance(w, dict)
+        and isinstance(w.get("metrics", {}), dict)
+        and all(
+            v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+            for v in w.get("metrics", {}).values()
+        )
+        for w in workloads.values()
+    ):
+        raise UsageError(f"baseline report {path} is corrupt: workloads/metrics malformed")
     return data
 
 
