@@ -29,7 +29,8 @@ from loadkit.aio import keep_running
 from loadkit.fleet.store import FleetStore
 from loadkit.metrics import LatencyRecorder
 
-IDLE, BUSY, DEAD = "idle", "busy", "dead"
+# NEW: created here, registration in Redis not yet confirmed.
+NEW, IDLE, BUSY, DEAD = "new", "idle", "busy", "dead"
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ class Task:
 class Agent:
     __slots__ = ("id", "state", "task_id")
 
-    def __init__(self, agent_id: str) -> None:
+    def __init__(self, agent_id: str, state: str = IDLE) -> None:
         self.id = agent_id
-        self.state = IDLE
+        self.state = state
         self.task_id: str | None = None
 
 
@@ -118,6 +119,7 @@ class AgentHost:
         self.reconnects = 0
         self.on_complete: Callable[[Task, str], None] | None = None
         self._running = False
+        self._draining = False
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> AgentHost:
@@ -134,9 +136,15 @@ class AgentHost:
 
     async def stop(self, drain_timeout_s: float = 5.0) -> int:
         """Stop taking work, let running tasks finish (bounded), deregister every agent and
-        release this host's keys and connections. Returns tasks handed back to the queue."""
+        release this host's keys and connections. Returns tasks handed back to the queue.
+
+        While draining, a task that reaches one of our agents (the next queued task handed
+        out with a result, or an inbox message) is not started: it stays with the agent in
+        Redis and deregistering hands it back, so under sustained load stopping takes as
+        long as the running tasks, not the whole ``drain_timeout_s``."""
         if not self._running:
             return 0
+        self._draining = True
         deadline = time.monotonic() + drain_timeout_s
         # Retire idle agents first so no new work is assigned to them.
         await self.retire(len(self.agents))
@@ -182,10 +190,14 @@ class AgentHost:
                 requested = time.perf_counter_ns()
                 ids = self._new_ids(size)
                 for agent_id in ids:
-                    self.agents[agent_id] = Agent(agent_id)
+                    self.agents[agent_id] = Agent(agent_id, NEW)
                 started = await self.store.register(self.host_id, ids, self.lease_ms)
                 ready = time.perf_counter_ns()
                 latencies.extend([ready - requested] * size)
+                for agent_id in ids:
+                    agent = self.agents.get(agent_id)
+                    if agent is not None and agent.state == NEW:
+                        agent.state = IDLE
                 for agent_id, payload in started:
                     self._start(agent_id, payload)
                 if progress is not None:
@@ -227,6 +239,11 @@ class AgentHost:
         agent = self.agents.get(agent_id)
         if agent is None:
             return  # crashed or retired here; its lease will expire and Redis reclaims it
+        if self._draining:
+            # Stopping: leave the task with the agent in Redis; deregister hands it back.
+            agent.state = IDLE
+            agent.task_id = None
+            return
         task = Task.parse(payload)
         self.alloc_latency.record_ns(time.perf_counter_ns() - task.submit_ns)
         agent.state = BUSY
@@ -305,5 +322,17 @@ class AgentHost:
     async def _heartbeat_step(self) -> None:
         await asyncio.sleep(self.lease_ms / 3000)
         live = list(self.agents)
-        if live:
-            await self.store.heartbeat(live, self.lease_ms)
+        if live and await self.store.heartbeat(self.host_id, live, self.lease_ms) < len(live):
+            await self._forget_reaped(live)
+
+    async def _forget_reaped(self, agent_ids: list[str]) -> None:
+        """Idle agents whose lease ran out while this host could not renew it (a stalled
+        event loop) were reaped and are gone from Redis for good: forget them, so ``size``
+        counts real capacity. A busy one is forgotten when its result comes back stale;
+        a NEW one simply is not registered yet."""
+        scores = await self.client.zmscore(self.store.key("leases"), agent_ids)
+        for agent_id, expiry in zip(agent_ids, scores, strict=True):
+            agent = self.agents.get(agent_id)
+            if expiry is None and agent is not None and agent.state == IDLE:
+                agent.state = DEAD
+                del self.agents[agent_id]

@@ -10,13 +10,14 @@ costs one round trip per batch instead of a poll cycle.
 Keys (``P`` = ``{fleet:<name>}``):
 
 =====================  =====  ==================================================
-``P:agent:<id>``       hash   host, state (idle|busy), task (the payload it holds)
+``P:agent:<id>``       hash   host, state (idle|busy), task (the payload it holds),
+                              last (id of the last task it completed)
 ``P:agents``           set    registered agent ids
 ``P:leases``           zset   agent id -> lease expiry (Redis TIME, ms)
 ``P:idle``             list   idle agents, least recently used first
 ``P:pending``          list   tasks waiting for an agent (FIFO)
 ``P:inbox:<host>``     list   messages for one agent host ("T\\t<agent>\\t<task>")
-``P:hosts``            set    hosts that registered agents
+``P:hosts``            zset   host id -> lease expiry (renewed with its agents' leases)
 ``P:results``          stream completed tasks (capped)
 ``P:stats``            hash   submitted, completed, stale, reaped, reclaimed
 ``P:seq``              str    task id counter
@@ -47,6 +48,20 @@ local function assign(agent, task)
   redis.call('HSET', P .. ':agent:' .. agent, 'state', 'busy', 'task', task)
   redis.call('RPUSH', P .. ':inbox:' .. host_of(agent), 'T\t' .. agent .. '\t' .. task)
 end
+-- Remove an agent from every registry structure; a task it held goes to another idle
+-- agent or back to the front of the queue. Returns 1 if a task was handed on.
+local function drop(agent)
+  local key = P .. ':agent:' .. agent
+  local task = redis.call('HGET', key, 'task')
+  redis.call('LREM', P .. ':idle', 1, agent)
+  redis.call('DEL', key)
+  redis.call('SREM', P .. ':agents', agent)
+  redis.call('ZREM', P .. ':leases', agent)
+  if not task then return 0 end
+  local other = redis.call('LPOP', P .. ':idle')
+  if other then assign(other, task) else redis.call('LPUSH', P .. ':pending', task) end
+  return 1
+end
 """
 
 # ARGV: P, body... -> {assigned, queued}
@@ -72,7 +87,7 @@ return {assigned, queued}
 _REGISTER = r"""
 local expiry = now_ms() + tonumber(ARGV[2])
 local host = ARGV[3]
-redis.call('SADD', P .. ':hosts', host)
+redis.call('ZADD', P .. ':hosts', expiry, host)
 local started = {}
 for i = 4, #ARGV do
   local agent = ARGV[i]
@@ -93,6 +108,9 @@ return started
 """
 
 # ARGV: P, results_cap, (agent, task_id, result)... -> per agent: 0 stale | 1 idle | next task
+# A retry of a result Redis already recorded (the reply was lost with a connection) is
+# recognised by the agent's ``last`` field and answered with the agent's current state,
+# without recording the result twice.
 _COMPLETE = r"""
 local cap = ARGV[2]
 local out = {}
@@ -100,23 +118,26 @@ local done, stale = 0, 0
 for i = 3, #ARGV, 3 do
   local agent, tid, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key = P .. ':agent:' .. agent
-  local task = redis.call('HGET', key, 'task')
-  if (not task) or string.sub(task, 1, #tid + 1) ~= (tid .. '\t') then
-    out[#out + 1] = 0
-    stale = stale + 1
-  else
+  local fields = redis.call('HMGET', key, 'task', 'last')
+  local task, last = fields[1], fields[2]
+  if task and string.sub(task, 1, #tid + 1) == (tid .. '\t') then
     redis.call('XADD', P .. ':results', 'MAXLEN', '~', cap, '*', 't', tid, 'a', agent, 'r', result)
     done = done + 1
     local nxt = redis.call('LPOP', P .. ':pending')
     if nxt then
-      redis.call('HSET', key, 'task', nxt)
+      redis.call('HSET', key, 'task', nxt, 'last', tid)
       out[#out + 1] = nxt
     else
-      redis.call('HSET', key, 'state', 'idle')
+      redis.call('HSET', key, 'state', 'idle', 'last', tid)
       redis.call('HDEL', key, 'task')
       redis.call('RPUSH', P .. ':idle', agent)
       out[#out + 1] = 1
     end
+  elseif last == tid then
+    out[#out + 1] = task or 1
+  else
+    out[#out + 1] = 0
+    stale = stale + 1
   end
 end
 if done > 0 then redis.call('HINCRBY', P .. ':stats', 'completed', done) end
@@ -124,33 +145,32 @@ if stale > 0 then redis.call('HINCRBY', P .. ':stats', 'stale', stale) end
 return out
 """
 
-# ARGV: P, lease_ms, agent... -> number of leases renewed (reaped agents are not revived)
+# ARGV: P, lease_ms, host, agent... -> number of leases renewed (reaped agents stay gone)
 _HEARTBEAT = r"""
 local expiry = now_ms() + tonumber(ARGV[2])
+redis.call('ZADD', P .. ':hosts', expiry, ARGV[3])
 local renewed = 0
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   renewed = renewed + redis.call('ZADD', P .. ':leases', 'XX', 'CH', expiry, ARGV[i])
 end
 return renewed
 """
 
 # ARGV: P, limit -> {reaped agent ids..., then the number of tasks reclaimed as last item}
+# Hosts whose lease ran out (crashed processes) lose their inbox: every agent they had is
+# reaped with them, so what the inbox held was already handed on.
 _REAP = r"""
-local expired = redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now_ms(),
+local now = now_ms()
+local expired = redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now,
                            'LIMIT', 0, tonumber(ARGV[2]))
 local reclaimed = 0
 for _, agent in ipairs(expired) do
-  local key = P .. ':agent:' .. agent
-  local task = redis.call('HGET', key, 'task')
-  redis.call('LREM', P .. ':idle', 1, agent)
-  redis.call('DEL', key)
-  redis.call('SREM', P .. ':agents', agent)
-  redis.call('ZREM', P .. ':leases', agent)
-  if task then
-    local other = redis.call('LPOP', P .. ':idle')
-    if other then assign(other, task) else redis.call('LPUSH', P .. ':pending', task) end
-    reclaimed = reclaimed + 1
-  end
+  reclaimed = reclaimed + drop(agent)
+end
+local dead_hosts = redis.call('ZRANGEBYSCORE', P .. ':hosts', '-inf', now, 'LIMIT', 0, 100)
+for _, host in ipairs(dead_hosts) do
+  redis.call('ZREM', P .. ':hosts', host)
+  redis.call('DEL', P .. ':inbox:' .. host)
 end
 if #expired > 0 then
   redis.call('HINCRBY', P .. ':stats', 'reaped', #expired)
@@ -179,22 +199,11 @@ return retired
 _DEREGISTER = r"""
 local requeued = 0
 for i = 4, #ARGV do
-  local agent = ARGV[i]
-  local key = P .. ':agent:' .. agent
-  local task = redis.call('HGET', key, 'task')
-  redis.call('LREM', P .. ':idle', 1, agent)
-  redis.call('DEL', key)
-  redis.call('SREM', P .. ':agents', agent)
-  redis.call('ZREM', P .. ':leases', agent)
-  if task then
-    local other = redis.call('LPOP', P .. ':idle')
-    if other then assign(other, task) else redis.call('LPUSH', P .. ':pending', task) end
-    requeued = requeued + 1
-  end
+  requeued = requeued + drop(ARGV[i])
 end
 if ARGV[3] == '1' then
   redis.call('DEL', P .. ':inbox:' .. ARGV[2])
-  redis.call('SREM', P .. ':hosts', ARGV[2])
+  redis.call('ZREM', P .. ':hosts', ARGV[2])
 end
 return requeued
 """
@@ -266,10 +275,12 @@ class FleetStore:
         replies = await self._call("complete", args)
         return [r if isinstance(r, int) else _decode(r) for r in replies]
 
-    async def heartbeat(self, agents: Sequence[str], lease_ms: int) -> int:
+    async def heartbeat(self, host: str, agents: Sequence[str], lease_ms: int) -> int:
+        """Renew the host's lease and its agents'; returns how many agent leases existed."""
         renewed = 0
         for i in range(0, len(agents), CHUNK):
-            renewed += int(await self._call("heartbeat", [lease_ms, *agents[i : i + CHUNK]]))
+            chunk = agents[i : i + CHUNK]
+            renewed += int(await self._call("heartbeat", [lease_ms, host, *chunk]))
         return renewed
 
     async def reap(self, limit: int = 500) -> tuple[list[str], int]:
@@ -317,7 +328,7 @@ class FleetStore:
         pipe.scard(self.key("agents"))
         pipe.zcard(self.key("leases"))
         pipe.llen(self.key("idle"))
-        pipe.scard(self.key("hosts"))
+        pipe.zcard(self.key("hosts"))
         registry = sum(int(x) for x in await pipe.execute())
         inboxes = [k async for k in self.client.scan_iter(match=self.key("inbox", "*"))]
         return registry + len(await self.agent_keys()) + len(inboxes)

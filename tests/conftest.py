@@ -1,0 +1,53 @@
+"""Shared fixtures: one real redis-server for the session, unique fleet names per test.
+
+The server is started by :class:`loadkit.redis_server.RedisServer` (the same code the CLI
+uses), so every test that touches Redis talks to a real ``redis-server`` over a real
+loopback socket. Tests isolate themselves by fleet name (every fleet key carries the
+``{fleet:<name>}`` prefix), not by flushing the server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_URL, RedisServer
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain synchronous client for inspecting state from outside the system under test."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fleet_name(request: pytest.FixtureRequest) -> str:
+    """A fleet name no other test (or earlier run against the same server) uses."""
+    test = "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
+    return f"t{next(_counter)}_{test}_{secrets.token_hex(3)}"
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's LOADKIT_REDIS_URL / LOADKIT_ALLOW_REMOTE must not steer the tests."""
+    monkeypatch.delenv(ENV_URL, raising=False)
+    monkeypatch.delenv(ENV_ALLOW_REMOTE, raising=False)

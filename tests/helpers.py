@@ -1,0 +1,55 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_URL
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def child_env() -> dict[str, str]:
+    """Environment for ``python -m loadkit`` children: no ambient Redis settings, no
+    colour codes in captured output."""
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_URL, ENV_ALLOW_REMOTE)}
+    env["NO_COLOR"] = "1"
+    env["TERM"] = "dumb"
+    env["COLUMNS"] = "120"
+    return env
+
+
+def loadkit_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "loadkit", *args]
+
+
+def run_loadkit(
+    *args: str, cwd: Path | str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        loadkit_cmd(*args),
+        cwd=cwd,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` until true; fail the test naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    if not predicate():
+        pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
