@@ -143,8 +143,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     names = workload.resolve(args.workloads)
     baseline = load_report(args.baseline) if args.baseline else None
     console = Console(stderr=True)
+    report_path = args.markdown or args.json
+    plots = Path(report_path).parent / "plots" if report_path else None
     with redis_url(args.redis_url) as url:
-        entries, targets = run_workloads(names, args.scale, url, args.timeout, console)
+        entries, targets = run_workloads(names, args.scale, url, args.timeout, console, plots)
     links = {}
     if args.markdown:
         with contextlib.suppress(ImportError):

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class ChildOutcome:
     duration_s: float
     metrics: dict[str, float] | None
     error: str | None
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 def _reader(stream: Any, sink: queue.Queue[str | None]) -> None:
@@ -50,6 +51,7 @@ def run_child(
     redis_url: str,
     timeout_s: float,
     on_progress: Any = None,
+    artifacts_dir: Path | None = None,
 ) -> ChildOutcome:
     """Run one workload in a child process; never raises for the workload's own failures."""
     with tempfile.TemporaryDirectory(prefix="loadkit-run-") as tmp:
@@ -66,6 +68,8 @@ def run_child(
             "--out",
             str(out),
         ]
+        if artifacts_dir is not None:
+            cmd += ["--artifacts", str(artifacts_dir)]
         start = time.monotonic()
         proc = subprocess.Popen(
             cmd,
@@ -106,7 +110,9 @@ def run_child(
         except (OSError, json.JSONDecodeError):
             data = {}
         if proc.returncode == 0 and "metrics" in data:
-            return ChildOutcome("passed", duration, data["metrics"], None)
+            return ChildOutcome(
+                "passed", duration, data["metrics"], None, data.get("artifacts") or {}
+            )
         error = data.get("error") or _last_line(stderr_tail) or f"exit code {proc.returncode}"
         return ChildOutcome("error", duration, data.get("metrics"), error)
 
@@ -152,8 +158,10 @@ def run_workloads(
     redis_url: str,
     timeout_s: float,
     console: Console | None = None,
+    artifacts_dir: Path | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Target]]]:
-    """Run each workload; returns report blocks and the targets used, by workload."""
+    """Run each workload; returns report blocks and the targets used, by workload.
+    Plots go to ``artifacts_dir``; blocks name them relative to its parent folder."""
     console = console or Console(stderr=True)
     entries: dict[str, dict[str, Any]] = {}
     all_targets: dict[str, list[Target]] = {}
@@ -176,7 +184,7 @@ def run_workloads(
                 progress.update(task_id, completed=fraction, phase=phase)
 
             update("starting", 0.0)
-            outcome = run_child(name, scale, redis_url, timeout_s, update)
+            outcome = run_child(name, scale, redis_url, timeout_s, update, artifacts_dir)
             progress.update(task_id, completed=1.0, phase=outcome.status)
             found = module.bottlenecks(outcome.metrics) if outcome.metrics else []
             entries[name] = workload_entry(
@@ -186,5 +194,10 @@ def run_workloads(
                 targets=targets,
                 bottlenecks=found,
                 error=outcome.error,
+                artifacts={
+                    label: f"{artifacts_dir.name}/{filename}"
+                    for label, filename in outcome.artifacts.items()
+                    if artifacts_dir is not None
+                },
             )
     return entries, all_targets

@@ -82,6 +82,7 @@ def workload_entry(
     targets: Sequence[Target],
     bottlenecks: Sequence[str] = (),
     error: str | None = None,
+    artifacts: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One workload's block. ``status`` is the runner's verdict (passed/error/timeout/
     skipped); a finished run's passed/failed is decided here from the checks."""
@@ -102,6 +103,7 @@ def workload_entry(
         "confidence": conf,
         "bottlenecks": found,
         "error": error,
+        "artifacts": dict(artifacts or {}),
     }
 
 
@@ -242,7 +244,7 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
     return str(value)
 
 
@@ -283,6 +285,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                     f"| {c['score']:.2f} | {mark} |"
                 )
             lines.append("")
+        for label, path in (w.get("artifacts") or {}).items():
+            lines += [f"![{label}]({path})", ""]
         if w["bottlenecks"]:
             lines += ["Bottlenecks:", ""] + [f"- {b}" for b in w["bottlenecks"]] + [""]
         if w["metrics"]:

@@ -38,16 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="quick", choices=workload.SCALES)
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--artifacts", type=Path, help="folder for plots")
     args = parser.parse_args(argv)
     module = workload.load(args.workload)
-    ctx = workload.RunContext(args.redis_url, args.scale, _progress_printer())
+    ctx = workload.RunContext(args.redis_url, args.scale, _progress_printer(), args.artifacts)
     try:
         output = asyncio.run(module.run(ctx))
     except Exception as exc:  # reported to the parent as this workload's error
         traceback.print_exc()
         args.out.write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return 1
-    args.out.write_text(json.dumps({"metrics": output.metrics, "notes": output.notes}))
+    result = {"metrics": output.metrics, "notes": output.notes, "artifacts": output.artifacts}
+    args.out.write_text(json.dumps(result))
     return 0
 
 

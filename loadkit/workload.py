@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 
 from loadkit.errors import UsageError
@@ -31,12 +32,23 @@ class RunContext:
     redis_url: str
     scale: str = "quick"
     progress: Callable[[str, float], None] = field(default=lambda phase, fraction: None)
+    # Where a workload may write plots; None when the run keeps no files.
+    artifacts_dir: Path | None = None
+
+    def artifact(self, filename: str) -> Path | None:
+        """A path for a plot inside the run's artifacts folder (None: don't plot)."""
+        if self.artifacts_dir is None:
+            return None
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        return self.artifacts_dir / filename
 
 
 @dataclass
 class WorkloadOutput:
     metrics: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    # label -> file name inside the artifacts folder (plots the report links to)
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 def check_scale(scale: str) -> str:

@@ -188,8 +188,14 @@ class StepLoad:
 
 
 async def measure_autoscale(
-    url: str, fleet: str, step: StepLoad, lease_ms: int = 1000, progress: Progress = _noop
+    url: str,
+    fleet: str,
+    step: StepLoad,
+    lease_ms: int = 1000,
+    progress: Progress = _noop,
+    trace: list[tuple[float, int]] | None = None,
 ) -> dict[str, float]:
+    """Run the step profile; ``trace`` (if given) receives (seconds, agents) per tick."""
     config = AutoscalerConfig(
         min_agents=10,
         max_agents=step.max_agents,
@@ -200,7 +206,7 @@ async def measure_autoscale(
         scale_down_cooldown_s=1.0,
     )
     needed = math.ceil(step.high_rate_per_s * config.service_time_s / config.target_utilization)
-    trace: list[tuple[float, int]] = []
+    trace = [] if trace is None else trace
     total = step.low_s + step.high_s + step.cooldown_s
     async with FleetManager(
         url, fleet, lease_ms=lease_ms, autoscaler=config, autoscale_interval_s=0.1

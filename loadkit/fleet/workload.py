@@ -135,9 +135,22 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         main_leftovers = await main.store.leftovers()
     finally:
         await main.close(purge=True)
+    trace: list[tuple[float, int]] = []
     metrics |= await measure_autoscale(
-        ctx.redis_url, f"scale-{run_id}", sc.step, sc.lease_ms, phase("autoscale", 0.4, 0.9)
+        ctx.redis_url,
+        f"scale-{run_id}",
+        sc.step,
+        sc.lease_ms,
+        phase("autoscale", 0.4, 0.9),
+        trace,
     )
+    artifacts = {}
+    plot_path = ctx.artifact("fleet-autoscale.png")
+    if plot_path is not None:
+        from loadkit.fleet.plots import plot_autoscale
+
+        plot_autoscale(trace, sc.step, int(metrics["autoscale_needed_agents"]), plot_path)
+        artifacts["autoscaler through a load step"] = plot_path.name
     metrics |= await measure_cycles(
         ctx.redis_url, f"cycle-{run_id}", sc.agents, sc.cycles, phase("cleanup", 0.9, 1.0)
     )
@@ -151,4 +164,4 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         "cleanup_rss_retained_kib": (metrics.pop("cycle_final_rss_bytes") - rss_cold) / 1024,
     }
     ctx.progress("done", 1.0)
-    return WorkloadOutput(metrics=metrics)
+    return WorkloadOutput(metrics=metrics, artifacts=artifacts)
