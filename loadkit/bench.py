@@ -2,9 +2,11 @@
 
 1. ``asv machine --yes`` once, if this machine has no asv profile yet;
 2. ``asv run --python=same`` on HEAD with samples recorded into ``results/``;
-3. ``asv publish`` into ``html/`` (asv wipes that folder, so loadkit's pages come after);
-4. the history page (``loadkit report``) when that command is available;
-5. ``loadkit run`` -> ``html/loadkit/report.json`` and ``report.md``, linking to it.
+3. ``asv publish`` into ``html/``;
+4. the history page (``loadkit report``) -> ``html-loadkit/index.html``;
+5. ``loadkit run`` -> ``html-loadkit/report.json`` and ``report.md``, linking to it.
+
+loadkit's pages sit beside the asv site because ``asv publish`` deletes ``html/``.
 
 Existing results are never deleted: asv adds this commit's file beside the others.
 """
@@ -64,17 +66,14 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.skip_report:
         return status
     from loadkit.cli import main as loadkit_main
+    from loadkit.history.paths import report_dir as history_dir
 
-    try:
-        from loadkit.history.commands import add_commands  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        console.rule("loadkit report (history)")
-        results = str(root / conf.get("results_dir", "results"))
-        loadkit_main(["report", "--results", results, "--html", str(html)])
+    console.rule("loadkit report (history)")
+    results = str(root / conf.get("results_dir", "results"))
+    loadkit_main(["report", "--results", results, "--html", str(html)])
     console.rule(f"loadkit run --scale {args.scale}")
-    report_dir = html / "loadkit"
+    # Beside the asv site, not in it: `asv publish` deletes html/ before writing.
+    report_dir = history_dir(html)
     code = loadkit_main(
         [
             "run",
@@ -86,6 +85,7 @@ def run_bench(args: argparse.Namespace) -> int:
             str(report_dir / "report.md"),
         ]
     )
-    console.print(f"site: {html / 'index.html'}  (serve it with `asv preview`)")
-    console.print(f"report: {report_dir / 'report.md'}")
+    console.print(f"asv site: {html / 'index.html'}  (serve it with `asv preview`)")
+    console.print(f"history:  {report_dir / 'index.html'}")
+    console.print(f"report:   {report_dir / 'report.md'}")
     return code or status

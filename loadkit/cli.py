@@ -24,7 +24,9 @@ from rich.console import Console
 from rich.table import Table
 
 from loadkit import workload
+from loadkit.argtypes import positive_float, positive_int
 from loadkit.errors import UsageError
+from loadkit.history.commands import add_commands as add_history_commands
 from loadkit.redis_server import ENV_URL, PERSISTENCE_MODES, RedisServer, check_url, redis_url
 
 
@@ -35,26 +37,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def _writable(path: str) -> Path:
     p = Path(path)
     if p.exists() and p.is_dir():
@@ -63,7 +45,11 @@ def _writable(path: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="loadkit", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="loadkit",
+        description="Continuous benchmarking for an agent-orchestration stack: real load, asv "
+        "history, regression-aware confidence.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run workloads and write the report")
@@ -79,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--redis-url", help=f"use this Redis instead of an embedded one (${ENV_URL})")
     run.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=120.0,
         metavar="S",
         help="per-workload timeout in seconds (default 120)",
@@ -90,11 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     agents = sub.add_parser("agents", help="host agents that join a fleet through Redis")
     agents.add_argument("--redis-url", required=True)
     agents.add_argument("--fleet", default="default", help="fleet name (default: default)")
-    agents.add_argument("--count", type=_positive_int, required=True)
-    agents.add_argument("--lease-ms", type=_positive_int, default=3000)
+    agents.add_argument("--count", type=positive_int, required=True)
+    agents.add_argument("--lease-ms", type=positive_int, default=3000)
     agents.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_float,
         default=600.0,
         metavar="S",
         help="stop by itself after this many seconds (default 600)",
@@ -103,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     red = sub.add_parser("redis", help="start a private Redis on loopback and print its URL")
     red.add_argument("--persistence", choices=PERSISTENCE_MODES, default="none")
-    red.add_argument("--duration", type=_positive_float, default=3600.0, metavar="S")
+    red.add_argument("--duration", type=positive_float, default=3600.0, metavar="S")
     red.set_defaults(func=cmd_redis)
 
     bench = sub.add_parser("bench", help="asv run on this commit, asv publish, run report")
@@ -112,10 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-report", action="store_true", help="only asv run + publish")
     bench.set_defaults(func=cmd_bench)
 
-    with contextlib.suppress(ImportError):
-        from loadkit.history.commands import add_commands
-
-        add_commands(sub)
+    add_history_commands(sub)
     return parser
 
 
@@ -149,12 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         entries, targets = run_workloads(names, args.scale, url, args.timeout, console, plots)
     links = {}
     if args.markdown:
-        with contextlib.suppress(ImportError):
-            from loadkit.history.commands import report_page_link
-
-            page = report_page_link(Path(args.markdown).parent)
-            if page:
-                links["benchmark history"] = page
+        page = _history_page(Path(args.markdown))
+        if page:
+            links["benchmark history (loadkit report)"] = page
     report = build_report(
         entries, targets, scale=args.scale, baseline=baseline, commit=git_commit(), links=links
     )
@@ -171,6 +151,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.markdown:
         _write(args.markdown, to_markdown(report))
     return 0 if report["passed"] else 1
+
+
+def _history_page(markdown: Path) -> str | None:
+    """The history page for this repository's asv site (if ``loadkit report`` wrote it),
+    as a link relative to the Markdown report."""
+    conf = Path("asv.conf.json")
+    if not conf.is_file():
+        return None
+    try:
+        html_dir = json.loads(conf.read_text()).get("html_dir", "html")
+    except (OSError, ValueError, AttributeError):
+        return None
+    from loadkit.history.commands import report_page_link
+
+    page = report_page_link(html_dir)
+    return os.path.relpath(page, markdown.resolve().parent) if page else None
 
 
 def _write(path: Path, text: str) -> None:

@@ -173,7 +173,9 @@ def test_usage_errors_in_process_return_2(capsys: pytest.CaptureFixture[str]) ->
     """``main()`` itself (the console script) turns a UsageError into 2, not an exception."""
     assert main(["run", "nosuch"]) == 2
     err = capsys.readouterr().err
-    assert err == "loadkit: error: unknown workload 'nosuch'; available: fleet\n"
+    from loadkit.workload import WORKLOADS
+
+    assert err == f"loadkit: error: unknown workload 'nosuch'; available: {', '.join(WORKLOADS)}\n"
     with pytest.raises(SystemExit) as exc:
         main(["agents", "--redis-url", "redis://127.0.0.1:1", "--count", "-5"])
     assert exc.value.code == 2

@@ -1,0 +1,12 @@
+"""Regression-aware confidence over asv history (issue 3).
+
+Pure statistics over plain arrays, tested without I/O: ``changepoints`` (permutation
+CUSUM binary segmentation), ``drift`` (Theil–Sen with a Hamed–Rao-corrected
+Mann–Kendall test), ``gate`` (newest commit vs the stable segment), ``confidence``
+(p-value calibration, detectable effect) and ``scoring`` (all of it for one series).
+``simulation`` measures them against asv's ``step_detect`` on series with known truth.
+
+At the edges: ``asv_reader`` (results through ``asv.results``), ``commit_order`` (git,
+as asv orders commits), ``tables`` and ``report_page`` (rich table, JSON, HTML and
+matplotlib), and ``commands`` (the ``check``, ``calibrate`` and ``report`` commands).
+"""

@@ -1,0 +1,198 @@
+"""Bodies of the ``check``, ``calibrate`` and ``report`` commands: read the history, call
+the pure scoring, hand results to the table, JSON and page writers. Imported lazily by
+:mod:`loadkit.history.commands` (it pulls in scipy and matplotlib)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from asv.machine import Machine
+from rich.console import Console
+from rich.markup import escape
+
+from loadkit.errors import UsageError
+from loadkit.history import tables
+from loadkit.history.asv_reader import MachineHistory, list_machines, read_machine
+from loadkit.history.commit_order import branch_commits, settings_from_config
+from loadkit.history.paths import report_dir
+from loadkit.history.report_page import render_page
+from loadkit.history.scoring import ScoringOptions, SeriesScore, score_series, worst_first
+from loadkit.history.simulation import (
+    GATE_BETWEEN_SD,
+    GATE_SAMPLES,
+    GATE_WITHIN_SD,
+    calibrate,
+    calibrate_gate,
+)
+
+
+def _stdout() -> Console:
+    """Wide enough for the table when output goes to a file or a CI log."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _write_json(path: Path, document: dict[str, object]) -> None:
+    """Write via a temporary file so an interrupted run never leaves half a document."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _pick_machine(results: Path, machine: str | None) -> str:
+    machines = list_machines(results)
+    if machine is not None:
+        return machine  # read_machine names the known ones if this is wrong
+    if not machines:
+        raise UsageError(f"no asv results in {results} (no machine folder with machine.json)")
+    if len(machines) > 1:
+        this_host = Machine.get_unique_machine_name()  # asv's default machine name
+        if this_host in machines:
+            return this_host
+        raise UsageError(f"several machines in {results} ({', '.join(machines)}): pass --machine")
+    return machines[0]
+
+
+def _commit_order(
+    results: Path, config: Path | None, warn: Callable[[str], None]
+) -> list[str] | None:
+    config_path = config if config is not None else results.parent / "asv.conf.json"
+    if not config_path.is_file():
+        if config is not None:
+            raise UsageError(f"asv config {config} does not exist")
+        warn(f"no {config_path}: ordering commits by the dates asv recorded")
+        return None
+    settings = settings_from_config(config_path)
+    try:
+        return branch_commits(settings)
+    except UsageError as exc:
+        warn(f"{exc}; ordering commits by the dates asv recorded")
+        return None
+
+
+def _resolve_commit(history: MachineHistory, prefix: str) -> str:
+    matches = [c for c in history.commits if c.startswith(prefix.lower())]
+    if not matches:
+        raise UsageError(f"unknown commit {prefix}: no results for it on {history.machine}")
+    if len(matches) > 1:
+        raise UsageError(f"commit prefix {prefix} is ambiguous ({len(matches)} commits match)")
+    return matches[0]
+
+
+def score_history(args: argparse.Namespace) -> tuple[MachineHistory, list[SeriesScore], str]:
+    """Read and score the machine's history as the options ask; worst first."""
+    console = _stderr()
+
+    def warn(message: str) -> None:
+        console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+    results = Path(args.results)
+    machine = _pick_machine(results, args.machine)
+    order = _commit_order(results, args.config, warn)
+    history = read_machine(results, machine, order, warn)
+    if not history.series:
+        raise UsageError(f"no readable benchmark results for machine {machine} in {results}")
+    newest = history.commits[-1]
+    if args.commit:
+        newest = _resolve_commit(history, args.commit)
+    options = ScoringOptions(confidence=args.confidence, min_effect=args.min_effect)
+    scores = []
+    missing = []
+    for series in history.series:
+        if newest not in series.commits:
+            missing.append(series.name)
+            continue
+        scores.append(score_series(series.up_to(newest), options))
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        warn(f"no result at {newest[:8]} (failed, skipped or not yet written) for {shown}")
+    return history, worst_first(scores), newest
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """``loadkit check``: print the table (and JSON); exit 1 on a confident regression."""
+    history, scores, newest = score_history(args)
+    failing = [s for s in scores if s.failing]
+    console = _stdout()
+    title = f"loadkit check — {history.machine} @ {newest[:8]} ({len(scores)} series)"
+    console.print(tables.check_table(scores, title))
+    if failing:
+        names = escape(", ".join(s.series.name for s in failing))
+        console.print(
+            f"[bold red]REGRESSION[/] at {newest[:8]} (confidence ≥ {args.confidence}, "
+            f"effect ≥ {args.min_effect:.0%}): {names}"
+        )
+    else:
+        console.print(f"no regression at {newest[:8]} reaches the required confidence and effect")
+    if args.json:
+        _write_json(
+            args.json,
+            {
+                "schema": tables.CHECK_SCHEMA,
+                "machine": history.machine,
+                "commit": newest,
+                "confidence": args.confidence,
+                "min_effect": args.min_effect,
+                "failing": [s.series.name for s in failing],
+                "skipped_files": history.skipped,
+                "series": [tables.score_to_dict(s) for s in scores],
+            },
+        )
+    return 1 if failing else 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """``loadkit calibrate``: the simulation table; exit 1 if a requirement is missed."""
+    started = time.perf_counter()
+    cells = calibrate(series=args.series, seed=args.seed)
+    gate_cells = calibrate_gate(series=args.series, seed=args.seed)
+    elapsed = time.perf_counter() - started
+    console = _stdout()
+    title = f"calibration: n = 40 commits, seed {args.seed} (issue 3 table)"
+    console.print(tables.calibration_table(cells, title))
+    gate_title = (
+        f"the gate as check uses it: {GATE_SAMPLES} samples/commit, "
+        f"{GATE_WITHIN_SD:.0%} within, {GATE_BETWEEN_SD:.0%} between commits"
+    )
+    console.print(tables.gate_calibration_table(gate_cells, gate_title))
+    console.print(f"{elapsed:.0f} s")
+    if args.json:
+        _write_json(
+            args.json,
+            {
+                "seed": args.seed,
+                "seconds": round(elapsed, 1),
+                "cells": [cell.as_dict() for cell in cells],
+                "gate_cells": [cell.as_dict() for cell in gate_cells],
+            },
+        )
+    met = all(cell.met for cell in cells) and all(cell.met for cell in gate_cells)
+    return 0 if met else 1
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``loadkit report``: plots and table in ``<html>-loadkit/index.html``."""
+    history, scores, newest = score_history(args)
+    out_dir = report_dir(Path(args.html))
+    title = f"loadkit history — {history.machine} @ {newest[:8]}"
+    notes = [f"skipped unreadable results file: {m}" for m in history.skipped]
+    try:
+        page = render_page(scores, out_dir, title, notes)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
+    print(page, file=sys.stdout)
+    return 0

@@ -1,0 +1,99 @@
+"""The ``check``, ``calibrate`` and ``report`` commands: options in, exit code out.
+
+Only wiring lives here: parse and validate options (bad ones raise ``UsageError``, which
+the main CLI prints as one line with exit code 2), read the history, call the pure
+scoring, and hand the result to the table, JSON or page writers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from loadkit.argtypes import confidence_level, fraction, positive_int
+from loadkit.history.paths import PAGE_NAME, report_dir
+
+DEFAULT_SERIES = 500
+DEFAULT_SEED = 2026
+
+
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    """The command body lives in :mod:`loadkit.history.actions`, imported only when the
+    command runs: scipy and matplotlib cost a second, which every other loadkit command
+    would otherwise pay just to build the parser."""
+
+    def run(args: argparse.Namespace) -> int:
+        from loadkit.history import actions
+
+        return int(getattr(actions, name)(args))
+
+    run.__name__ = name
+    return run
+
+
+def _add_history_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--machine",
+        help="machine folder in the results (default: the only one, else this host's, as asv)",
+    )
+    parser.add_argument("--commit", help="judge the history as of this commit (hash or prefix)")
+    parser.add_argument(
+        "--confidence", type=confidence_level, default=0.95, help="verdict confidence (0.95)"
+    )
+    parser.add_argument(
+        "--min-effect",
+        type=fraction,
+        default=0.05,
+        help="smallest relative worsening that fails the check (0.05 = 5%%)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="asv.conf.json giving the repository and branch "
+        "(default: the one next to the results directory)",
+    )
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``check``, ``calibrate`` and ``report`` on the main CLI's subparsers."""
+    check = subparsers.add_parser(
+        "check",
+        help="score every asv series and gate the newest commit",
+        description="Exit 1 if any benchmark regressed with the required confidence and "
+        "effect size, 0 otherwise, 2 on usage errors.",
+    )
+    check.add_argument("--results", type=Path, default=Path("results"), help="asv results dir")
+    _add_history_options(check)
+    check.add_argument("--json", type=Path, help="also write the scores as JSON here")
+    check.set_defaults(func=_lazy("run_check"))
+
+    calibration = subparsers.add_parser(
+        "calibrate",
+        help="simulation study: loadkit vs asv step_detect on series with known truth",
+        description="Exit 0 when every cell meets its requirement, 1 otherwise.",
+    )
+    calibration.add_argument(
+        "--series", type=positive_int, default=DEFAULT_SERIES, help="series per scenario"
+    )
+    calibration.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
+    calibration.add_argument("--json", type=Path, help="also write the table as JSON here")
+    calibration.set_defaults(func=_lazy("run_calibrate"))
+
+    report = subparsers.add_parser(
+        "report",
+        help="write the trend plots and confidence table next to the asv site",
+    )
+    report.add_argument("--results", type=Path, required=True, help="asv results dir")
+    report.add_argument(
+        "--html", type=Path, required=True, help="asv html dir (the page goes beside it)"
+    )
+    _add_history_options(report)
+    report.set_defaults(func=_lazy("run_report"))
+
+
+def report_page_link(html_dir: str | os.PathLike[str]) -> str | None:
+    """Path of the report page for an asv html dir, or None if it was never written."""
+    page = report_dir(Path(html_dir)) / PAGE_NAME
+    return str(page) if page.is_file() else None

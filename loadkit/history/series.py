@@ -1,0 +1,58 @@
+"""One benchmark's history as plain data: what the statistics consume.
+
+A series is one benchmark and one parameter combination on one machine, ordered by
+commit. Each commit holds its measurements: asv's raw samples when it recorded them,
+otherwise the single summary value, so every statistic handles both the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from loadkit.history.direction import Direction
+
+
+@dataclass
+class Series:
+    """Measurements of one benchmark (and parameter combination) by commit, oldest first."""
+
+    name: str
+    commits: list[str]
+    measurements: list[np.ndarray]
+    direction: Direction = Direction.LOWER_IS_BETTER
+    unit: str = ""
+    summaries: list[dict[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.commits) != len(self.measurements):
+            raise ValueError(
+                f"{self.name}: {len(self.commits)} commits but "
+                f"{len(self.measurements)} measurement sets"
+            )
+
+    @property
+    def centres(self) -> np.ndarray:
+        """Per-commit medians: the level each commit sits at."""
+        return np.array([float(np.median(values)) for values in self.measurements])
+
+    @property
+    def has_samples(self) -> bool:
+        """True when at least one commit carries more than one raw sample."""
+        return any(values.size > 1 for values in self.measurements)
+
+    def up_to(self, commit: str) -> Series:
+        """The history as it stood at ``commit`` (a full hash or a unique prefix)."""
+        for index, known in enumerate(self.commits):
+            if known.startswith(commit):
+                stop = index + 1
+                return Series(
+                    name=self.name,
+                    commits=self.commits[:stop],
+                    measurements=self.measurements[:stop],
+                    direction=self.direction,
+                    unit=self.unit,
+                    summaries=self.summaries[:stop],
+                )
+        raise KeyError(commit)
