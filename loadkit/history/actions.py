@@ -14,6 +14,7 @@ from pathlib import Path
 from asv.machine import Machine
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadkit.errors import UsageError
 from loadkit.history import tables
@@ -25,7 +26,9 @@ from loadkit.history.scoring import ScoringOptions, SeriesScore, score_series, w
 from loadkit.history.simulation import (
     GATE_BETWEEN_SD,
     GATE_SAMPLES,
+    GATE_SCENARIOS,
     GATE_WITHIN_SD,
+    SCENARIOS,
     calibrate,
     calibrate_gate,
 )
@@ -158,8 +161,22 @@ def run_check(args: argparse.Namespace) -> int:
 def run_calibrate(args: argparse.Namespace) -> int:
     """``loadkit calibrate``: the simulation table; exit 1 if a requirement is missed."""
     started = time.perf_counter()
-    cells = calibrate(series=args.series, seed=args.seed)
-    gate_cells = calibrate_gate(series=args.series, seed=args.seed)
+    total = len(SCENARIOS) + len(GATE_SCENARIOS)
+    with Progress(
+        TextColumn("calibrating {task.fields[cell]:<20}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_stderr(),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("calibrate", total=total, cell="")
+
+        def done(name: str) -> None:
+            progress.update(task, advance=1, cell=name)
+
+        cells = calibrate(series=args.series, seed=args.seed, on_cell=done)
+        gate_cells = calibrate_gate(series=args.series, seed=args.seed, on_cell=done)
     elapsed = time.perf_counter() - started
     console = _stdout()
     title = f"calibration: n = 40 commits, seed {args.seed} (issue 3 table)"
