@@ -1,0 +1,151 @@
+"""asv benchmarks for the WASM expression parser against pure Python and ``ast.parse``.
+
+The measurement functions are the ones ``loadkit run wasm`` reports from
+(:mod:`loadkit.wasm.scenarios`), so asv's history and the run report agree. Documents
+come from the seeded corpus, so every commit parses the same bytes. The ratios are
+``track_`` benchmarks: both sides are timed in the same process, one after the other,
+so a regression of the multiplier shows in ``loadkit check`` like any other series.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from loadkit.wasm import corpus, pyparser, scenarios
+from loadkit.wasm.host import WasmParser
+
+SEED = 5
+SIZES = [200_000, 1_000_000, 4_000_000]
+
+
+def _document(size: int) -> bytes:
+    return corpus.document(size, SEED).encode()
+
+
+class _WasmCase:
+    """A parser (module compiled, this thread's instance warm) and one document."""
+
+    warmup_time = 0
+    timeout = 300
+
+    def _start(self, size: int) -> None:
+        self.data = _document(size)
+        self.wasm = WasmParser()
+        self.wasm.parse(self.data)
+
+    def teardown(self, *params: object) -> None:
+        self.wasm.close()
+
+
+class WasmParse(_WasmCase):
+    """One document through each parser: WASM (copy in, parse, copy out), the same
+    algorithm in pure Python, and CPython's C parser as the native anchor."""
+
+    params = SIZES
+    param_names = ["document_bytes"]
+    repeat = (3, 10, 30.0)
+    rounds = 1
+
+    def setup(self, size: int) -> None:
+        self._start(size)
+
+    def time_wasm(self, size: int) -> None:
+        self.wasm.parse(self.data)
+
+    def time_python(self, size: int) -> None:
+        pyparser.parse(self.data)
+
+    def time_ast_parse(self, size: int) -> None:
+        ast.parse(self.data)
+
+
+class WasmSpeedup(_WasmCase):
+    """Ratios of medians measured in one process: the multiplier the issue tracks."""
+
+    params = SIZES
+    param_names = ["document_bytes"]
+    rounds = 1
+    repeat = 1
+    number = 1
+
+    def setup(self, size: int) -> None:
+        self._start(size)
+        self.point = scenarios.measure_speed(
+            self.wasm, size, python_repeats=3, wasm_repeats=15, seed=SEED
+        )
+
+    def track_speedup_ratio(self, size: int) -> float:
+        return self.point.speedup
+
+    track_speedup_ratio.unit = "x"
+
+    def track_speedup_vs_ast_ratio(self, size: int) -> float:
+        return self.point.speedup_vs_ast
+
+    track_speedup_vs_ast_ratio.unit = "x"
+
+    def track_wasm_mb_per_s(self, size: int) -> float:
+        return self.point.size_bytes / 1e6 / self.point.wasm_s
+
+    track_wasm_mb_per_s.unit = "MB/s"
+
+    def track_equivalent(self, size: int) -> float:
+        return float(self.point.equivalent)
+
+    track_equivalent.unit = "bool"
+
+
+class WasmThroughput(_WasmCase):
+    """Threads and small documents: parallel scaling (threads = cores vs 1) on the 1 MB
+    document, and small documents per second through one instance."""
+
+    rounds = 1
+    repeat = 1
+    number = 1
+
+    def setup(self) -> None:
+        self._start(1_000_000)
+
+    def track_parallel_scaling_ratio(self) -> float:
+        return scenarios.measure_parallel(self.wasm, self.data, parses_each=20)[
+            "parallel_scaling_ratio"
+        ]
+
+    track_parallel_scaling_ratio.unit = "x"
+
+    def track_ops_per_s(self) -> float:
+        docs = [d.encode() for d in corpus.small_documents(50, seed=SEED)]
+        return scenarios.measure_ops(self.wasm, docs, operations=10_000)["ops_per_s"]
+
+    track_ops_per_s.unit = "ops/s"
+
+    def track_memory_per_parse_kib(self) -> float:
+        return scenarios.measure_memory(self.wasm, self.data)["memory_per_parse_kib"]
+
+    track_memory_per_parse_kib.unit = "KiB"
+
+    def track_compile_ms(self) -> float:
+        return scenarios.measure_compile()["compile_ms"]
+
+    track_compile_ms.unit = "ms"
+
+
+class WasmMemory(_WasmCase):
+    """Peak memory of one parse of the 1 MB document; ``peakmem_reference`` holds the
+    same parser and document without parsing, so the difference is the parse itself."""
+
+    rounds = 1
+
+    def setup(self) -> None:
+        self.data = _document(1_000_000)
+        self.wasm = WasmParser()
+        self.wasm.parse(b"x\n")  # the instance exists; its memory has not grown yet
+
+    def peakmem_reference(self) -> None:
+        pass
+
+    def peakmem_wasm_parse(self) -> None:
+        self.wasm.parse(self.data)
+
+    def peakmem_python_parse(self) -> None:
+        pyparser.parse(self.data)

@@ -1,0 +1,74 @@
+"""The speedup-versus-document-size plot (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+GOAL_RATIO = 52  # the issue's goals: 52x pure Python, 100x ast.parse
+GOAL_VS_AST_RATIO = 100
+_LABEL = re.compile(r"^speedup(_vs_ast)?_ratio_(\d+)(kb|mb)$")
+_UNIT = {"kb": 1_000, "mb": 1_000_000}
+
+Point = tuple[int, float, float | None]  # size in bytes, vs pure Python, vs ast.parse
+
+
+def points_from_metrics(metrics: Mapping[str, float]) -> list[Point]:
+    """Per-size points from flat metrics named ``speedup_ratio_200kb`` and
+    ``speedup_vs_ast_ratio_200kb``."""
+    python: dict[int, float] = {}
+    native: dict[int, float] = {}
+    for name, value in metrics.items():
+        m = _LABEL.match(name)
+        if m:
+            size = int(m.group(2)) * _UNIT[m.group(3)]
+            (native if m.group(1) else python)[size] = value
+    return [(size, python[size], native.get(size)) for size in sorted(python)]
+
+
+def plot_speedup(
+    metrics_or_points: Mapping[str, float] | Iterable[Point], path: Path | str
+) -> Path:
+    """WASM speedup over pure Python and over ``ast.parse`` against document size; the
+    issue asks how the ratio changes with size, and a line shows it at a glance."""
+    if isinstance(metrics_or_points, Mapping):
+        points = points_from_metrics(metrics_or_points)
+    else:
+        points = sorted(metrics_or_points)
+    if not points:
+        raise ValueError("no speedup points to plot (expected speedup_ratio_<size> metrics)")
+    path = Path(path)
+    sizes = [p[0] / 1e6 for p in points]
+    fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
+    ax.plot(sizes, [p[1] for p in points], "o-", color="tab:blue", label="vs pure Python")
+    native = [(s, p[2]) for s, p in zip(sizes, points, strict=True) if p[2] is not None]
+    if native:
+        ax.plot(*zip(*native, strict=True), "s--", color="tab:orange", label="vs CPython ast.parse")
+    ax.axhline(
+        GOAL_RATIO, color="tab:blue", linestyle=":", linewidth=1, label=f"goal {GOAL_RATIO}x"
+    )
+    if native:
+        ax.axhline(GOAL_VS_AST_RATIO, color="tab:orange", linestyle=":", linewidth=1,
+                   label=f"goal {GOAL_VS_AST_RATIO}x")  # fmt: skip
+    for s, p in zip(sizes, points, strict=True):
+        ax.annotate(f"{p[1]:.0f}x", (s, p[1]), textcoords="offset points", xytext=(0, 6),
+                    ha="center", fontsize=8)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{s:g} MB" for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("document size")
+    ax.set_ylabel("speedup (x)")
+    goals = [GOAL_RATIO, GOAL_VS_AST_RATIO] if native else [GOAL_RATIO]
+    ax.set_ylim(0, max([*goals, *(p[1] for p in points), *(v for _, v in native)]) * 1.2)
+    ax.legend(loc="upper left", fontsize=8, ncols=2)
+    ax.set_title("WASM parser speedup by document size (same run, medians)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

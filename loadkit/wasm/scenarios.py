@@ -1,0 +1,246 @@
+"""WASM parser measurements, each a plain function returning flat metrics.
+
+The workload (``loadkit run wasm``) and the asv benchmarks (``benchmarks/bench_wasm.py``)
+compose the same functions, so a ratio in the report and a ratio in asv's history mean
+the same thing. Speeds are medians of repeated parses of one seeded document, the
+three parsers taking turns round by round; every ratio divides two medians taken in the
+same call, so machine noise that slows both sides cancels as far as it can. All three
+parsers get the same UTF-8 bytes; the WASM time covers the whole ``WasmParser.parse``
+call: copying the input in, the parse, and copying the result record and nodes out.
+
+* sizes - WASM, pure Python and ``ast.parse`` over documents of several sizes, with the
+  WASM and Python ASTs compared on every document;
+* ops - many small documents through one instance: operations per second and memory
+  retained per operation;
+* memory - the memory one parse of a document needs: linear memory a fresh instance
+  grows to hold input and nodes, plus the node array copied out;
+* parallel - throughput with 1 thread and with as many threads as cores, and 10 threads
+  at once each checked against the reference AST;
+* compile - compiling the module with the host's engine settings.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import wasmtime
+
+from loadkit.metrics import settled_rss_bytes
+from loadkit.wasm import corpus, pyparser
+from loadkit.wasm.flat import FlatAst, ParseError
+from loadkit.wasm.host import WasmParser, load_module_bytes, make_engine
+
+Progress = Callable[[float], None]
+KIB = 1024
+MB = 1_000_000
+
+# Document sizes by the label used in metric names (speedup_ratio_200kb, ...).
+SIZES: dict[str, int] = {"50kb": 50_000, "200kb": 200_000, "1mb": 1_000_000, "4mb": 4_000_000}
+
+
+def _noop(_fraction: float) -> None:
+    pass
+
+
+def median_s(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - start)
+    return statistics.median(times) / 1e9
+
+
+def outcome(parse: Callable[[bytes], FlatAst], data: bytes) -> FlatAst | ParseError:
+    """A parser's answer as a comparable value: the AST, or the syntax error."""
+    try:
+        return parse(data)
+    except ParseError as exc:
+        return exc
+
+
+def mismatches(wasm: WasmParser, documents: Iterable[bytes]) -> int:
+    """How many documents the two parsers answer differently (AST or error)."""
+    return sum(outcome(wasm.parse, d) != outcome(pyparser.parse, d) for d in documents)
+
+
+def size_label(size_bytes: int) -> str:
+    for label, size in SIZES.items():
+        if size == size_bytes:
+            return label
+    return f"{size_bytes // 1000}kb"
+
+
+@dataclass(frozen=True)
+class SpeedPoint:
+    size_bytes: int
+    wasm_s: float
+    python_s: float
+    ast_s: float
+    nodes: int
+    equivalent: bool
+
+    @property
+    def speedup(self) -> float:
+        return self.python_s / self.wasm_s
+
+    @property
+    def speedup_vs_ast(self) -> float:
+        return self.ast_s / self.wasm_s
+
+
+def measure_speed(
+    wasm: WasmParser, size_bytes: int, python_repeats: int, wasm_repeats: int, seed: int = 0
+) -> SpeedPoint:
+    """One document of ``size_bytes``: the three parsers' median times, and whether the
+    WASM and Python ASTs are identical."""
+    data = corpus.document(size_bytes, seed).encode()
+    reference = wasm.parse(data)  # warm: instance created, memory grown
+    samples: dict[str, list[float]] = {"wasm": [], "python": [], "ast": []}
+    wasm_each = -(-wasm_repeats // python_repeats)
+    for _ in range(python_repeats):  # interleaved, so a neighbour's burst hits all three
+        samples["wasm"].append(median_s(lambda: wasm.parse(data), wasm_each))
+        samples["python"].append(median_s(lambda: pyparser.parse(data), 1))
+        samples["ast"].append(median_s(lambda: ast.parse(data), 1))
+    return SpeedPoint(
+        size_bytes=len(data),
+        wasm_s=statistics.median(samples["wasm"]),
+        python_s=statistics.median(samples["python"]),
+        ast_s=statistics.median(samples["ast"]),
+        nodes=len(reference),
+        equivalent=reference == pyparser.parse(data),
+    )
+
+
+def speed_metrics(points: list[SpeedPoint], headline_bytes: int = SIZES["1mb"]) -> dict[str, float]:
+    """Per-size figures, plus the issue's headline figures from the 1 MB document."""
+    metrics: dict[str, float] = {}
+    for p in points:
+        label = size_label(round(p.size_bytes, -3))
+        metrics |= {
+            f"speedup_ratio_{label}": p.speedup,
+            f"speedup_vs_ast_ratio_{label}": p.speedup_vs_ast,
+            f"wasm_ms_{label}": p.wasm_s * 1e3,
+            f"python_ms_{label}": p.python_s * 1e3,
+            f"ast_ms_{label}": p.ast_s * 1e3,
+        }
+    head = min(points, key=lambda p: abs(p.size_bytes - headline_bytes))
+    metrics |= {
+        "speedup_ratio": head.speedup,
+        "speedup_vs_ast_ratio": head.speedup_vs_ast,
+        "wasm_mb_per_s": head.size_bytes / MB / head.wasm_s,
+        "python_mb_per_s": head.size_bytes / MB / head.python_s,
+        "ast_mb_per_s": head.size_bytes / MB / head.ast_s,
+        "nodes_per_kib": head.nodes / (head.size_bytes / KIB),
+    }
+    return metrics
+
+
+def measure_ops(wasm: WasmParser, documents: list[bytes], operations: int) -> dict[str, float]:
+    """Small documents parsed one call each, cycling through ``documents``; memory is the
+    settled RSS growth over the whole run, per operation."""
+    wasm.parse(documents[0])
+    rss_before = settled_rss_bytes()
+    start = time.perf_counter_ns()
+    for i in range(operations):
+        wasm.parse(documents[i % len(documents)])
+    elapsed_s = (time.perf_counter_ns() - start) / 1e9
+    rss_after = settled_rss_bytes()
+    return {
+        "ops_per_s": operations / elapsed_s,
+        "ops_count": float(operations),
+        "memory_per_op_kib": max(0, rss_after - rss_before) / operations / KIB,
+    }
+
+
+def measure_memory(wasm: WasmParser, data: bytes) -> dict[str, float]:
+    """Memory one parse of ``data`` needs, in a fresh thread (so a fresh instance): the
+    linear memory it grows beyond a tiny document's, plus the node array copied out."""
+    found: dict[str, float] = {}
+
+    def run() -> None:
+        wasm.parse(b"x\n")
+        before = wasm.memory_bytes()
+        tree = wasm.parse(data)
+        grown = wasm.memory_bytes() - before
+        found["bytes"] = grown + tree.nbytes
+
+    thread = threading.Thread(target=run, name="wasm-memory")
+    thread.start()
+    thread.join()
+    return {
+        "memory_per_parse_kib": found["bytes"] / KIB,
+        "memory_per_input_ratio": found["bytes"] / len(data),
+    }
+
+
+def _parse_in_threads(
+    wasm: WasmParser, data: bytes, threads: int, parses_each: int
+) -> tuple[float, list[FlatAst | Exception]]:
+    """Each thread parses ``data`` ``parses_each`` times after a common start; returns
+    documents per second over the whole group and each thread's last answer."""
+    barrier = threading.Barrier(threads + 1, timeout=60)
+    answers: list[FlatAst | Exception] = [RuntimeError("did not run")] * threads
+
+    def work(i: int) -> None:
+        try:
+            wasm.parse(b"x\n")  # instance created before the clock starts
+            ready = True
+        except Exception as exc:  # reported as a wrong answer, not a crash
+            answers[i], ready = exc, False
+        barrier.wait()
+        try:
+            for _ in range(parses_each if ready else 0):
+                answers[i] = wasm.parse(data)
+        except Exception as exc:
+            answers[i] = exc
+
+    pool = [threading.Thread(target=work, args=(i,), name=f"wasm-{i}") for i in range(threads)]
+    for t in pool:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter_ns()
+    for t in pool:
+        t.join()
+    elapsed_s = (time.perf_counter_ns() - start) / 1e9
+    return threads * parses_each / elapsed_s, answers
+
+
+def measure_parallel(
+    wasm: WasmParser, data: bytes, parses_each: int, instances: int = 10, rounds: int = 5
+) -> dict[str, float]:
+    """Scaling from 1 thread to one per core: the two take turns for ``rounds`` rounds and
+    each keeps its best, so a neighbour's burst on a shared machine does not decide it.
+    Then ``instances`` threads at once, each answer checked against the reference."""
+    cores = os.cpu_count() or 1
+    reference = wasm.parse(data)
+    one = many = 0.0
+    for _ in range(rounds):
+        one = max(one, _parse_in_threads(wasm, data, 1, parses_each)[0])
+        many = max(many, _parse_in_threads(wasm, data, cores, parses_each)[0])
+    _, answers = _parse_in_threads(wasm, data, instances, 1)
+    return {
+        "parallel_instances": float(sum(a == reference for a in answers)),
+        "parallel_threads": float(cores),
+        "parallel_scaling_ratio": many / one,
+        "parallel_docs_per_s": many,
+    }
+
+
+def measure_compile(repeats: int = 3) -> dict[str, float]:
+    """Compiling ``parser.wasm`` with the host's engine settings (median of fresh engines)."""
+    code = load_module_bytes()
+    times = []
+    for _ in range(repeats):
+        engine = make_engine()
+        start = time.perf_counter_ns()
+        wasmtime.Module(engine, code)
+        times.append(time.perf_counter_ns() - start)
+    return {"compile_ms": statistics.median(times) / 1e6, "module_kib": len(code) / KIB}

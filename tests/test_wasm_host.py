@@ -1,0 +1,178 @@
+"""The wasmtime host: guards, threads, the committed module, and the workload's plumbing.
+
+Everything runs the real ``parser.wasm`` under real wasmtime. The rebuild test needs
+clang and wasm-ld (Debian: ``apt-get install clang lld``) and is skipped without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from loadkit.wasm import build, corpus, pyparser, scenarios, workload
+from loadkit.wasm.flat import FlatAst, ParseError
+from loadkit.wasm.host import DeadlineExceeded, MemoryLimitExceeded, WasmParser
+from loadkit.wasm.plots import plot_speedup, points_from_metrics
+from loadkit.workload import RunContext
+
+MIB = 1024 * 1024
+ISSUE_METRICS = (
+    "speedup_ratio",
+    "speedup_vs_ast_ratio",
+    "wasm_mb_per_s",
+    "python_mb_per_s",
+    "ops_per_s",
+    "memory_per_parse_kib",
+    "parallel_instances",
+    "parallel_scaling_ratio",
+    "compile_ms",
+    "equivalent",
+)
+
+
+@pytest.fixture(scope="module")
+def wasm():
+    with WasmParser() as parser:
+        yield parser
+
+
+def test_deadline_stops_a_long_parse_and_the_thread_recovers():
+    doc = b"alpha.beta(gamma, [1, 2, 3]) + delta * 2\n" * 250_000  # 10 MB
+    with WasmParser(deadline_s=0.001) as quick:
+        with pytest.raises(DeadlineExceeded, match=r"ran past its 0\.001 s deadline"):
+            quick.parse(doc)
+        assert quick.parse("a + b").sexpr(0) == "a"  # a fresh instance took over
+    with pytest.raises(RuntimeError, match="closed"):
+        quick.parse("a")  # no ticker, no deadline: refused
+    with WasmParser(deadline_s=30) as patient:
+        assert len(patient.parse(doc)) == 250_000 * 13
+
+
+def test_memory_limit_holds_with_clear_errors():
+    with WasmParser(memory_limit_bytes=4 * MIB) as small:
+        with pytest.raises(MemoryLimitExceeded, match="does not fit the 4 MiB memory limit"):
+            small.parse(b"x\n" * (3 * MIB))  # 6 MB of input alone
+        dense = b"[" + b"1," * 300_000 + b"]\n"  # 600 KB, 300k nodes = 3.6 MB of AST
+        with pytest.raises(MemoryLimitExceeded, match="outgrew the 4 MiB memory limit"):
+            small.parse(dense)
+        assert small.memory_bytes() <= 4 * MIB
+        assert isinstance(small.parse("a.b(c)"), FlatAst)  # the instance is still usable
+    with pytest.raises(MemoryLimitExceeded, match="does not start"):
+        WasmParser(memory_limit_bytes=64 * 1024).parse("a")
+
+
+def test_syntax_errors_come_back_as_errors_not_traps(wasm):
+    for bad in ("(" * 10_000, "'" + "a" * 100_000, "\x00", "é" * 1000):
+        with pytest.raises(ParseError):
+            wasm.parse(bad)
+    assert wasm.parse("").words.tolist() == []
+
+
+def test_ten_threads_parse_concurrently_and_correctly(wasm):
+    docs = [corpus.document(20_000, seed=i).encode() for i in range(10)]
+    expected = [pyparser.parse(d) for d in docs]
+    barrier = threading.Barrier(10, timeout=30)
+    results: list[object] = [None] * 10
+
+    def work(i: int) -> None:
+        barrier.wait()
+        for _ in range(5):
+            results[i] = wasm.parse(docs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == expected
+
+
+def test_parallel_measurement_counts_correct_instances(wasm):
+    found = scenarios.measure_parallel(
+        wasm, corpus.document(50_000).encode(), parses_each=3, rounds=2
+    )
+    assert found["parallel_instances"] == 10
+    assert found["parallel_scaling_ratio"] > 0
+
+
+def test_speed_ops_memory_and_compile_measurements(wasm):
+    point = scenarios.measure_speed(wasm, 20_000, python_repeats=1, wasm_repeats=3)
+    assert point.equivalent and point.wasm_s > 0 and point.python_s > point.wasm_s
+    metrics = scenarios.speed_metrics([point], headline_bytes=20_000)
+    assert metrics["speedup_ratio"] == metrics["speedup_ratio_20kb"] == point.speedup
+    ops = scenarios.measure_ops(wasm, [b"a + b\n", b"f(x)[1]\n"], operations=500)
+    assert ops["ops_per_s"] > 0 and ops["ops_count"] == 500
+    data = corpus.document(100_000).encode()
+    memory = scenarios.measure_memory(wasm, data)
+    # at least the input copy and the node array handed back
+    assert memory["memory_per_parse_kib"] * 1024 >= len(data) + wasm.parse(data).nbytes
+    assert scenarios.measure_compile(repeats=1)["compile_ms"] > 0
+    assert scenarios.mismatches(wasm, [b"a +", b"a + b", b"(("]) == 0
+
+
+def test_workload_reports_every_issue_metric_and_the_plot(tmp_path, monkeypatch):
+    small = workload.WasmScale(("200kb",), 1, 3, 2_000, 2, 50)
+    monkeypatch.setitem(workload.SCALE, "quick", small)
+    ctx = RunContext(redis_url="unused", scale="quick", artifacts_dir=tmp_path)
+    out = asyncio.run(workload.run(ctx))
+    for name in ISSUE_METRICS:
+        assert math.isfinite(out.metrics[name]), name
+    assert out.metrics["equivalent"] == 1
+    assert out.metrics["parallel_instances"] == 10
+    assert "speedup_ratio_200kb" in out.metrics
+    (png,) = out.artifacts.values()
+    assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
+    json.dumps(out.metrics)  # flat numbers only
+
+
+def test_targets_and_bottlenecks_read_the_metrics():
+    names = {t.metric for t in workload.targets("quick")}
+    assert {"speedup_ratio", "ops_per_s", "parallel_instances", "equivalent"} <= names
+    slow = workload.bottlenecks(
+        {"speedup_ratio": 20, "wasm_mb_per_s": 120, "python_mb_per_s": 6, "equivalent": 0,
+         "parallel_scaling_ratio": 1.1, "parallel_threads": 2, "memory_per_input_ratio": 5}
+    )  # fmt: skip
+    assert len(slow) == 4 and "disagree" in slow[0]
+    assert workload.bottlenecks({"speedup_ratio": 60, "equivalent": 1}) == []
+
+
+def test_plot_from_metrics_or_points(tmp_path):
+    metrics = {
+        "speedup_ratio_200kb": 30.0,
+        "speedup_ratio_1mb": 35.0,
+        "speedup_vs_ast_ratio_1mb": 90.0,
+    }
+    assert points_from_metrics(metrics) == [(200_000, 30.0, None), (1_000_000, 35.0, 90.0)]
+    for name, source in (("m.png", metrics), ("p.png", [(200_000, 30.0, 80.0)])):
+        assert plot_speedup(source, tmp_path / name).read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="no speedup points"):
+        plot_speedup({}, tmp_path / "none.png")
+
+
+def test_committed_module_matches_its_recorded_source():
+    stamp = build.recorded()
+    assert stamp["source_sha256"] == build.sha256(build.SOURCE), "parser.c changed: rebuild"
+    assert stamp["wasm_sha256"] == build.sha256(build.OUTPUT)
+    assert stamp["flags"] == " ".join(build.FLAGS)
+
+
+@pytest.mark.skipif(
+    shutil.which("clang") is None or shutil.which("wasm-ld") is None,
+    reason="clang and wasm-ld not installed (apt-get install clang lld)",
+)
+def test_rebuilding_reproduces_the_committed_module():
+    compiler = build.toolchain()
+    if compiler != build.recorded()["compiler"]:
+        pytest.skip(f"{compiler} is not the recorded {build.recorded()['compiler']}")
+    assert build.rebuilt_matches(), "parser.wasm differs from a fresh build of parser.c"
+    check = subprocess.run(
+        [sys.executable, "-m", "loadkit.wasm.build", "--check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
