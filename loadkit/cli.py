@@ -25,6 +25,7 @@ from rich.table import Table
 
 from loadkit import workload
 from loadkit.argtypes import positive_float, positive_int
+from loadkit.dashboard.cli import add_command as add_dashboard_command
 from loadkit.errors import UsageError
 from loadkit.history.commands import add_commands as add_history_commands
 from loadkit.redis_server import ENV_URL, PERSISTENCE_MODES, RedisServer, check_url, redis_url
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     add_history_commands(sub)
+    add_dashboard_command(sub)
     return parser
 
 

@@ -1,0 +1,171 @@
+"""``loadkit dashboard``: serve the live page for a running fleet on this machine.
+
+By default it starts an embedded Redis (or uses ``--redis-url``) and a real
+:class:`loadkit.fleet.manager.FleetManager` with ``--agents`` agents under a load that
+rises and falls, so the grid moves the way a busy fleet does. ``--fleet NAME`` instead
+watches an existing fleet on that Redis, whoever hosts its agents; ``--simulate`` uses
+the in-process simulator (no Redis). It binds 127.0.0.1 unless ``--host`` says otherwise,
+and any other address needs an access token: ``--token``, ``$LOADKIT_DASHBOARD_TOKEN``,
+or a random one printed in the URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import math
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from loadkit.argtypes import positive_float, positive_int
+from loadkit.dashboard.protocol import is_loopback
+from loadkit.dashboard.server import DashboardServer, ServerConfig
+from loadkit.dashboard.sources import FleetSource, RedisFleetSource, SimulatedFleet
+from loadkit.errors import UsageError
+
+ENV_TOKEN = "LOADKIT_DASHBOARD_TOKEN"
+TASK_MS = 400.0  # simulated work per task in fleet mode
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {value}")
+    return value
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``loadkit dashboard`` on the CLI's subparsers."""
+    p = subparsers.add_parser("dashboard", help="serve a live dashboard of a simulated fleet")
+    p.add_argument("--agents", type=positive_int, default=200, help="fleet size (default 200)")
+    p.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--token", help=f"access token, required off loopback (${ENV_TOKEN})")
+    p.add_argument(
+        "--interval", type=positive_float, default=0.5, metavar="S", help="update period"
+    )
+    p.add_argument(
+        "--duration",
+        type=positive_float,
+        default=3600.0,
+        metavar="S",
+        help="stop by itself after this many seconds (default 3600)",
+    )
+    p.add_argument("--simulate", action="store_true", help="in-process simulator, no Redis")
+    p.add_argument("--redis-url", help="use this Redis instead of an embedded one")
+    p.add_argument(
+        "--fleet",
+        metavar="NAME",
+        help="watch this existing fleet (e.g. run by `loadkit agents`) instead of starting one",
+    )
+    p.set_defaults(func=cmd_dashboard)
+
+
+def _config(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
+    """The server settings; True when the token was generated here (so print it)."""
+    token = args.token or os.environ.get(ENV_TOKEN) or None
+    generated = False
+    if token is None and not is_loopback(args.host):
+        token, generated = secrets.token_urlsafe(18), True
+    return ServerConfig(host=args.host, port=args.port, token=token), generated
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    config, generated = _config(args)
+    config.check()
+    if args.simulate:
+        return asyncio.run(_serve(args, config, generated, None))
+    from loadkit.redis_server import ENV_URL, check_url, redis_url
+
+    if args.fleet:
+        url = args.redis_url or os.environ.get(ENV_URL)
+        if not url:
+            raise UsageError(
+                f"--fleet watches a fleet on an existing Redis: give --redis-url or set ${ENV_URL}"
+            )
+        check_url(url)
+        return asyncio.run(_serve(args, config, generated, url))
+    with redis_url(args.redis_url) as url:
+        return asyncio.run(_serve(args, config, generated, url))
+
+
+async def _drive_fleet(manager, agents: int, stop: asyncio.Event) -> None:
+    """Tasks at a rate that swings between ~15% and ~85% of the fleet busy (period 60 s)."""
+    from loadkit.fleet.host import Work
+    from loadkit.fleet.scenarios import open_loop
+
+    start = time.monotonic()
+    while not stop.is_set():
+        utilization = 0.5 + 0.35 * math.sin((time.monotonic() - start) / 60 * 2 * math.pi)
+        rate = max(1.0, utilization * agents / (TASK_MS / 1000))
+        await open_loop(manager, [(1.0, rate)], Work(sleep_ms=TASK_MS))
+
+
+async def _source(
+    args: argparse.Namespace,
+    url: str | None,
+    server: DashboardServer,
+    stack: contextlib.AsyncExitStack,
+    stop: asyncio.Event,
+) -> tuple[Callable[[float], Any], str]:
+    """The tick function feeding the board, and what it shows (for the banner)."""
+    if url is None:
+        sim = SimulatedFleet(args.agents)
+        server.publish(sim.snapshot())
+        return lambda dt: sim.tick(max(1, args.agents // 20), dt), f"{args.agents} simulated agents"
+    if args.fleet:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(url)
+        stack.push_async_callback(client.aclose)
+        return RedisFleetSource(client, args.fleet).tick, f"fleet {args.fleet!r}"
+    from loadkit.fleet.manager import FleetManager
+
+    manager = FleetManager(url, f"dashboard-{secrets.token_hex(3)}")
+    await manager.start()
+    stack.push_async_callback(manager.close)
+    await manager.spawn(args.agents)
+    driver = asyncio.ensure_future(_drive_fleet(manager, args.agents, stop))
+    stack.callback(driver.cancel)
+    return FleetSource(manager).tick, f"{args.agents} agents of fleet {manager.fleet!r}"
+
+
+async def _serve(
+    args: argparse.Namespace, config: ServerConfig, generated: bool, url: str | None
+) -> int:
+    server = DashboardServer(config)
+    try:
+        await server.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {config.port} is in use; pick another with --port") from None
+        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(server.close)
+        tick, what = await _source(args, url, server, stack, stop)
+        link = server.url + (f"?token={config.token}" if config.token else "")
+        print(f"dashboard for {what}: {link}", flush=True)
+        if generated:
+            print("(access token generated for this run; pass --token to choose one)", flush=True)
+        runner = asyncio.ensure_future(server.run(tick, args.interval, args.duration))
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
+        runner.cancel()
+        stopped.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+    print("dashboard stopped", flush=True)
+    return 0

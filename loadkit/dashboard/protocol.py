@@ -1,0 +1,186 @@
+"""The dashboard's wire protocol and access rules: pure functions, no sockets.
+
+Server -> client messages are JSON text frames. Every message starts with the same
+header, in this order, so a load client can read it with one regular expression instead
+of decoding the whole body::
+
+    {"type": "update", "seq": 41, "ts": 1764222000123.456, "boot": "3fa1c2", ...}
+
+* ``seq`` counts broadcasts of one server instance (``boot``); a client that sees
+  ``seq`` jump by more than one on the same connection missed messages and asks for a
+  ``snapshot`` with ``{"type": "resync"}``.
+* ``ts`` is the server's wall-clock send time in milliseconds since the epoch, so a
+  browser (``Date.now()``) or a load client on the same host measures latency with it.
+
+Client -> server messages are small JSON objects (``resync`` or ``ping``). Anything else
+closes that connection with the matching RFC 6455 close code. The HTTP snapshot carries
+the same body as the stream's snapshot and an ETag of ``boot`` and board version, so a
+poll that finds nothing new costs a 304 with no body.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+# RFC 6455 close codes used by the server.
+CLOSE_UNSUPPORTED_DATA = 1003  # binary frame where only text is accepted
+CLOSE_POLICY_VIOLATION = 1008  # malformed JSON / unknown message / bad token / too slow
+CLOSE_TRY_AGAIN_LATER = 1013  # connection limit reached
+
+MAX_CLIENT_MESSAGE_BYTES = 1024  # clients only ever send tiny control messages
+
+_HEADER = re.compile(r'^\{"type":"(\w+)","seq":(\d+),"ts":([0-9.]+),"boot":"(\w+)"')
+
+
+class ProtocolViolation(Exception):
+    """A client message the server will not accept; carries the close code to use."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Header:
+    type: str
+    seq: int
+    ts_ms: float
+    boot: str
+
+
+def encode(kind: str, seq: int, ts_ms: float, boot: str, body: dict[str, Any]) -> str:
+    """One server message: the fixed header first, then the body's keys."""
+    head = json.dumps({"type": kind, "seq": seq, "ts": round(ts_ms, 3), "boot": boot}, **_COMPACT)
+    if not body:
+        return head
+    return head[:-1] + "," + json.dumps(body, **_COMPACT)[1:]
+
+
+_COMPACT: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": True}
+
+
+def peek_header(message: str | bytes) -> Header | None:
+    """Read a server message's header without decoding its body (None if it has none)."""
+    text = message[:160].decode("ascii", "replace") if isinstance(message, bytes) else message
+    m = _HEADER.match(text[:160])
+    if m is None:
+        return None
+    return Header(m.group(1), int(m.group(2)), float(m.group(3)), m.group(4))
+
+
+def parse_client_message(message: str | bytes) -> str:
+    """Validate a client -> server message and return its type (``resync`` or ``ping``).
+
+    Raises :class:`ProtocolViolation` with the close code for the connection."""
+    if isinstance(message, bytes):
+        raise ProtocolViolation(CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted")
+    try:
+        data = json.loads(message)
+    except ValueError:
+        raise ProtocolViolation(CLOSE_POLICY_VIOLATION, "malformed JSON") from None
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind not in ("resync", "ping"):
+        raise ProtocolViolation(CLOSE_POLICY_VIOLATION, f"unknown message type {kind!r}")
+    return kind
+
+
+@dataclass
+class GapTracker:
+    """Sequence bookkeeping of one client: counts messages missed on a connection.
+
+    A new connection (or a new server ``boot``) starts over, so the gap a reconnect
+    explains is never counted as missed."""
+
+    boot: str | None = None
+    last_seq: int | None = None
+    missed: int = 0
+    received: int = 0
+
+    def reset(self) -> None:
+        self.boot = None
+        self.last_seq = None
+
+    def see(self, header: Header) -> int:
+        """Account for one message; returns how many were missed right before it."""
+        self.received += 1
+        if header.boot != self.boot or self.last_seq is None:
+            self.boot, self.last_seq = header.boot, header.seq
+            return 0
+        gap = header.seq - self.last_seq - 1
+        if header.seq > self.last_seq:
+            self.last_seq = header.seq
+        if gap > 0:
+            self.missed += gap
+            return gap
+        return 0
+
+
+def etag(boot: str, version: int) -> str:
+    return f'"{boot}-{version}"'
+
+
+def not_modified(if_none_match: str | None, current: str) -> bool:
+    """True when the client's If-None-Match already names the current snapshot."""
+    if not if_none_match:
+        return False
+    tags = [t.strip() for t in if_none_match.split(",")]
+    return "*" in tags or current in tags or f"W/{current}" in tags
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def token_from(path: str, headers: dict[str, str] | Any) -> str | None:
+    """The access token a request carries: ``?token=`` or ``Authorization: Bearer``."""
+    values = parse_qs(urlsplit(path).query).get("token")
+    if values:
+        return values[0]
+    auth = headers.get("Authorization") if headers is not None else None
+    if auth and auth.startswith("Bearer "):
+        return auth[len("Bearer ") :].strip()
+    return None
+
+
+def token_ok(expected: str | None, given: str | None) -> bool:
+    """Constant-time token check; no token configured means loopback-only, so open."""
+    if expected is None:
+        return True
+    return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def route(path: str) -> str:
+    """Which endpoint a request path names: page, asset, snapshot, ws or missing."""
+    p = urlsplit(path).path
+    if p in ("/", "/index.html"):
+        return "page"
+    if p in ("/dashboard.js", "/dashboard.css"):
+        return "asset"
+    if p == "/api/snapshot":
+        return "snapshot"
+    if p == "/ws":
+        return "ws"
+    return "missing"
+
+
+def backoff_s(
+    attempt: int, base_s: float = 0.1, cap_s: float = 2.0, rng: random.Random | None = None
+) -> float:
+    """Reconnect delay before attempt ``attempt`` (0-based): exponential, capped, with
+    "full jitter" so a thousand clients that lost the server together do not come back
+    together. The page uses the same formula in JavaScript."""
+    return (rng or random).uniform(0, min(cap_s, base_s * 2 ** min(attempt, 30)))

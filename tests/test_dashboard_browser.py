@@ -1,0 +1,169 @@
+"""The dashboard page in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+The server runs on its own event loop in a thread, publishing a simulated fleet; the test
+watches the page render live data over WebSocket, then makes the server refuse
+WebSockets and watches the page fall back to HTTP polling (and come back). Without
+/usr/bin/chromium the test skips, except under CI (``$CI`` set), where it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadkit.dashboard.server import DashboardServer, ServerConfig
+from loadkit.dashboard.sources import SimulatedFleet
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+AGENTS = 120
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        pytest.fail("CI: /usr/bin/chromium is missing (apt-get install chromium)", pytrace=False)
+    pytest.skip(
+        "browser test needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+
+class LiveServer:
+    """A dashboard server on an event loop in a background thread, ticking by itself."""
+
+    def __init__(self, **config: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = DashboardServer(ServerConfig(port=0, **config))
+        sim = SimulatedFleet(AGENTS)
+        self.call(lambda: self.server.publish(sim.tick(AGENTS)))
+        self._await(self.server.start())
+        runner = self.server.run(lambda dt: sim.tick(15, dt), interval_s=0.2, duration_s=120)
+        self.ticker = asyncio.run_coroutine_threadsafe(runner, self.loop)
+
+    def _await(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        async def wrapped() -> Any:
+            return fn()
+
+        return self._await(wrapped())
+
+    def close(self) -> None:
+        self.ticker.cancel()
+        self._await(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+@pytest.fixture
+def live() -> Iterator[LiveServer]:
+    server = LiveServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as pw:
+        # A persistent context is how Playwright takes a fresh --user-data-dir of ours;
+        # bypass_csp lets wait_for_function evaluate its expressions under the page's CSP.
+        context = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            bypass_csp=True,
+            viewport={"width": 1100, "height": 640},
+        )
+        yield context
+        context.close()
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    return Path(os.environ.get("LOADKIT_SCREENSHOT_DIR") or tmp_path)
+
+
+def updates(page: Any) -> int:
+    return int(page.inner_text("#c-updates"))
+
+
+def test_page_shows_live_data_then_falls_back_to_polling(
+    live: LiveServer, browser: Any, tmp_path: Path
+) -> None:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(live.server.url)
+
+    page.wait_for_function("document.body.dataset.mode === 'websocket'", timeout=10_000)
+    page.wait_for_function("Number(document.querySelector('#c-updates').textContent) >= 5")
+    assert page.locator("#grid .cell").count() == AGENTS
+    cells = page.eval_on_selector_all("#grid .cell", "els => els.map(e => e.className)")
+    assert {c.split()[1] for c in cells} <= {"idle", "busy", "new", "dead"}
+    shown = page.evaluate("Object.fromEntries(window.dashboard.agents)")
+    seq = page.evaluate("window.dashboard.seq")
+    truth = live.call(lambda: (live.server.seq, dict(live.server.board.states)))
+    assert seq <= truth[0] and len(shown) == AGENTS == len(truth[1])
+    assert int(page.inner_text("#c-agents")) == AGENTS
+    assert page.inner_text("#mode") == "live: WebSocket"
+    page.wait_for_timeout(2500)  # let the chart draw a few points
+    shot = screenshot_dir(tmp_path) / "dashboard.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+
+    # The WebSocket endpoint starts refusing and live connections drop: polling takes over.
+    live.call(lambda: setattr(live.server, "accept_websockets", False))
+    live.call(live.server.drop_all)
+    page.wait_for_function("document.body.dataset.mode === 'polling'", timeout=10_000)
+    before = updates(page)
+    page.wait_for_function(f"Number(document.querySelector('#c-updates').textContent) > {before}")
+    assert page.inner_text("#mode") == "fallback: HTTP polling"
+    assert live.call(lambda: live.server.polls) > 0
+    assert live.call(lambda: live.server.refused["ws_disabled"]) > 0  # it kept trying
+
+    # WebSockets are accepted again: the page goes back to the stream by itself.
+    live.call(lambda: setattr(live.server, "accept_websockets", True))
+    page.wait_for_function("document.body.dataset.mode === 'websocket'", timeout=20_000)
+    assert errors == []
+    page.close()
+
+
+def test_page_starts_in_polling_when_websocket_is_refused(live: LiveServer, browser: Any) -> None:
+    live.call(lambda: setattr(live.server, "accept_websockets", False))
+    page = browser.new_page()
+    page.goto(live.server.url)
+    page.wait_for_function("document.body.dataset.mode === 'polling'", timeout=10_000)
+    page.wait_for_function(f"document.querySelectorAll('#grid .cell').length === {AGENTS}")
+    assert page.evaluate("window.dashboard.seq") > 0
+    page.close()
+
+
+def test_page_needs_the_token_when_one_is_set(browser: Any) -> None:
+    server = LiveServer(token="s3cret")
+    try:
+        page = browser.new_page()
+        assert page.goto(server.server.url).status == 401
+        page.goto(server.server.url + "?token=s3cret")
+        page.wait_for_function("document.body.dataset.mode === 'websocket'", timeout=10_000)
+        page.wait_for_function(f"document.querySelectorAll('#grid .cell').length === {AGENTS}")
+        page.close()
+    finally:
+        server.close()

@@ -1,0 +1,203 @@
+"""The dashboard load test's machinery: clients in another process really measure, the
+workload reports every metric the issue names, the plot is written, the CLI serves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import REPO, child_env, run_loadkit
+from test_dashboard_protocol import ISSUE_METRICS
+
+from loadkit.dashboard.cli import _config
+from loadkit.dashboard.loadclient import raise_nofile
+from loadkit.dashboard.plot import plot_latency_histogram
+from loadkit.dashboard.scenarios import LoadPlan, measure_dashboard
+from loadkit.errors import UsageError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_small_load_run_measures_what_it_claims() -> None:
+    plan = LoadPlan(
+        clients=60,
+        agents=300,
+        pollers=2,
+        poll_interval_s=0.2,
+        rounds=12,
+        round_interval_s=0.1,
+        stuck_clients=2,
+        max_buffer_bytes=16 * 1024,
+        send_buffer_bytes=8 * 1024,
+    )
+    phases: list[str] = []
+    metrics, latencies = asyncio.run(
+        asyncio.wait_for(measure_dashboard(plan, lambda p, f: phases.append(p)), 90)
+    )
+    assert metrics.keys() >= ISSUE_METRICS
+    assert metrics["ws_connections"] == metrics["ws_connected_clients"] == 60
+    # Every client got (almost) every steady-phase round: the samples are real receipts.
+    assert 60 * (plan.rounds - 1) <= latencies.size <= 60 * plan.rounds
+    assert np.all(latencies >= 0)
+    assert metrics["ws_latency_p50_ms"] <= metrics["ws_latency_p99_ms"]
+    # The last client of a round has it no sooner than the median message arrives.
+    assert metrics["broadcast_all_received_p99_ms"] >= metrics["ws_latency_p50_ms"]
+    assert metrics["slow_clients_dropped"] == metrics["stuck_clients_seen_dropped"] == 2
+    assert metrics["reconnect_ratio"] == 1.0
+    assert 0 < metrics["reconnect_p95_s"] < 5
+    assert metrics["messages_missed"] == 0
+    assert metrics["poll_requests"] > 0 and metrics["poll_errors"] == 0
+    assert 0 < metrics["poll_refresh_s"] < 2
+    assert metrics["memory_per_connection_kib"] > 0
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert phases[0] == "connect" and phases[-1] == "done"
+
+
+def test_latency_histogram_is_a_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    path = plot_latency_histogram(rng.lognormal(3, 0.5, 5000), tmp_path / "sub" / "h.png")
+    assert path.read_bytes()[:8] == PNG
+    with pytest.raises(ValueError, match="no latency samples"):
+        plot_latency_histogram([], tmp_path / "empty.png")
+
+
+def test_open_file_limit_is_raised_or_refused_clearly() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert raise_nofile(min(soft, 100)) >= min(soft, 100)
+    if hard != resource.RLIM_INFINITY:
+        with pytest.raises(UsageError, match="ulimit -Hn"):
+            raise_nofile(hard + 1)
+
+
+def test_cli_config_needs_a_token_off_loopback() -> None:
+    import argparse
+
+    local, generated = _config(argparse.Namespace(token=None, host="127.0.0.1", port=0))
+    assert local.token is None and not generated
+    remote, generated = _config(argparse.Namespace(token=None, host="0.0.0.0", port=0))
+    assert generated and remote.token and len(remote.token) >= 20
+    chosen, generated = _config(argparse.Namespace(token="mine", host="0.0.0.0", port=0))
+    assert chosen.token == "mine" and not generated
+
+
+# `loadkit dashboard` through the real argument parser, whether or not loadkit.cli has
+# wired the command in yet (add_command is what it calls).
+_CLI = """
+import sys
+import time
+import loadkit.cli as cli
+build = cli.build_parser
+def build_parser():
+    parser = build()
+    sub = next(a for a in parser._actions if hasattr(a, "choices") and "run" in (a.choices or {}))
+    if "dashboard" not in sub.choices:
+        from loadkit.dashboard.cli import add_command
+        add_command(sub)
+    return parser
+cli.build_parser = build_parser
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _dashboard(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _CLI, "dashboard", *args],
+        cwd=REPO,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_cli_serves_the_page_of_a_simulated_fleet_and_stops_by_itself() -> None:
+    proc = _dashboard("--simulate", "--agents", "40", "--port", "0", "--duration", "2")
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, line
+        with urllib.request.urlopen(url.group(0) + "api/snapshot", timeout=5) as resp:
+            snapshot = json.loads(resp.read())
+        assert len(snapshot["agents"]) == 40
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_cli_shows_a_real_fleet_on_redis(redis_url: str) -> None:
+    """Default mode: real agents of loadkit.fleet under load, sampled into the board."""
+    proc = _dashboard("--agents", "30", "--port", "0", "--duration", "5", "--redis-url", redis_url)
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+/", proc.stdout.readline())
+        assert url
+        seen: set[str] = set()
+        deadline = time.monotonic() + 4
+        while "busy" not in seen and time.monotonic() < deadline:
+            with urllib.request.urlopen(url.group(0) + "api/snapshot", timeout=5) as resp:
+                snapshot = json.loads(resp.read())
+            seen |= set(snapshot["agents"].values())
+            time.sleep(0.2)
+        assert len(snapshot["agents"]) == 30
+        assert "busy" in seen  # tasks really run on the agents
+        assert snapshot["stats"]["completed"] >= 0
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--port", "70000"], "port must be 0-65535"),
+        (["--agents", "0"], "must be >= 1"),
+        (["--fleet", "f1"], "--fleet watches a fleet on an existing Redis"),
+    ],
+)
+def test_cli_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
+    proc = _dashboard(*args)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_refuses_a_port_in_use() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = _dashboard("--simulate", "--port", port, "--duration", "5")
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert f"port {port} is in use" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_loadkit_run_dashboard_quick_reports_every_metric(tmp_path: Path) -> None:
+    """The issue's done-when: 1000 clients, every metric, the histogram beside the report."""
+    report_path = tmp_path / "r.json"
+    done = run_loadkit(
+        "run", "dashboard", "--scale", "quick", "--json", str(report_path), timeout=150
+    )
+    report = json.loads(report_path.read_text())
+    block = report["workloads"]["dashboard"]
+    assert block["status"] in ("passed", "failed"), (block["error"], done.stderr[-2000:])
+    assert block["metrics"].keys() >= ISSUE_METRICS
+    assert block["metrics"]["ws_connections"] == 1000
+    plot = block["artifacts"]["latency histogram"]
+    assert (tmp_path / plot).read_bytes()[:8] == PNG
+    assert done.returncode == (0 if report["passed"] else 1)

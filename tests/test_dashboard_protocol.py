@@ -1,0 +1,216 @@
+"""Pure parts of the dashboard: wire protocol, access rules, board diffs, simulator."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loadkit.dashboard import protocol
+from loadkit.dashboard.board import AgentBoard, apply_update
+from loadkit.dashboard.protocol import GapTracker, Header, ProtocolViolation
+from loadkit.dashboard.sources import SimulatedFleet
+from loadkit.dashboard.workload import bottlenecks, targets
+from loadkit.errors import UsageError
+
+ISSUE_METRICS = {
+    "ws_connections",
+    "ws_connect_s",
+    "ws_latency_p50_ms",
+    "ws_latency_p99_ms",
+    "broadcast_all_received_p99_ms",
+    "poll_latency_p95_ms",
+    "poll_refresh_s",
+    "update_process_ms",
+    "reconnect_ratio",
+    "reconnect_p95_s",
+    "memory_per_connection_kib",
+    "slow_clients_dropped",
+    "messages_missed",
+}
+
+states = st.sampled_from(["idle", "busy", "new", "dead"])
+agent_ids = st.text("abcdef0123456789-", min_size=1, max_size=8)
+
+
+@given(
+    seq=st.integers(0, 2**40),
+    ts=st.floats(0, 2e12, allow_nan=False),
+    body=st.dictionaries(st.sampled_from(["v", "changed", "x"]), st.integers()),
+)
+def test_encode_puts_a_header_peek_can_read(seq: int, ts: float, body: dict) -> None:
+    message = protocol.encode("update", seq, ts, "ab12cd", body)
+    decoded = json.loads(message)
+    header = protocol.peek_header(message)
+    assert header == Header("update", seq, decoded["ts"], "ab12cd")
+    assert protocol.peek_header(message.encode()) == header
+    assert abs(decoded["ts"] - ts) <= 0.0005 + ts * 1e-15
+    assert {k: decoded[k] for k in body} == body
+
+
+def test_peek_header_rejects_other_shapes() -> None:
+    assert protocol.peek_header('{"seq":1}') is None
+    assert protocol.peek_header("not json") is None
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        (b"\x00\x01", protocol.CLOSE_UNSUPPORTED_DATA),
+        ("{nope", protocol.CLOSE_POLICY_VIOLATION),
+        ("[1, 2]", protocol.CLOSE_POLICY_VIOLATION),
+        ('{"type": "delete_everything"}', protocol.CLOSE_POLICY_VIOLATION),
+    ],
+)
+def test_bad_client_messages_carry_their_close_code(message: str | bytes, code: int) -> None:
+    with pytest.raises(ProtocolViolation) as info:
+        protocol.parse_client_message(message)
+    assert info.value.code == code
+
+
+def test_good_client_messages() -> None:
+    assert protocol.parse_client_message('{"type":"resync"}') == "resync"
+    assert protocol.parse_client_message('{"type": "ping", "extra": 1}') == "ping"
+
+
+def test_gap_tracker_counts_gaps_but_not_reconnects() -> None:
+    g = GapTracker()
+    for seq in (5, 6, 7, 10, 11):  # 8 and 9 missed
+        g.see(Header("update", seq, 0.0, "a"))
+    assert g.missed == 2
+    g.see(Header("update", 11, 0.0, "a"))  # a duplicate or pong is no gap
+    assert g.missed == 2
+    g.reset()  # reconnect: whatever happened meanwhile is explained
+    g.see(Header("snapshot", 40, 0.0, "a"))
+    g.see(Header("update", 41, 0.0, "a"))
+    g.see(Header("update", 1, 0.0, "b"))  # a restarted server starts over
+    g.see(Header("update", 3, 0.0, "b"))
+    assert g.missed == 3
+    assert g.received == 10
+
+
+def test_etag_and_if_none_match() -> None:
+    tag = protocol.etag("ab", 7)
+    assert protocol.not_modified(tag, tag)
+    assert protocol.not_modified(f'"x-1", {tag}', tag)
+    assert protocol.not_modified(f"W/{tag}", tag)
+    assert protocol.not_modified("*", tag)
+    assert not protocol.not_modified(protocol.etag("ab", 6), tag)
+    assert not protocol.not_modified(None, tag)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.4.5", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.10", False),
+        ("example.org", False),
+    ],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert protocol.is_loopback(host) is loopback
+
+
+def test_tokens() -> None:
+    assert protocol.token_from("/ws?token=abc", {}) == "abc"
+    assert protocol.token_from("/api/snapshot", {"Authorization": "Bearer xyz"}) == "xyz"
+    assert protocol.token_from("/", {}) is None
+    assert protocol.token_ok(None, None)  # no token configured: loopback only, open
+    assert protocol.token_ok("s3cret", "s3cret")
+    assert not protocol.token_ok("s3cret", "s3cre")
+    assert not protocol.token_ok("s3cret", None)
+
+
+def test_off_loopback_needs_a_token() -> None:
+    from loadkit.dashboard.server import ServerConfig
+
+    with pytest.raises(UsageError, match="token"):
+        ServerConfig(host="0.0.0.0").check()
+    ServerConfig(host="0.0.0.0", token="t").check()
+    ServerConfig().check()
+
+
+def test_routes() -> None:
+    assert protocol.route("/") == "page"
+    assert protocol.route("/?token=x") == "page"
+    assert protocol.route("/dashboard.js") == "asset"
+    assert protocol.route("/api/snapshot?token=x") == "snapshot"
+    assert protocol.route("/ws") == "ws"
+    assert protocol.route("/../etc/passwd") == "missing"
+    assert protocol.route("/static/dashboard.js") == "missing"
+
+
+@given(st.integers(0, 100), st.integers(0, 2**32))
+def test_backoff_is_bounded_and_grows(attempt: int, seed: int) -> None:
+    rng = random.Random(seed)
+    delay = protocol.backoff_s(attempt, base_s=0.1, cap_s=2.0, rng=rng)
+    assert 0 <= delay <= min(2.0, 0.1 * 2**attempt)
+
+
+@given(
+    st.lists(
+        st.tuples(st.dictionaries(agent_ids, states), st.lists(agent_ids, max_size=3)),
+        max_size=15,
+    )
+)
+def test_board_updates_replay_to_the_same_state(steps: list) -> None:
+    """A client applying every update body ends up with the server's agents, the version
+    moves exactly when something changed, and counts match the states."""
+    board = AgentBoard()
+    client = dict(board.snapshot_body()["agents"])
+    for changed, removed in steps:
+        before = board.version
+        delta = board.update(changed, removed)
+        apply_update(client, board.update_body(delta, None))
+        assert board.version == before + (1 if delta else 0)
+        assert client == board.states
+        expected: dict[str, int] = {}
+        for s in board.states.values():
+            expected[s] = expected.get(s, 0) + 1
+        assert board.counts() == expected
+
+
+def test_board_replace_diffs_a_full_sample() -> None:
+    board = AgentBoard()
+    board.replace({"a": "idle", "b": "busy"})
+    delta = board.replace({"b": "idle", "c": "new"})
+    assert delta.changed == {"b": "idle", "c": "new"}
+    assert delta.removed == ["a"]
+    assert not board.replace({"b": "idle", "c": "new"})
+
+
+def test_board_history_is_sampled_and_bounded() -> None:
+    board = AgentBoard()
+    points = [board.set_stats({"throughput_per_s": 1.0}, t / 10) for t in range(10_000)]
+    assert sum(p is not None for p in points) == 1000  # one a second
+    assert len(board.history) == 300  # the last five minutes
+
+
+def test_simulator_is_seeded_and_changes_what_it_is_asked() -> None:
+    a, b = SimulatedFleet(500, seed=3), SimulatedFleet(500, seed=3)
+    ta, tb = a.tick(100), b.tick(100)
+    assert ta.changed == tb.changed
+    assert len(ta.changed) == 100
+    assert len(a.tick(500).changed) == 500
+    assert set(a.states.values()) <= {"idle", "busy", "new", "dead"}
+
+
+def test_targets_cover_the_issue_and_bottlenecks_read_metrics() -> None:
+    metrics = {t.metric for t in targets("quick")}
+    assert metrics <= ISSUE_METRICS
+    assert {"ws_latency_p99_ms", "poll_refresh_s", "update_process_ms"} <= metrics
+    assert {"reconnect_ratio", "memory_per_connection_kib"} <= metrics
+    assert bottlenecks({}) == []
+    found = bottlenecks(
+        {"memory_per_connection_kib": 64, "reconnect_ratio": 0.5, "messages_missed": 3}
+    )
+    assert len(found) == 3
