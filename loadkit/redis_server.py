@@ -9,7 +9,9 @@ The server is ours alone: it is stopped (and only it) when the context exits, on
 Ctrl-C, on errors, at interpreter exit, and - through ``PR_SET_PDEATHSIG`` - even when
 the owning process is killed. Persistence can be switched to AOF for recovery tests.
 An existing server (``LOADKIT_REDIS_URL`` or ``--redis-url``) is checked to answer and
-then used as is; loadkit never stops or flushes a server it did not start.
+then used as is; loadkit never stops or flushes a server it did not start. A Redis
+Cluster is given as ``redis+cluster://host:port`` (any one node); :func:`connect_async`
+returns the matching asyncio client for either kind of URL.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 
@@ -40,6 +42,7 @@ PERSISTENCE_MODES: tuple[str, ...] = ("none", "aof-everysec", "aof-always")
 ENV_URL = "LOADKIT_REDIS_URL"
 ENV_BINARY = "LOADKIT_REDIS_SERVER"
 ENV_ALLOW_REMOTE = "LOADKIT_ALLOW_REMOTE"
+CLUSTER_SCHEME = "redis+cluster"
 
 _PR_SET_PDEATHSIG = 1
 _live_servers: set[RedisServer] = set()
@@ -279,24 +282,64 @@ def check_url(url: str, timeout_s: float = 2.0) -> None:
     Non-loopback servers are refused unless ``LOADKIT_ALLOW_REMOTE=1``: loadkit generates
     load, and pointing it at a shared server by accident should take a deliberate step.
     """
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise UsageError(f"not a Redis URL: {url!r} (expected redis://host:port/db)")
+    if not url.startswith(("redis://", "rediss://", "unix://", CLUSTER_SCHEME + "://")):
+        raise UsageError(
+            f"not a Redis URL: {url!r} (expected redis://host:port/db or "
+            f"{CLUSTER_SCHEME}://host:port)"
+        )
     if not is_loopback_url(url) and os.environ.get(ENV_ALLOW_REMOTE) != "1":
         raise UsageError(
             f"refusing non-loopback Redis {url}: set {ENV_ALLOW_REMOTE}=1 to load a remote server"
         )
     try:
         client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            node_url(url), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
     except ValueError as exc:
         raise UsageError(f"bad Redis URL {url!r}: {exc}") from None
     try:
         client.ping()
+        if is_cluster_url(url):
+            _check_cluster(client, url)
     except redis.RedisError as exc:
         raise UsageError(f"Redis at {url} does not answer: {exc}") from None
     finally:
         client.close()
+
+
+def _check_cluster(client: redis.Redis, url: str) -> None:
+    try:
+        info = client.execute_command("CLUSTER", "INFO")
+    except redis.ResponseError as exc:
+        raise UsageError(f"Redis at {url} is not a cluster node: {exc}") from None
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    if "cluster_state:ok" not in text:
+        raise UsageError(f"Redis Cluster at {url} is not ready (cluster_state is not ok)")
+
+
+def is_cluster_url(url: str) -> bool:
+    return urllib.parse.urlparse(url).scheme == CLUSTER_SCHEME
+
+
+def node_url(url: str) -> str:
+    """The plain ``redis://`` URL of the node a (cluster) URL names."""
+    if is_cluster_url(url):
+        return "redis://" + url.split("://", 1)[1]
+    return url
+
+
+def connect_async(url: str, *, max_connections: int = 64, **kwargs: Any) -> Any:
+    """An asyncio client for ``url``: a :class:`redis.asyncio.RedisCluster` for a
+    ``redis+cluster://`` URL, else a :class:`redis.asyncio.Redis` on a blocking
+    connection pool (a burst waits for a free connection instead of failing)."""
+    from redis.asyncio import BlockingConnectionPool
+    from redis.asyncio import Redis as AsyncRedis
+    from redis.asyncio.cluster import RedisCluster
+
+    if is_cluster_url(url):
+        return RedisCluster.from_url(node_url(url), max_connections=max_connections, **kwargs)
+    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, **kwargs)
+    return AsyncRedis(connection_pool=pool)
 
 
 @contextlib.contextmanager

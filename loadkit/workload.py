@@ -22,6 +22,7 @@ SCALES: tuple[str, ...] = ("quick", "full")
 # name -> (module, one-line description)
 WORKLOADS: dict[str, tuple[str, str]] = {
     "fleet": ("loadkit.fleet.workload", "spawn, allocate, autoscale and clean up agents on Redis"),
+    "swarm": ("loadkit.swarm.workload", "100 swarms: streams, fenced leaders, crash recovery"),
     "dashboard": ("loadkit.dashboard.workload", "1000+ live WebSocket clients, polling, restart"),
     "wasm": ("loadkit.wasm.workload", "WASM expression parser vs pure Python: speed, limits"),
 }
