@@ -124,6 +124,10 @@ def _shown(value: float | None) -> str:
     return "not measured" if value is None else f"{value:.4g}"
 
 
+def _at_best(t: Target, value: float) -> bool:
+    return t.metric.endswith("_ratio") and not t.less_is_better and t.target <= 1 <= value
+
+
 def recommendations(
     workloads: Mapping[str, Mapping[str, Any]],
     targets: Mapping[str, Sequence[Target]],
@@ -142,8 +146,9 @@ def recommendations(
                 why = f" ({t.why})" if t is not None and t.why else ""
                 msg = f"{c['metric']} is {_shown(c['value'])}, target {c['op']} {c['target']:g}"
                 recs.append(_rec("HIGH", name, msg + why))
-            # Inclusive ops mark counts and zero-tolerance checks: no "headroom" there.
-            elif t is not None and t.op in ("<", ">"):
+            # Inclusive ops mark counts and zero-tolerance checks, and a success ratio of 1
+            # cannot get better: no "headroom" to speak of there.
+            elif t is not None and t.op in ("<", ">") and not _at_best(t, c["value"]):
                 room = headroom(t, c["value"])
                 if room is not None and room < HEADROOM:
                     msg = (

@@ -6,70 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from helpers import run_loadkit
 
-from loadkit.redis_server import RedisServer, check_url, connect_async, find_redis_binary
+from loadkit.redis_server import check_url, connect_async
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.coordinator import create_swarms
 from loadkit.swarm.scripts import Scripts
-
-
-def _port_pair_free(port: int) -> bool:
-    for p in (port, port + 10_000):  # the cluster bus listens on port + 10000
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", p))
-            except OSError:
-                return False
-    return True
-
-
-def _cluster_port() -> int:
-    for _ in range(200):
-        port = random.randint(20_000, 50_000)
-        if _port_pair_free(port):
-            return port
-    raise RuntimeError("no free port pair for a cluster node")
-
-
-@pytest.fixture(scope="module")
-def cluster_url() -> Iterator[str]:
-    args = ("--cluster-enabled", "yes", "--cluster-node-timeout", "5000")
-    nodes: list[RedisServer] = []
-    try:
-        for _ in range(3):
-            nodes.append(RedisServer(port=_cluster_port(), extra_args=args).start())
-        cli = Path(find_redis_binary()).with_name("redis-cli")
-        if not cli.exists():
-            pytest.skip("no redis-cli next to redis-server")
-        addresses = [f"127.0.0.1:{n.port}" for n in nodes]
-        create = ["--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"]
-        subprocess.run(
-            [str(cli), *create],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        deadline = time.monotonic() + 30
-        for n in nodes:
-            client = redis.Redis(port=n.port)
-            while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
-                assert time.monotonic() < deadline, "cluster did not become ready"
-                time.sleep(0.05)
-            client.close()
-        yield f"redis+cluster://127.0.0.1:{nodes[0].port}"
-    finally:
-        for n in nodes:
-            n.stop()
 
 
 def test_a_cluster_url_is_accepted_and_swarms_spread_over_the_masters(cluster_url: str) -> None:

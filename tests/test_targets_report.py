@@ -161,6 +161,15 @@ def _entry(metrics: dict[str, float], targets: list[Target]) -> dict[str, Any]:
     return workload_entry(status="passed", duration_s=1.0, metrics=metrics, targets=targets)
 
 
+def test_no_low_for_a_success_ratio_already_at_one() -> None:
+    """A recovery ratio of 1 against "> 0.95" cannot improve: no headroom advice."""
+    perfect = Target("recovery_ratio", ">", 0.95)
+    near = Target("election_ratio", ">", 0.95)
+    w = {"swarm": _entry({"recovery_ratio": 1.0, "election_ratio": 0.97}, [perfect, near])}
+    recs = recommendations(w, {"swarm": [perfect, near]})
+    assert [(r["priority"], r["message"].split()[0]) for r in recs] == [("LOW", "election_ratio")]
+
+
 def test_high_for_a_check_below_target_with_its_reason() -> None:
     w = {"fleet": _entry({"lat_ms": 150.0}, [LATENCY])}
     recs = recommendations(w, {"fleet": [LATENCY]})

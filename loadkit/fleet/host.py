@@ -23,11 +23,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from loadkit.aio import keep_running
 from loadkit.fleet.store import FleetStore
 from loadkit.metrics import LatencyRecorder
+from loadkit.redis_server import connect_async
 
 # NEW: created here, registration in Redis not yet confirmed.
 NEW, IDLE, BUSY, DEAD = "new", "idle", "busy", "dead"
@@ -97,7 +96,7 @@ class AgentHost:
             raise ValueError("lease_ms must be >= 100")
         if batch_size < 1 or max_inflight_batches < 1:
             raise ValueError("batch_size and max_inflight_batches must be >= 1")
-        self.client = Redis.from_url(url)
+        self.client = connect_async(url)
         self.store = FleetStore(self.client, fleet)
         self.host_id = host_id or secrets.token_hex(4)
         if "-" in self.host_id:
@@ -106,7 +105,7 @@ class AgentHost:
         self.batch_size = batch_size
         self.max_inflight = max_inflight_batches
         # The inbox reader blocks in BLPOP; it gets a connection of its own.
-        self._blocking = Redis.from_url(url)
+        self._blocking = connect_async(url, max_connections=2)
         self.agents: dict[str, Agent] = {}
         self._seq = 0
         self._outbox: list[tuple[str, str, str]] = []

@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from loadkit.aio import keep_running
 from loadkit.fleet.autoscaler import (
     AutoscalerConfig,
@@ -28,6 +26,7 @@ from loadkit.fleet.autoscaler import (
 )
 from loadkit.fleet.host import AgentHost, Work, encode_task_body
 from loadkit.fleet.store import FleetStore
+from loadkit.redis_server import connect_async
 
 
 @dataclass
@@ -56,7 +55,7 @@ class FleetManager:
     scaling_log: list[ScalingEvent] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
-        self.client = Redis.from_url(self.url)
+        self.client = connect_async(self.url)
         self.store = FleetStore(self.client, self.fleet)
         self.host = AgentHost(
             self.url,

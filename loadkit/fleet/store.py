@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
 
 _PRELUDE = r"""
@@ -225,7 +225,9 @@ def _decode(value: Any) -> str:
 class FleetStore:
     """Typed async wrappers around the fleet scripts for one fleet name."""
 
-    def __init__(self, client: Redis, fleet: str, results_cap: int = 100_000) -> None:
+    def __init__(
+        self, client: Redis | RedisCluster, fleet: str, results_cap: int = 100_000
+    ) -> None:
         self.client = client
         self.fleet = fleet
         self.prefix = prefix_for(fleet)
