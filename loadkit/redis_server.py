@@ -339,7 +339,9 @@ def connect_async(url: str, *, max_connections: int = 64, **kwargs: Any) -> Any:
     if is_cluster_url(url):
         return RedisCluster.from_url(node_url(url), max_connections=max_connections, **kwargs)
     pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, **kwargs)
-    return AsyncRedis(connection_pool=pool)
+    # from_pool: the client owns the pool, so aclose() closes its sockets too (a client
+    # built with connection_pool=... leaves them open: one leaked fd per connection).
+    return AsyncRedis.from_pool(pool)
 
 
 @contextlib.contextmanager

@@ -144,13 +144,6 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         phase("autoscale", 0.4, 0.9),
         trace,
     )
-    artifacts = {}
-    plot_path = ctx.artifact("fleet-autoscale.png")
-    if plot_path is not None:
-        from loadkit.fleet.plots import plot_autoscale
-
-        plot_autoscale(trace, sc.step, int(metrics["autoscale_needed_agents"]), plot_path)
-        artifacts["autoscaler through a load step"] = plot_path.name
     metrics |= await measure_cycles(
         ctx.redis_url, f"cycle-{run_id}", sc.agents, sc.cycles, phase("cleanup", 0.9, 1.0)
     )
@@ -163,5 +156,13 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         "cleanup_leaked_fds": float(max(0, open_fds() - fds_before)),
         "cleanup_rss_retained_kib": (metrics.pop("cycle_final_rss_bytes") - rss_cold) / 1024,
     }
+    # Plot last: matplotlib keeps its font files open, which the fd count would see.
+    artifacts = {}
+    plot_path = ctx.artifact("fleet-autoscale.png")
+    if plot_path is not None:
+        from loadkit.fleet.plots import plot_autoscale
+
+        plot_autoscale(trace, sc.step, int(metrics["autoscale_needed_agents"]), plot_path)
+        artifacts["autoscaler through a load step"] = plot_path.name
     ctx.progress("done", 1.0)
     return WorkloadOutput(metrics=metrics, artifacts=artifacts)
