@@ -67,6 +67,7 @@ def test_run_fleet_quick_end_to_end(tmp_path: Path) -> None:
     assert metrics["reclaim_completed"] == metrics["reclaim_tasks"] == 5
     assert metrics["cleanup_leaked_keys"] == 0
     assert metrics["cleanup_leaked_tasks"] == 0
+    assert metrics["cleanup_leaked_fds"] == 0
     assert metrics["spawn_avg_ms"] > 0 and metrics["spawn_rate_per_s"] > 0
     assert metrics["allocation_p95_ms"] <= metrics["allocation_p99_ms"]
     assert metrics["autoscale_overshoot_ratio"] > 0

@@ -236,3 +236,22 @@ def test_redis_url_reads_the_environment(redis_url: str, monkeypatch: pytest.Mon
     monkeypatch.setenv("LOADKIT_REDIS_URL", f"redis://127.0.0.1:{port}/0")
     with pytest.raises(UsageError), rs.redis_url():
         pass
+
+
+def test_connect_async_client_closes_its_sockets(redis_url: str) -> None:
+    """aclose() must close the pool's connections: a client that leaves them open leaks
+    one file descriptor per connection (the fleet's cleanup figures count them)."""
+    import asyncio
+
+    from loadkit.metrics import open_fds
+    from loadkit.redis_server import connect_async
+
+    async def use_and_close() -> None:
+        client = connect_async(redis_url, max_connections=8)
+        await asyncio.gather(*(client.ping() for _ in range(8)))
+        await client.aclose()
+
+    asyncio.run(use_and_close())  # warm-up: imports and the loop's own descriptors
+    before = open_fds()
+    asyncio.run(use_and_close())
+    assert open_fds() == before
