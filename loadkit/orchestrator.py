@@ -173,7 +173,7 @@ def run_workloads(
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        ids = {n: progress.add_task(n, total=1.0, phase="waiting") for n in names}
+        ids = {n: progress.add_task(n, total=1.0, phase="waiting", start=False) for n in names}
         for name in names:
             module = workload.load(name)
             targets = module.targets(scale)
@@ -183,9 +183,11 @@ def run_workloads(
             def update(phase: str, fraction: float, task_id: Any = task_id) -> None:
                 progress.update(task_id, completed=fraction, phase=phase)
 
+            progress.start_task(task_id)  # elapsed time counts from here
             update("starting", 0.0)
             outcome = run_child(name, scale, redis_url, timeout_s, update, artifacts_dir)
             progress.update(task_id, completed=1.0, phase=outcome.status)
+            progress.stop_task(task_id)
             found = module.bottlenecks(outcome.metrics) if outcome.metrics else []
             entries[name] = workload_entry(
                 status=outcome.status,
