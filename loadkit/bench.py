@@ -4,7 +4,8 @@
 2. ``asv run --python=same`` on HEAD with samples recorded into ``results/``;
 3. ``asv publish`` into ``html/``;
 4. the history page (``loadkit report``) -> ``html-loadkit/index.html``;
-5. ``loadkit run`` -> ``html-loadkit/report.json`` and ``report.md``, linking to it.
+5. ``loadkit run`` -> ``html-loadkit/run/report.json`` and ``report.md`` (+ ``plots/``),
+   linking to it.
 
 loadkit's pages sit beside the asv site because ``asv publish`` deletes ``html/``.
 
@@ -73,7 +74,7 @@ def run_bench(args: argparse.Namespace) -> int:
     loadkit_main(["report", "--results", results, "--html", str(html)])
     console.rule(f"loadkit run --scale {args.scale}")
     # Beside the asv site, not in it: `asv publish` deletes html/ before writing.
-    report_dir = history_dir(html)
+    report_dir = history_dir(html) / "run"
     code = loadkit_main(
         [
             "run",
@@ -86,6 +87,6 @@ def run_bench(args: argparse.Namespace) -> int:
         ]
     )
     console.print(f"asv site: {html / 'index.html'}  (serve it with `asv preview`)")
-    console.print(f"history:  {report_dir / 'index.html'}")
+    console.print(f"history:  {history_dir(html) / 'index.html'}")
     console.print(f"report:   {report_dir / 'report.md'}")
     return code or status
