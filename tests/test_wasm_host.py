@@ -18,8 +18,15 @@ import pytest
 
 from loadkit.wasm import build, corpus, pyparser, scenarios, workload
 from loadkit.wasm.flat import FlatAst, ParseError
-from loadkit.wasm.host import DeadlineExceeded, MemoryLimitExceeded, WasmParser
+from loadkit.wasm.host import (
+    INPUT_PADDING,
+    PAGE,
+    DeadlineExceeded,
+    MemoryLimitExceeded,
+    WasmParser,
+)
 from loadkit.wasm.plots import plot_speedup, points_from_metrics
+from loadkit.wasm.scenarios import outcome
 from loadkit.workload import RunContext
 
 MIB = 1024 * 1024
@@ -73,6 +80,29 @@ def test_syntax_errors_come_back_as_errors_not_traps(wasm):
         with pytest.raises(ParseError):
             wasm.parse(bad)
     assert wasm.parse("").words.tolist() == []
+
+
+TOKENS = {
+    "name": lambda n: "x" * n,
+    "string": lambda n: "'" + "é" * (n // 2 - 1) + "'" * (1 + n % 2),
+    "number": lambda n: "7" * n,
+    "unterminated string": lambda n: "'" + "a" * (n - 1),
+}
+
+
+@pytest.mark.parametrize("prefix", ["", "(", "[-"])
+@pytest.mark.parametrize("token", list(TOKENS))
+def test_documents_ending_where_linear_memory_ends(prefix, token):
+    """The scanner reads 16 bytes at a time; the host leaves INPUT_PADDING bytes after
+    the document, so reading a token that reaches the last byte of memory (before any
+    node has grown it) stays inside linear memory instead of trapping."""
+    with WasmParser() as fresh:
+        fresh.parse("x")
+        input_at, memory = fresh._instance().input_at, fresh.memory_bytes()
+        size = (memory // PAGE + 3) * PAGE - input_at - INPUT_PADDING  # ends on a page
+        doc = (prefix + TOKENS[token](size - len(prefix))).encode()
+        assert len(doc) == size
+        assert outcome(fresh.parse, doc) == outcome(pyparser.parse, doc)
 
 
 def test_ten_threads_parse_concurrently_and_correctly(wasm):

@@ -338,6 +338,39 @@ def test_error_positions_are_lines_and_columns():
     assert str(caught.value) == "line 2, column 7 (byte 12): expected ')'"
 
 
+# Names, strings, numbers and blank runs of every length across the WASM scanner's
+# 16-byte vector steps, at the end of the input too; and names that share a reserved
+# word's letters, length or hash-table neighbourhood without being one.
+WIDTHS = [1, 2, 14, 15, 16, 17, 31, 32, 33, 47, 48, 49, 70]
+LOOKALIKES = [
+    "iffy", "android", "nothing", "order", "or_", "not_", "and1", "classy", "Class",
+    "instanceof_", "implementsX", "yields", "tags", "region", "len", "all", "count",
+    "notable", "o", "a", "n", "_and", "ANDROID", "returning", "protectedness",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_tokens_of_every_width_parse_identically(wasm, width):
+    name = ("n" + "a1_Z" * width)[:width]
+    string = "'" + ("é x" * width)[:width] + "\\t'"
+    number = "1" * width + "." + "2" * width
+    spaces = " " * width
+    doc = f"{name}({string},{spaces}{number}){spaces}+ {name}.{name}\n{name}"
+    tree = both(wasm, doc)
+    assert isinstance(tree, FlatAst), tree
+    assert flat_nodes(tree) == cpython_nodes(doc.encode())
+    for ending in (name, string, number, name + spaces, "(" + name):
+        both(wasm, ending)  # the last token ends on the input's last byte
+
+
+def test_names_that_look_like_reserved_words_are_names(wasm):
+    doc = " + ".join(LOOKALIKES)
+    tree = both(wasm, doc)
+    assert isinstance(tree, FlatAst), tree
+    assert [tree.text(i) for i in range(len(tree)) if tree.kind(i) == Kind.NAME] == LOOKALIKES
+    assert flat_nodes(tree) == cpython_nodes(doc.encode())
+
+
 @pytest.mark.parametrize("word", sorted(RESERVED))
 def test_every_reserved_word_is_refused_by_both(wasm, word):
     error = both(wasm, f"x + {word}")

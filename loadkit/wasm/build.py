@@ -4,11 +4,13 @@
     python -m loadkit.wasm.build --check   # rebuild in a temporary folder and compare
 
 Toolchain: Debian's ``clang`` and ``lld`` packages (``apt-get install clang lld``), which
-ship the WebAssembly target and ``wasm-ld``. The build is reproducible: fixed flags, the
-source compiled by its bare file name from its own folder, names and debug sections
-stripped, so the same clang version gives the same bytes. ``parser.build.json`` records
-the compiler and both files' SHA-256, so a stale module is caught even where no compiler
-is installed; with the compiler it records, ``--check`` must reproduce the committed bytes.
+ship the WebAssembly target and ``wasm-ld``. ``-msimd128``: the scanner measures runs of
+bytes 16 at a time with wasm SIMD, which wasmtime enables by default. The build is
+reproducible: fixed flags, the source compiled by its bare file name from its own folder,
+names and debug sections stripped, so the same clang version gives the same bytes.
+``parser.build.json`` records the compiler and both files' SHA-256, so a stale module is
+caught even where no compiler is installed; with the compiler it records, ``--check``
+must reproduce the committed bytes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ FLAGS = [
     "-nostdlib",
     "-ffreestanding",
     "-mbulk-memory",
+    "-msimd128",
     "-Wall",
     "-Wextra",
     "-Werror",

@@ -3,9 +3,10 @@
 A ``Store`` is not thread-safe, so each thread that parses gets its own Store and
 Instance (a ``threading.local``) from the one compiled ``Module``; wasm calls go through
 ctypes, which releases the GIL, so threads parse in parallel. Per document: the host
-grows linear memory if the document needs more, copies the bytes in at the module's
-``__heap_base``, calls ``parse`` (the one wasm call per document), and copies the result
-record and node words out.
+grows linear memory if the document needs more (the document plus ``INPUT_PADDING``
+bytes: the module's scanner reads 16 bytes at a time), copies the bytes in at the
+module's ``__heap_base``, calls ``parse`` (the one wasm call per document), and copies
+the result record and node words out.
 
 Guards, each with its own exception: an epoch deadline (a ticker thread advances the
 engine's epoch; a parse running past its deadline traps, and the thread's instance is
@@ -35,6 +36,9 @@ TICK_S = 0.005
 MIB = 1024 * 1024
 PAGE = 65536
 RESULT_WORDS = 5  # status, nodes pointer, node count, error offset, message length
+# Bytes after the document that must be in memory: the sentinel, and the rest of a
+# 16-byte vector load that starts on it (INPUT_PADDING in parser.c).
+INPUT_PADDING = 16
 
 
 class WasmLimitError(RuntimeError):
@@ -194,8 +198,8 @@ class WasmParser:
         )
 
     def _make_room(self, inst: _Instance, size: int) -> None:
-        """Grow linear memory to hold the document and the sentinel byte after it."""
-        short = inst.input_at + size + 1 - inst.memory.data_len(inst.store)
+        """Grow linear memory to hold the document and the padding after it."""
+        short = inst.input_at + size + INPUT_PADDING - inst.memory.data_len(inst.store)
         if short > 0:
             try:
                 inst.memory.grow(inst.store, -(-short // PAGE))

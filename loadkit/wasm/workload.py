@@ -60,8 +60,8 @@ def bottlenecks(metrics: dict[str, float]) -> list[str]:
         found.append(
             f"speedup {ratio:.0f}x is below the 52x goal: WASM {wasm:.0f} MB/s against Python "
             f"{python:.1f} MB/s; on varied code ({metrics.get('nodes_per_kib', 0):.0f} "
-            "nodes/KiB) the C scanner's per-token branches mispredict, so per-token work, "
-            "not copying, bounds the ratio"
+            "nodes/KiB) about one branch per token mispredicts (which token comes next, "
+            "what the parser does with it), so per-token work, not copying, bounds the ratio"
         )
     scaling = metrics.get("parallel_scaling_ratio")
     cores = metrics.get("parallel_threads", 1)
