@@ -139,14 +139,14 @@ class FleetAutoscale(ServerBenchmark):
 
 
 class FleetCleanup(ServerBenchmark):
-    """Four whole fleet lifetimes of 1000 agents: what they leave behind."""
+    """Six whole fleet lifetimes of 1000 agents: what they leave behind."""
 
     rounds = 1
 
     def setup(self) -> None:
         env = RedisLoop()
         try:
-            self.result = env.run(measure_cycles(env.url, "asv-cycle", agents=1000, cycles=4))
+            self.result = env.run(measure_cycles(env.url, "asv-cycle", agents=1000, cycles=6))
         finally:
             env.close()
 

@@ -4,7 +4,7 @@ Composed from :mod:`loadkit.fleet.scenarios`; every figure is measured in this r
 against the Redis in ``ctx.redis_url``. The cleanup figures compare against baselines
 taken before anything started: Redis keys and registry entries of gone agents, asyncio
 tasks and file descriptors still open, and RSS growth per repeated fleet lifetime
-(allocator caching stays flat across cycles, a leak does not).
+once the allocator has warmed up (allocator caching stays flat, a leak does not).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class FleetScale:
     work_ms: float
     step: StepLoad
     lease_ms: int = 1000
-    cycles: int = 4
+    cycles: int = 6
 
 
 SCALE = {
