@@ -1,10 +1,12 @@
 """The ``loadkit`` command line.
 
-``run`` is the orchestrator (workloads -> report), ``agents`` hosts agents that join a
-fleet through Redis from any process or host, ``redis`` starts a private Redis and
-prints its URL, ``bench`` is the whole continuous-benchmarking job (asv run on this
-commit, asv publish, run report). Expected failures print one line and exit 2; a
-failed target exits 1.
+``run`` is the orchestrator (workloads -> report), ``bench`` the whole
+continuous-benchmarking job (asv run on this commit, asv publish, history page, run
+report), ``check`` / ``calibrate`` / ``report`` the history scoring
+(:mod:`loadkit.history.commands`), ``agents`` hosts agents that join a fleet through
+Redis from any process or host, ``dashboard`` serves the live page
+(:mod:`loadkit.dashboard.cli`), ``redis`` starts a private Redis and prints its URL.
+Expected failures print one line and exit 2; a missed target or a regression exits 1.
 """
 
 from __future__ import annotations
