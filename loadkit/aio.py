@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -34,3 +36,14 @@ async def keep_running(
             log.warning("%s: %s; retrying in %.2f s", label, exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff_s)
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel background tasks and wait until each has finished unwinding, so a stop
+    returns only once no loop of ours still touches its connections."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -17,13 +17,12 @@ all coordination goes through Redis.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from loadkit.aio import keep_running
+from loadkit.aio import cancel_and_wait, keep_running
 from loadkit.fleet.store import FleetStore
 from loadkit.metrics import LatencyRecorder
 from loadkit.redis_server import connect_async
@@ -154,11 +153,7 @@ class AgentHost:
             timer.cancel()
         self._timers.clear()
         self._outbox_ready.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         await self._flush_once()
         remaining = list(self.agents)

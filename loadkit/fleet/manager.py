@@ -11,12 +11,11 @@ capacity; the manager only scales the agents it hosts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from loadkit.aio import keep_running
+from loadkit.aio import cancel_and_wait, keep_running
 from loadkit.fleet.autoscaler import (
     AutoscalerConfig,
     AutoscalerState,
@@ -156,11 +155,7 @@ class FleetManager:
     async def stop(self) -> None:
         """Stop the loops and the local host (its agents deregister); keep the connection
         so the caller can still inspect what is left in Redis."""
-        for task in self._loops:
-            task.cancel()
-        for task in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._loops)
         self._loops = []
         await self.host.stop()
 

@@ -24,6 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from loadkit.aio import cancel_and_wait
 from loadkit.redis_server import connect_async, is_cluster_url
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.election import Candidacy, ElectionBoard, snapshot
@@ -196,11 +197,7 @@ class Coordinator:
 
     async def stop(self, release: bool = True) -> None:
         self._running = False
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.consumer.drain(), 5)
