@@ -169,7 +169,7 @@ class RedisServer:
             ok, last_error = self._wait_ready()
             if ok:
                 return self
-            self._reap()
+            self._end(graceful=False)
         raise UsageError(f"redis-server did not start on {self.host}: {last_error}")
 
     def _wait_ready(self) -> tuple[bool, str]:
@@ -206,31 +206,11 @@ class RedisServer:
             return ""
         return lines[-1].strip() if lines else ""
 
-    def _reap(self) -> None:
+    def _end(self, graceful: bool) -> None:
+        """End our process: SIGTERM (then SIGKILL after 5 s) when graceful, else SIGKILL."""
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-            self.process.wait()
-            if self.process.stderr is not None:
-                self.process.stderr.close()
-        self.process = None
-        _live_servers.discard(self)
-
-    def kill(self) -> None:
-        """SIGKILL the server (crash injection). Data dir and port are kept for restart()."""
-        self._reap()
-
-    def restart(self) -> RedisServer:
-        """Start again on the same port and directory, replaying the AOF if there is one."""
-        if self.process is not None:
-            self.stop(remove_data=False)
-        return self.start()
-
-    def stop(self, remove_data: bool = True) -> None:
-        """Terminate our server (SIGTERM, then SIGKILL after 5 s) and drop its temp dir."""
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
+                self.process.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
             try:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -240,6 +220,20 @@ class RedisServer:
                 self.process.stderr.close()
             self.process = None
         _live_servers.discard(self)
+
+    def kill(self) -> None:
+        """SIGKILL the server (crash injection). Data dir and port are kept for restart()."""
+        self._end(graceful=False)
+
+    def restart(self) -> RedisServer:
+        """Start again on the same port and directory, replaying the AOF if there is one."""
+        if self.process is not None:
+            self.stop(remove_data=False)
+        return self.start()
+
+    def stop(self, remove_data: bool = True) -> None:
+        """Terminate our server (SIGTERM, then SIGKILL after 5 s) and drop its temp dir."""
+        self._end(graceful=True)
         if remove_data and self._own_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
