@@ -54,12 +54,6 @@ class WorkloadOutput:
     artifacts: dict[str, str] = field(default_factory=dict)
 
 
-def check_scale(scale: str) -> str:
-    if scale not in SCALES:
-        raise UsageError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
-    return scale
-
-
 def resolve(names: list[str] | None) -> list[str]:
     """Validate workload names (all when none given), keeping the user's order."""
     if not names:
