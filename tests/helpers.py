@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from loadkit.errors import UsageError
+from loadkit.history.commands import add_commands
 from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_URL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,3 +56,15 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
         time.sleep(0.02)
     if not predicate():
         pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def run_history_cli(argv: list[str]) -> int:
+    """The history commands behind a parser built like the main CLI's, in process."""
+    parser = argparse.ArgumentParser(prog="loadkit")
+    add_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

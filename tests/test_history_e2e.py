@@ -9,7 +9,6 @@ report page must survive ``asv publish``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -17,9 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_history_cli as run_cli
 
-from loadkit.errors import UsageError
-from loadkit.history.commands import add_commands, report_page_link
+from loadkit.history.commands import report_page_link
 
 pytestmark = pytest.mark.slow
 
@@ -77,18 +76,6 @@ CONFIG = {
     "html_dir": "html",
     "env_dir": ".asv/env",
 }
-
-
-def run_cli(argv: list[str]) -> int:
-    """The history commands behind a parser built like the main CLI's."""
-    parser = argparse.ArgumentParser(prog="loadkit")
-    add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
+from helpers import run_history_cli as run_cli
 
-from loadkit.errors import UsageError
 from loadkit.history import simulation, tables
-from loadkit.history.commands import add_commands, report_page_link
+from loadkit.history.commands import report_page_link
 from loadkit.history.direction import Direction
 from loadkit.history.gate import Verdict, run_gate
 from loadkit.history.paths import report_dir
@@ -26,17 +24,6 @@ def _series(levels, samples: int = 8, seed: int = 0, name: str = "bench.X.time_x
     measurements = [level * (1 + 0.01 * generator.standard_normal(samples)) for level in levels]
     commits = [f"{i:02x}" * 20 for i in range(len(levels))]
     return Series(name=name, commits=commits, measurements=measurements, **kw)
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="loadkit")
-    add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
 
 
 # --- series -----------------------------------------------------------------------
