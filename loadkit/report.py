@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from loadkit.errors import UsageError
 from loadkit.targets import (
     HEADROOM,
     PASS_CONFIDENCE,
@@ -219,8 +220,6 @@ def schema() -> dict[str, Any]:
 
 def load_report(path: str | Path) -> dict[str, Any]:
     """Read a previous report (for --baseline); a clear error when it is not one."""
-    from loadkit.errors import UsageError
-
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
