@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from loadkit.errors import UsageError
+from loadkit.history.direction import Direction, direction_from_name
 from loadkit.targets import (
     HEADROOM,
     PASS_CONFIDENCE,
@@ -36,10 +37,6 @@ SCHEMA_ID = "loadkit.report/1"
 STATUSES = ("passed", "failed", "error", "timeout", "skipped")
 PRIORITIES = ("HIGH", "MEDIUM", "LOW", "INFO")
 DEGRADED = 0.10  # a metric 10% worse than the baseline is a MEDIUM recommendation
-
-_LOWER_SUFFIXES = ("_ms", "_s", "_kib", "_mib", "_bytes")
-_LOWER_WORDS = ("leaked", "lost", "missed", "stale", "dropped", "duplicated", "overshoot")
-_HIGHER_SUFFIXES = ("_per_s",)
 
 
 def machine_info() -> dict[str, Any]:
@@ -62,17 +59,13 @@ def git_commit(cwd: str | Path = ".") -> str | None:
 
 
 def lower_is_better(metric: str, targets: Sequence[Target] = ()) -> bool | None:
-    """Direction of a metric: from its target when it has one, else from its name."""
+    """Direction of a metric: from its target when it has one, else from its name (the
+    same rule ``loadkit check`` applies to asv series); None when neither says."""
     for t in targets:
         if t.metric == metric:
             return t.less_is_better
-    if any(w in metric for w in _LOWER_WORDS):
-        return True
-    if metric.endswith(_HIGHER_SUFFIXES):
-        return False
-    if metric.endswith(_LOWER_SUFFIXES):
-        return True
-    return None
+    direction = direction_from_name(metric)
+    return None if direction is None else direction is Direction.LOWER_IS_BETTER
 
 
 def workload_entry(

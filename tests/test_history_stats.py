@@ -79,6 +79,15 @@ def test_detectable_shift_scales_with_the_standard_error():
         ("bench.Swarm.track_hits", "count", "higher_is_better", HIGHER),
         ("bench.Fleet.time_spawn", "seconds", "lower", LOWER),
         ("bench.X.track_loops", "count", None, LOWER),
+        # A ratio is only "higher is better" when it is a share of something good.
+        ("bench.Swarm.track_recovery_ratio", "ratio", None, HIGHER),
+        ("bench.Dash.track_reconnect_ratio", "ratio", None, HIGHER),
+        ("bench.Wasm.track_parallel_scaling_ratio", "x", None, HIGHER),
+        ("bench.Swarm.track_delivered_share_of_ceiling", "ratio", None, HIGHER),
+        ("bench.Wasm.track_equivalent", "bool", None, HIGHER),
+        ("bench.Fleet.track_overshoot_ratio", "ratio", None, LOWER),
+        ("bench.Fleet.track_residual_ratio", "ratio", None, LOWER),
+        ("bench.Swarm.track_recovery_redis_s", "s", None, LOWER),
     ],
 )
 def test_direction_comes_from_declaration_then_prefix_unit_and_name(name, unit, declared, expected):

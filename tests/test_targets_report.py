@@ -216,6 +216,10 @@ def test_direction_comes_from_the_target_before_the_name() -> None:
     assert lower_is_better("autoscale_overshoot_ratio") is True
     assert lower_is_better("agents_spawned") is None
     assert lower_is_better("agents_spawned", [Target("agents_spawned", ">=", 10)]) is False
+    # The same name rule as loadkit check uses for asv series.
+    assert lower_is_better("recovery_ratio") is False
+    assert lower_is_better("parallel_scaling_ratio") is False
+    assert lower_is_better("recovery_s") is True
 
 
 def test_recommendations_are_sorted_high_medium_low() -> None:

@@ -23,13 +23,33 @@ class Direction(enum.Enum):
         return 1 if self is Direction.LOWER_IS_BETTER else -1
 
 
-# Units or names that say "amount per unit time" (or a score/ratio that should grow).
+# Units or names that say "amount per unit time", or a score or success share that
+# should grow. A bare "ratio" says nothing (an overshoot ratio should shrink), so only
+# ratios of something good count.
 _HIGHER_BETTER = re.compile(
     r"(per[_ ]?s(ec(ond)?)?(?![a-z])|/s(?![a-z])|(?<![a-z])(ops|qps|rps|hz)(?![a-z])|"
-    r"throughput|hits?_ratio|speedup|bandwidth)",
+    r"throughput|(hit|success|recovery|reconnect|scaling)s?_ratio|speedup|bandwidth|"
+    r"share_of|equivalent)",
+    re.IGNORECASE,
+)
+# Names that say a duration, a size, or something that should not happen.
+_LOWER_BETTER = re.compile(
+    r"(_(ms|s|kib|mib|bytes)$|leaked|lost|missed|stale|dropped|duplicated|overshoot|residual)",
     re.IGNORECASE,
 )
 _LOWER_BETTER_PREFIXES = ("time_", "timeraw_", "mem_", "peakmem_")
+
+
+def direction_from_name(name: str) -> Direction | None:
+    """The direction a metric or benchmark name states, or None when it states none.
+
+    One rule for asv series and for run-report metrics (``loadkit.report``), so a
+    recovery ratio cannot be "better when lower" in one place and not in the other."""
+    if _HIGHER_BETTER.search(name):
+        return Direction.HIGHER_IS_BETTER
+    if _LOWER_BETTER.search(name):
+        return Direction.LOWER_IS_BETTER
+    return None
 
 
 def infer_direction(name: str, unit: str | None = None, declared: str | None = None) -> Direction:
@@ -37,8 +57,9 @@ def infer_direction(name: str, unit: str | None = None, declared: str | None = N
 
     ``declared`` is an explicit choice (e.g. a benchmark attribute ``direction`` of
     "higher_is_better"); it wins because only the author knows. Otherwise ``time_``,
-    ``mem_`` and ``peakmem_`` benchmarks get worse upward (asv's own convention), and a
-    ``track_`` result whose unit or name says "per second" gets worse downward.
+    ``mem_`` and ``peakmem_`` benchmarks get worse upward (asv's own convention), a
+    ``track_`` result whose unit or name says "per second" (or a success share, a
+    speedup) gets worse downward, and anything else gets worse upward.
     """
     if declared:
         text = declared.strip().lower().replace("-", "_").replace(" ", "_")
@@ -51,6 +72,4 @@ def infer_direction(name: str, unit: str | None = None, declared: str | None = N
         return Direction.LOWER_IS_BETTER
     if unit and _HIGHER_BETTER.search(unit):
         return Direction.HIGHER_IS_BETTER
-    if _HIGHER_BETTER.search(last):
-        return Direction.HIGHER_IS_BETTER
-    return Direction.LOWER_IS_BETTER
+    return direction_from_name(last) or Direction.LOWER_IS_BETTER
