@@ -363,6 +363,33 @@ def test_tokens_of_every_width_parse_identically(wasm, width):
         both(wasm, ending)  # the last token ends on the input's last byte
 
 
+# The WASM scanner finds token starts in a bitmask of the 64 bytes ahead: every kind of
+# token, starting at every offset across two such windows (ending on, starting on or
+# crossing a window's last byte), with the input ending right after it or not.
+WINDOW_TOKENS = [
+    "n", "na", "name_7", "n" * 63, "n" * 64, "n" * 65, "x ** 2", "x <= 1", "x == y", "x > y",
+    "'é s\\t'", "'" + "s" * 70 + "'", '"a \\" b"', "12.5e+3", "0", "7" * 66, "[]", "f(a)",
+    "(not x)", "(x and y)",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("token", WINDOW_TOKENS)
+def test_tokens_at_every_offset_of_the_scanner_window_parse_identically(wasm, token):
+    for offset in range(132):
+        line = "x" + " " * offset + "+ " + token
+        for doc in (line, line + "\n", line + "\n" + " " * offset + "\n" + token):
+            tree = both(wasm, doc)
+            assert isinstance(tree, FlatAst), (doc, tree)
+
+
+@pytest.mark.parametrize("blank", [" ", "\t", " \t"])
+def test_blank_lines_and_indentation_of_every_length_identically(wasm, blank):
+    for width in range(132):
+        both(wasm, "a\n" + blank * width + "\nb\n")  # a blank line
+        both(wasm, "a\n" + blank * width + "b\n")  # indentation (from width 1): an error
+        both(wasm, "a" + blank * width + "\n\n" + blank * width)  # ends on blanks
+
+
 def test_names_that_look_like_reserved_words_are_names(wasm):
     doc = " + ".join(LOOKALIKES)
     tree = both(wasm, doc)

@@ -4,7 +4,7 @@ A ``Store`` is not thread-safe, so each thread that parses gets its own Store an
 Instance (a ``threading.local``) from the one compiled ``Module``; wasm calls go through
 ctypes, which releases the GIL, so threads parse in parallel. Per document: the host
 grows linear memory if the document needs more (the document plus ``INPUT_PADDING``
-bytes: the module's scanner reads 16 bytes at a time), copies the bytes in at the
+bytes: the module's scanner reads 64 bytes at a time), copies the bytes in at the
 module's ``__heap_base``, calls ``parse`` (the one wasm call per document), and copies
 the result record and node words out.
 
@@ -36,9 +36,9 @@ TICK_S = 0.005
 MIB = 1024 * 1024
 PAGE = 65536
 RESULT_WORDS = 5  # status, nodes pointer, node count, error offset, message length
-# Bytes after the document that must be in memory: the sentinel, and the rest of a
-# 16-byte vector load that starts on it (INPUT_PADDING in parser.c).
-INPUT_PADDING = 16
+# Bytes after the document that must be in memory: the sentinel, and the rest of the
+# scanner's 64-byte window when it starts on it (INPUT_PADDING in parser.c).
+INPUT_PADDING = 64
 
 
 class WasmLimitError(RuntimeError):

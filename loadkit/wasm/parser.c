@@ -7,15 +7,20 @@
  * three 32-bit words: kind | op << 4 | child_count << 8, start, end.
  *
  * How it is made fast without changing the algorithm (measured on the 1 MB corpus
- * document, where per-token work and branch mispredictions dominate): the scanner
- * classifies a token's first byte with one table and takes a single path for names and
- * one-byte tokens, measuring runs of name, digit and string bytes 16 at a time with wasm
- * SIMD (-msimd128; wasmtime enables SIMD by default) instead of byte loops whose exit
- * mispredicts; reserved words are looked up in a sparse hash table built on the first
- * call; the per-token paths are inlined so a token costs few wasm calls (each call is a
- * prologue, a stack check and an epoch check), and the rare paths are kept out of line.
+ * document, where scanning took three quarters of the time, and per-token work and
+ * branch mispredictions dominate): the scanner still scans one token each time the
+ * parser asks, but it finds where the next token starts in a bitmask of the 64 bytes
+ * ahead (the window: token starts and name bytes, from wasm SIMD compares, -msimd128;
+ * wasmtime enables SIMD by default), so moving from one token to the next is a
+ * trailing-zero count rather than a dependent chain of byte loads and compares; a
+ * token's first byte is classified with one table, and names and one-byte tokens take
+ * one path, their length read from the window; reserved words are looked up without a
+ * branch (a perfect hash and one 16-byte compare); string and digit runs are measured
+ * with SIMD too; the per-token paths are inlined so a token costs few wasm calls (each
+ * call is a prologue, a stack check and an epoch check), and the rare paths are kept
+ * out of line.
  *
- * Memory layout: [static data | stack | input (len) | sentinel + padding (16 bytes) |
+ * Memory layout: [static data | stack | input (len) | sentinel + padding (64 bytes) |
  * AST nodes ... end of memory]. The node array is the last thing in memory, so it
  * grows in place with memory.grow; when the host's memory limit refuses growth the
  * parse fails with status 2 instead of trapping. Errors unwind by return value (-1),
@@ -33,6 +38,7 @@
 typedef uint8_t u8;
 typedef int32_t i32;
 typedef uint32_t u32;
+typedef uint64_t u64;
 
 #define EXPORT(name) __attribute__((export_name(name)))
 /* Every wasm call costs a prologue, a stack check and an epoch check: the per-token
@@ -41,9 +47,9 @@ typedef uint32_t u32;
 #define INLINE __attribute__((always_inline)) inline
 #define COLD __attribute__((noinline, cold))
 #define PAGE 65536u
-/* Bytes after the input the host makes sure are in memory: the sentinel and the 15 more
- * a 16-byte load starting on the sentinel reads. */
-#define INPUT_PADDING 16u
+/* Bytes after the input the host makes sure are in memory: the sentinel and the 63 more
+ * the scanner's 64-byte window reads when it starts on the sentinel. */
+#define INPUT_PADDING 64u
 
 extern u8 __heap_base;
 
@@ -197,9 +203,9 @@ static int emit(u32 word, i32 start, i32 end) {
 
 /* --- scanner ------------------------------------------------------------------ */
 
-/* Runs of bytes in a class are measured 16 at a time with wasm SIMD (a compare per
- * class, a bitmask, a count of trailing zeros) instead of a loop whose exit branch
- * mispredicts once per token. The loads read up to 15 bytes past the sentinel, into
+/* Runs of bytes in a class are measured 16 (or 32) at a time with wasm SIMD (a compare
+ * per class, a bitmask, a count of trailing zeros) instead of a loop whose exit branch
+ * mispredicts once per token. The loads read up to 31 bytes past the sentinel, into
  * the padding the host leaves after the input (INPUT_PADDING); no run crosses the
  * sentinel, since NUL is in no class. */
 #define SPLAT(c) wasm_i8x16_splat((int8_t)(c))
@@ -231,7 +237,15 @@ static inline v128_t plain_lanes(v128_t v) {
     }
 RUN_LENGTH(name_run, name_lanes)
 RUN_LENGTH(digit_run, digit_lanes)
-RUN_LENGTH(plain_run, plain_lanes)
+/* String bodies are longer: 32 bytes a step (the padding after the input covers it). */
+static inline i32 plain_run(const u8 *s) {
+    for (i32 n = 0;; n += 32) {
+        u32 low = wasm_i8x16_bitmask(plain_lanes(wasm_v128_load(s + n)));
+        u32 high = wasm_i8x16_bitmask(plain_lanes(wasm_v128_load(s + n + 16)));
+        u32 outside = ~(low | high << 16);
+        if (outside) return n + __builtin_ctz(outside);
+    }
+}
 
 static int scan_string(i32 p) {
     u8 quote = src[p];
@@ -295,23 +309,27 @@ static int scan_number(i32 p) {
     return p;
 }
 
-/* Reserved words in an open-addressed hash table of their first 16 bytes (zero padded),
- * built on the first call. The table is sparse, so almost every name lands on an empty
- * slot and needs no comparison at all. */
-#define WORD_SLOTS 2048
-#define MAX_WORD 15
+/* Reserved words in a table indexed by a perfect hash of their first 8 bytes and length
+ * (no two reserved words share a slot), holding each word's first 16 bytes zero
+ * padded. A name is looked up without a branch: one 16-byte compare with the slot's key
+ * (an empty slot's key, all zeros, matches no name), and the token type selected. */
+#define WORD_BITS 10
+#define WORD_SLOTS (1 << WORD_BITS)
+/* Found by trying a few odd 64-bit constants: with it no two of the 60 words share a
+ * slot (init_words checks). */
+#define WORD_MULTIPLIER 0xd6e8feb86659fd93ull
 static v128_t word_key[WORD_SLOTS];
-static u8 word_len[WORD_SLOTS];  /* 0: empty slot */
 static u8 word_tok[WORD_SLOTS];  /* T_AND, T_OR, T_NOT, or T_EOF for a reserved word */
 static int words_ready;
-
-static inline u32 word_hash(u32 first, u32 last, i32 n) {
-    return (first * 7u + last * 31u + (u32)n * 101u) & (WORD_SLOTS - 1);
-}
 
 static inline v128_t first_bytes(const u8 *s, i32 n) { /* lanes past n zeroed */
     const v128_t lane = wasm_u8x16_make(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     return wasm_v128_and(wasm_v128_load(s), wasm_u8x16_lt(lane, SPLAT(n)));
+}
+
+static inline u32 word_slot(v128_t key, i32 n) {
+    u64 first8 = (u64)wasm_i64x2_extract_lane(key, 0);
+    return (u32)(((first8 ^ (u64)n) * WORD_MULTIPLIER) >> (64 - WORD_BITS));
 }
 
 static void init_words(void) {
@@ -320,12 +338,14 @@ static void init_words(void) {
         while (w && *w) {
             i32 n = 0;
             while (w[n] && w[n] != ' ') n++;
-            u32 h = word_hash((u8)w[0], (u8)w[n - 1], n);
-            while (word_len[h]) h = (h + 1) & (WORD_SLOTS - 1);
-            u8 key[16] = {0};
-            for (i32 i = 0; i < n; i++) key[i] = (u8)w[i];
-            word_key[h] = wasm_v128_load(key);
-            word_len[h] = (u8)n;
+            u8 bytes[16] = {0};
+            for (i32 i = 0; i < n; i++) bytes[i] = (u8)w[i];
+            v128_t key = wasm_v128_load(bytes);
+            u32 h = word_slot(key, n);
+            /* two words in one slot: WORD_MULTIPLIER no longer suits the list (the host
+             * reports the trap; the reserved-word tests fail) */
+            if (wasm_v128_any_true(word_key[h])) __builtin_trap();
+            word_key[h] = key;
             word_tok[h] = n == 3 && w[0] == 'a' ? T_AND
                         : n == 2 && w[0] == 'o' ? T_OR
                         : n == 3 && w[0] == 'n' && w[1] == 'o' ? T_NOT : T_EOF;
@@ -335,15 +355,13 @@ static void init_words(void) {
     }
 }
 
-/* The token type of the name s[0..n) whose hash is h: T_NAME, or for a reserved word
- * T_AND, T_OR, T_NOT, or T_EOF (a word the language refuses). */
-__attribute__((noinline)) static i32 word_kind(const u8 *s, i32 n, u32 h) {
-    if (n > MAX_WORD) return T_NAME;
+/* The token type of the name or one-byte token (cls) s[0..n): cls, or for a reserved
+ * word T_AND, T_OR, T_NOT, or T_EOF (a word the language refuses). */
+static INLINE i32 word_kind(const u8 *s, i32 n, i32 cls) {
     v128_t key = first_bytes(s, n);
-    for (; word_len[h]; h = (h + 1) & (WORD_SLOTS - 1))
-        if (word_len[h] == n && wasm_i8x16_all_true(wasm_i8x16_eq(key, word_key[h])))
-            return word_tok[h];
-    return T_NAME;
+    u32 h = word_slot(key, n);
+    i32 match = wasm_i8x16_all_true(wasm_i8x16_eq(key, word_key[h])) & (cls == T_NAME);
+    return match ? word_tok[h] : cls;
 }
 
 COLD static int reserved_error(i32 p, i32 n) {
@@ -355,9 +373,9 @@ COLD static int reserved_error(i32 p, i32 n) {
 
 /* What the byte that starts a token says: T_NAME, a one-byte token, or (C_DIGIT and
  * above, or C_BAD) a token that scan_other() handles. */
-enum { C_BAD = 0, C_DIGIT = T_COUNT, C_QUOTE, C_PAIRED, C_NUL, C_BLANK };
+enum { C_BAD = 0, C_DIGIT = T_COUNT, C_QUOTE, C_PAIRED, C_NUL };
 static const u8 CHAR_CLASS[256] = {
-    [0] = C_NUL, [' '] = C_BLANK, ['\t'] = C_BLANK, ['\n'] = T_NEWLINE,
+    [0] = C_NUL, ['\n'] = T_NEWLINE, /* blanks never start a token */
     ['('] = T_LPAREN, [')'] = T_RPAREN, ['['] = T_LBRACKET, [']'] = T_RBRACKET,
     ['{'] = T_LBRACE, ['}'] = T_RBRACE, [','] = T_COMMA, [':'] = T_COLON, ['.'] = T_DOT, ['+'] = T_PLUS, ['-'] = T_MINUS,
     ['/'] = T_SLASH, ['%'] = T_PERCENT,
@@ -366,15 +384,14 @@ static const u8 CHAR_CLASS[256] = {
     ['*'] = C_PAIRED, ['<'] = C_PAIRED, ['>'] = C_PAIRED, ['='] = C_PAIRED, ['!'] = C_PAIRED,
 };
 
-static int token_after_blanks(i32 p);
+static void seek(i32 p);
 
-/* Strings, numbers, two-byte operators, the end, bad bytes, and a second blank (a sixth
- * of tokens). Tested in a chain rather than a switch: the switch's indirect jump
+/* Strings, numbers, two-byte operators, the end and bad bytes (a sixth of tokens);
+ * the window then goes on after the token. Tested in a chain rather than a switch: the switch's indirect jump
  * mispredicted about two times in three (callgrind's branch simulation of a native
  * build). clang turns such chains back into a jump table unless told not to: the build
  * passes -fno-jump-tables. */
 __attribute__((noinline)) static int scan_other(i32 p, u8 cls) {
-    if (cls == C_BLANK) return token_after_blanks(p);
     if (cls == C_QUOTE) {
         p = scan_string(p);
     } else if (cls == C_DIGIT) {
@@ -391,45 +408,91 @@ __attribute__((noinline)) static int scan_other(i32 p, u8 cls) {
     }
     if (p < 0) return -1;
     tend = p;
+    seek(p);
     return 0;
 }
 
-/* Scan the token at p (blanks skipped). Names and one-byte tokens (five in six) take
- * one path with no branch on which they are: the name's length comes from a 16-byte
- * vector compare, a one-byte token is a "name" of length 0 counted as 1. */
-static INLINE int token_at(i32 p) {
-    tstart = p;
-    const u8 *s = src + p;
-    u8 cls = CHAR_CLASS[s[0]];
-    if (__builtin_expect((u8)(cls - 1) >= C_DIGIT - 1, 0)) return scan_other(p, cls);
-    u32 outside = ~wasm_i8x16_bitmask(name_lanes(wasm_v128_load(s))) & 0xFFFFu;
-    i32 n = __builtin_ctz(outside | 0x10000u);
-    n += n == 0;
-    if (__builtin_expect(n == 16, 0)) n += name_run(s + 16);
-    tok = cls;
-    u32 h = word_hash(s[0], s[n - 1], n);
-    /* One branch, not two: '&&' made a second, data-dependent one for the one-byte
-     * tokens that land on a reserved word's slot. */
-    if (__builtin_expect((word_len[h] != 0) & (cls == T_NAME), 0)) {
-        i32 kind = word_kind(s, n, h);
-        if (kind == T_EOF) return reserved_error(p, n);
-        tok = kind;
+/* The scanner's window: the BLOCK bytes from win on, as bitmasks. win_name marks name
+ * bytes; win_starts marks where tokens start that the scanner has not reached yet: the
+ * first byte of each run of name bytes, and every byte that is neither a name byte nor
+ * a blank. The next token starts at the lowest bit of win_starts, so going from one
+ * token to the next is a trailing-zero count and clearing a bit, not a scan; a token
+ * longer than its first run (a string, a number, a two-byte operator) clears the
+ * starts inside it (seek). */
+#define BLOCK 64
+static i32 win;
+static u64 win_name, win_starts;
+
+static INLINE void load_window(i32 p) {
+    u64 name = 0, blank = 0;
+    for (int k = 0; k < BLOCK / 16; k++) {
+        v128_t v = wasm_v128_load(src + p + 16 * k);
+        v128_t sp = wasm_v128_or(wasm_i8x16_eq(v, SPLAT(' ')), wasm_i8x16_eq(v, SPLAT('\t')));
+        name |= (u64)(u32)wasm_i8x16_bitmask(name_lanes(v)) << (16 * k);
+        blank |= (u64)(u32)wasm_i8x16_bitmask(sp) << (16 * k);
     }
-    tend = p + n;
-    return 0;
+    win = p;
+    win_name = name;
+    /* p is never inside a token, so a run of name bytes at p starts one */
+    win_starts = (name & ~(name << 1)) | ~(name | blank);
 }
 
-/* More blanks (the rare case: scan_other() sees them). */
-__attribute__((noinline)) static int token_after_blanks(i32 p) {
-    while (src[p] == ' ' || src[p] == '\t') p++;
-    return token_at(p);
+/* The window at p, where a token ended or a line starts. */
+__attribute__((noinline)) static void refresh_window(i32 p) { load_window(p); }
+
+/* Scanning goes on at p: drop the starts before it, or move the window there. */
+static inline void seek(i32 p) {
+    u32 off = (u32)(p - win);
+    if (__builtin_expect(off < BLOCK, 1)) win_starts &= ~0ull << off;
+    else refresh_window(p);
+}
+
+/* The next window with a token start in it. The sentinel is one, so this ends; were the
+ * parser to ask for a token after the end, the window stays on the sentinel. */
+__attribute__((noinline)) static u64 next_window(void) {
+    do load_window(win + BLOCK < len ? win + BLOCK : len); while (!win_starts);
+    return win_starts;
+}
+
+/* A name or one-byte token that reaches the window's end: its length, from a window
+ * that starts with it. */
+__attribute__((noinline)) static i32 token_across(i32 start) {
+    load_window(start);
+    win_starts &= win_starts - 1; /* its own start */
+    i32 n = __builtin_ctzll(~win_name);
+    if (n == BLOCK) { /* a name of BLOCK bytes or more */
+        n += name_run(src + start + BLOCK);
+        seek(start + n);
+    }
+    return n + (n == 0);
+}
+
+/* Scan the next token. Names and one-byte tokens (five in six) take one path with no
+ * branch on which they are: a one-byte token is a "name" of length 0 counted as 1. */
+static INLINE int next_token(void) {
+    u64 m = win_starts;
+    if (__builtin_expect(m == 0, 0)) m = next_window();
+    i32 at = __builtin_ctzll(m);
+    win_starts = m & (m - 1);
+    i32 start = win + at;
+    const u8 *s = src + start;
+    tstart = start;
+    u8 cls = CHAR_CLASS[s[0]];
+    if (__builtin_expect((u8)(cls - 1) >= C_DIGIT - 1, 0)) return scan_other(start, cls);
+    i32 n = __builtin_ctzll(~(win_name >> at));
+    n += n == 0;
+    if (__builtin_expect(at + n >= BLOCK, 0)) n = token_across(start); /* may go on */
+    tok = word_kind(s, n, cls);
+    if (__builtin_expect(tok == T_EOF, 0)) return reserved_error(start, n);
+    tend = start + n;
+    return 0;
 }
 
 /* Consume the current token and scan the next one. Inlined where the parser calls it:
  * a wasm call costs more than the common path. */
 static INLINE int advance(void) {
     prev_end = tend;
-    return token_at(tend + (src[tend] == ' ')); /* one blank is the common case */
+    return next_token();
 }
 
 /* --- parser ------------------------------------------------------------------- */
@@ -607,6 +670,7 @@ static int parse_document(void) {
             continue;
         }
         if (p != pos) return fail_at(p, "unexpected indentation");
+        if (pos != tend) seek(pos); /* blank lines skipped */
         tend = pos;
         if (advance() < 0 || parse_expr() < 0) return -1;
         if (tok == T_EOF) return 0;
@@ -626,6 +690,8 @@ EXPORT("parse") void *parse(i32 n, i32 max_nesting) {
     input[n] = 0; /* sentinel: every scanning loop stops on it */
     len = n;
     pos = 0;
+    tend = 0;
+    refresh_window(0);
     depth = 0;
     max_depth = max_nesting;
     nodes = (u32 *)(((__SIZE_TYPE__)input + (u32)n + INPUT_PADDING + 3) & ~(__SIZE_TYPE__)3);
