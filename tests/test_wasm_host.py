@@ -7,6 +7,7 @@ clang and wasm-ld (Debian: ``apt-get install clang lld``) and is skipped without
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import shutil
@@ -157,6 +158,7 @@ def test_workload_reports_every_issue_metric_and_the_plot(tmp_path, monkeypatch)
     assert out.metrics["equivalent"] == 1
     assert out.metrics["parallel_instances"] == 10
     assert "speedup_ratio_200kb" in out.metrics
+    assert out.metrics["wasm_mb_per_s_repeated_line"] > 0
     (png,) = out.artifacts.values()
     assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
     json.dumps(out.metrics)  # flat numbers only
@@ -171,6 +173,21 @@ def test_targets_and_bottlenecks_read_the_metrics():
     )  # fmt: skip
     assert len(slow) == 4 and "disagree" in slow[0]
     assert workload.bottlenecks({"speedup_ratio": 60, "equivalent": 1}) == []
+    (mispredicts,) = workload.bottlenecks(
+        {"speedup_ratio": 38, "wasm_mb_per_s": 200, "python_mb_per_s": 5.3,
+         "wasm_mb_per_s_repeated_line": 500, "speedup_ratio_repeated_line": 90}
+    )  # fmt: skip
+    assert "500 MB/s" in mispredicts and "60% of its time" in mispredicts
+
+
+def test_repeated_line_document_repeats_one_corpus_line(wasm):
+    doc = corpus.repeated_line_document(20_000, seed=3)
+    lines = doc.splitlines()
+    assert len(doc.encode()) >= 20_000 and len(set(lines)) == 1
+    assert lines[0] in set(itertools.islice(corpus.lines(3), 101))
+    found = scenarios.measure_repeated_line(wasm, 20_000, python_repeats=1, wasm_repeats=3)
+    assert found["speedup_ratio_repeated_line"] > 1
+    assert found["wasm_mb_per_s_repeated_line"] > found["python_mb_per_s_repeated_line"] > 0
 
 
 def test_plot_from_metrics_or_points(tmp_path):

@@ -200,6 +200,17 @@ def document(size_bytes: int, seed: int = 0) -> str:
     return "\n".join(out) + "\n"
 
 
+def repeated_line_document(size_bytes: int, seed: int = 0, sample: int = 101) -> str:
+    """One line of the corpus, of the median length among the first ``sample`` lines,
+    repeated until the document reaches ``size_bytes``: the same kind of code as
+    ``document``, but a CPU predicts every branch of its parse after the first lines,
+    which shows how much of a parse's time goes to branch mispredictions."""
+    stream = lines(seed)
+    line = sorted((next(stream) for _ in range(sample)), key=len)[sample // 2]
+    count = max(1, -(-size_bytes // (len(line.encode()) + 1)))
+    return (line + "\n") * count
+
+
 def small_documents(count: int, seed: int = 0, lines_each: int = 3) -> list[str]:
     """``count`` short documents (a few lines each), for operations per second."""
     stream = lines(seed)

@@ -10,6 +10,8 @@ call: copying the input in, the parse, and copying the result record and nodes o
 
 * sizes - WASM, pure Python and ``ast.parse`` over documents of several sizes, with the
   WASM and Python ASTs compared on every document;
+* repeated line - the same on one corpus line repeated to 1 MB, whose branches a CPU
+  predicts: how much of the time on varied code is branch misprediction;
 * ops - many small documents through one instance: operations per second and memory
   retained per operation;
 * memory - the memory one parse of a document needs: linear memory a fresh instance
@@ -99,9 +101,16 @@ class SpeedPoint:
 def measure_speed(
     wasm: WasmParser, size_bytes: int, python_repeats: int, wasm_repeats: int, seed: int = 0
 ) -> SpeedPoint:
-    """One document of ``size_bytes``: the three parsers' median times, and whether the
-    WASM and Python ASTs are identical."""
+    """One corpus document of ``size_bytes``: the three parsers' median times, and
+    whether the WASM and Python ASTs are identical."""
     data = corpus.document(size_bytes, seed).encode()
+    return measure_speed_on(wasm, data, python_repeats, wasm_repeats)
+
+
+def measure_speed_on(
+    wasm: WasmParser, data: bytes, python_repeats: int, wasm_repeats: int
+) -> SpeedPoint:
+    """``measure_speed`` for a given document."""
     reference = wasm.parse(data)  # warm: instance created, memory grown
     samples: dict[str, list[float]] = {"wasm": [], "python": [], "ast": []}
     wasm_each = -(-wasm_repeats // python_repeats)
@@ -141,6 +150,21 @@ def speed_metrics(points: list[SpeedPoint], headline_bytes: int = SIZES["1mb"]) 
         "nodes_per_kib": head.nodes / (head.size_bytes / KIB),
     }
     return metrics
+
+
+def measure_repeated_line(
+    wasm: WasmParser, size_bytes: int, python_repeats: int, wasm_repeats: int, seed: int = 0
+) -> dict[str, float]:
+    """The two parsers on one corpus line repeated to ``size_bytes``
+    (``corpus.repeated_line_document``): set against the corpus figures, the share of
+    WASM time that goes to branch mispredictions on varied code."""
+    data = corpus.repeated_line_document(size_bytes, seed).encode()
+    point = measure_speed_on(wasm, data, python_repeats, wasm_repeats)
+    return {
+        "speedup_ratio_repeated_line": point.speedup,
+        "wasm_mb_per_s_repeated_line": point.size_bytes / MB / point.wasm_s,
+        "python_mb_per_s_repeated_line": point.size_bytes / MB / point.python_s,
+    }
 
 
 def measure_ops(wasm: WasmParser, documents: list[bytes], operations: int) -> dict[str, float]:
