@@ -95,6 +95,32 @@ class WasmSpeedup(_WasmCase):
     track_equivalent.unit = "bool"
 
 
+class WasmRepeatedLine(_WasmCase):
+    """The same on one corpus line repeated to 1 MB, whose branches the CPU predicts: a
+    change here and not in ``WasmSpeedup`` is a change in per-token work; one only in
+    ``WasmSpeedup`` is a change in how the parser's branches predict on varied code."""
+
+    rounds = 1
+    repeat = 1
+    number = 1
+
+    def setup(self) -> None:
+        self.wasm = WasmParser()
+        self.found = scenarios.measure_repeated_line(
+            self.wasm, 1_000_000, python_repeats=3, wasm_repeats=15, seed=SEED
+        )
+
+    def track_speedup_ratio_repeated_line(self) -> float:
+        return self.found["speedup_ratio_repeated_line"]
+
+    track_speedup_ratio_repeated_line.unit = "x"
+
+    def track_wasm_mb_per_s_repeated_line(self) -> float:
+        return self.found["wasm_mb_per_s_repeated_line"]
+
+    track_wasm_mb_per_s_repeated_line.unit = "MB/s"
+
+
 class WasmThroughput(_WasmCase):
     """Threads and small documents: parallel scaling (threads = cores vs 1) on the 1 MB
     document, and small documents per second through one instance."""
