@@ -197,7 +197,12 @@ def test_plot_from_metrics_or_points(tmp_path):
         "speedup_vs_ast_ratio_1mb": 90.0,
     }
     assert points_from_metrics(metrics) == [(200_000, 30.0, None), (1_000_000, 35.0, 90.0)]
-    for name, source in (("m.png", metrics), ("p.png", [(200_000, 30.0, 80.0)])):
+    repeated = metrics | {"speedup_ratio_repeated_line": 80.0}
+    for name, source in (
+        ("m.png", metrics),
+        ("r.png", repeated),
+        ("p.png", [(200_000, 30.0, 80.0)]),
+    ):
         assert plot_speedup(source, tmp_path / name).read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="no speedup points"):
         plot_speedup({}, tmp_path / "none.png")
