@@ -188,6 +188,7 @@ def test_repeated_line_document_repeats_one_corpus_line(wasm):
     found = scenarios.measure_repeated_line(wasm, 20_000, python_repeats=1, wasm_repeats=3)
     assert found["speedup_ratio_repeated_line"] > 1
     assert found["wasm_mb_per_s_repeated_line"] > found["python_mb_per_s_repeated_line"] > 0
+    assert found["equivalent_repeated_line"] == 1
 
 
 def test_plot_from_metrics_or_points(tmp_path):

@@ -164,6 +164,7 @@ def measure_repeated_line(
         "speedup_ratio_repeated_line": point.speedup,
         "wasm_mb_per_s_repeated_line": point.size_bytes / MB / point.wasm_s,
         "python_mb_per_s_repeated_line": point.size_bytes / MB / point.python_s,
+        "equivalent_repeated_line": float(point.equivalent),
     }
 
 
