@@ -28,7 +28,7 @@ from rich.table import Table
 from loadkit import workload
 from loadkit.argtypes import positive_float, positive_int
 from loadkit.dashboard.cli import add_command as add_dashboard_command
-from loadkit.errors import UsageError
+from loadkit.errors import exit_code_of
 from loadkit.history.commands import add_commands as add_history_commands
 from loadkit.redis_server import ENV_URL, PERSISTENCE_MODES, RedisServer, check_url, redis_url
 
@@ -225,13 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
-    except UsageError as exc:
-        print(f"loadkit: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("loadkit: interrupted", file=sys.stderr)
-        return 130
+        return exit_code_of("loadkit", lambda: args.func(args))
     except BrokenPipeError:
         # Output piped into something that quit early (| head): not an error of ours.
         with contextlib.suppress(OSError):

@@ -5,8 +5,27 @@ raised as :class:`UsageError` so the CLI can print one clear line and exit 2 ins
 of a traceback; anything else is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
 
 class UsageError(Exception):
     """Bad input or an unusable environment: print the message, exit with code 2."""
 
     exit_code = 2
+
+
+def exit_code_of(prog: str, command: Callable[[], int]) -> int:
+    """Run a command-line entry point: a UsageError becomes ``prog: error: ...`` and
+    its exit code, Ctrl-C becomes ``prog: interrupted`` and 130, so every loadkit
+    command ends the same way."""
+    try:
+        return int(command())
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

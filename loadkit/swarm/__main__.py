@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from loadkit.errors import UsageError
+from loadkit.errors import UsageError, exit_code_of
 from loadkit.redis_server import ENV_URL, redis_url
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.rig import SwarmRig
@@ -55,26 +55,23 @@ async def _run(config: SwarmConfig, rate: float, duration: float) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if not (args.rate > 0 and 0 < args.duration <= 3600):
-            raise UsageError("--rate must be > 0 and --duration in (0, 3600] seconds")
-        config = SwarmConfig(  # checked before any server is started
-            url="",
-            run="cli" + secrets.token_hex(3),
-            swarms=args.swarms,
-            members=args.members,
-            coordinators=args.coordinators,
-            producers=args.producers,
-            lifetime_s=args.duration + 120,
-        )
-        with redis_url(args.redis_url) as url:
-            return asyncio.run(_run(dataclasses.replace(config, url=url), args.rate, args.duration))
-    except UsageError as exc:
-        print(f"loadkit swarm: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("loadkit swarm: interrupted", file=sys.stderr)
-        return 130
+    return exit_code_of("loadkit swarm", lambda: _command(args))
+
+
+def _command(args: argparse.Namespace) -> int:
+    if not (args.rate > 0 and 0 < args.duration <= 3600):
+        raise UsageError("--rate must be > 0 and --duration in (0, 3600] seconds")
+    config = SwarmConfig(  # checked before any server is started
+        url="",
+        run="cli" + secrets.token_hex(3),
+        swarms=args.swarms,
+        members=args.members,
+        coordinators=args.coordinators,
+        producers=args.producers,
+        lifetime_s=args.duration + 120,
+    )
+    with redis_url(args.redis_url) as url:
+        return asyncio.run(_run(dataclasses.replace(config, url=url), args.rate, args.duration))
 
 
 if __name__ == "__main__":
