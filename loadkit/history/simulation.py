@@ -138,9 +138,17 @@ class Cell:
         return asdict(self)
 
 
+def _sign(scenario: Scenario | GateScenario) -> str:
+    """How a scenario's rate must compare with its bound."""
+    return ">=" if scenario.at_least else "<="
+
+
+def _meets(rate: float, scenario: Scenario | GateScenario) -> bool:
+    return rate >= scenario.bound if scenario.at_least else rate <= scenario.bound
+
+
 def _requirement(scenario: Scenario) -> str:
-    sign = ">=" if scenario.at_least else "<="
-    text = f"flags {sign} {scenario.bound:.0%}"
+    text = f"flags {_sign(scenario)} {scenario.bound:.0%}"
     if scenario.localized_at_least is not None:
         text += f", localized ±1 >= {scenario.localized_at_least:.0%}"
     return text
@@ -178,7 +186,7 @@ def run_cell(
         asv_flagged += asv_flags(values)
     flag_rate = flagged / series
     localized_rate = localized / series if scenario.step is not None else None
-    met = flag_rate >= scenario.bound if scenario.at_least else flag_rate <= scenario.bound
+    met = _meets(flag_rate, scenario)
     if scenario.localized_at_least is not None and localized_rate is not None:
         met = met and localized_rate >= scenario.localized_at_least
     return Cell(
@@ -286,8 +294,7 @@ def run_gate_cell(
         regressions += score.verdict.value == "REGRESSION"
         detectable.append(score.gate.detectable_effect if score.gate else math.inf)
     fail_rate = fails / series
-    met = fail_rate >= scenario.bound if scenario.at_least else fail_rate <= scenario.bound
-    sign = ">=" if scenario.at_least else "<="
+    met = _meets(fail_rate, scenario)
     return GateCell(
         scenario=scenario.name,
         n=n,
@@ -298,7 +305,7 @@ def run_gate_cell(
         check_fail_rate=fail_rate,
         regression_rate=regressions / series,
         median_detectable_effect=float(np.median(detectable)),
-        requirement=f"check fails {sign} {scenario.bound:.0%}",
+        requirement=f"check fails {_sign(scenario)} {scenario.bound:.0%}",
         met=met,
     )
 
