@@ -2,7 +2,10 @@
 
 The measurement functions are the ones ``loadkit run wasm`` reports from
 (:mod:`loadkit.wasm.scenarios`), so asv's history and the run report agree. Documents
-come from the seeded corpus, so every commit parses the same bytes. The ratios are
+are seeded, so every commit parses the same bytes: real expressions from the standard
+library of the environment's Python (:mod:`loadkit.wasm.realcode`; reading it takes a few
+seconds, so each class does it once, in ``setup_cache``), and random expression trees
+for the stress case. The ratios are
 ``track_`` benchmarks: both sides are timed in the same process, one after the other,
 so a regression of the multiplier shows in ``loadkit check`` like any other series.
 """
@@ -11,15 +14,16 @@ from __future__ import annotations
 
 import ast
 
-from loadkit.wasm import corpus, pyparser, scenarios
+from loadkit.wasm import corpus, pyparser, realcode, scenarios
 from loadkit.wasm.host import WasmParser
 
 SEED = 5
 SIZES = [200_000, 1_000_000, 4_000_000]
+Documents = dict[int, bytes]
 
 
-def _document(size: int) -> bytes:
-    return corpus.document(size, SEED).encode()
+def _documents(sizes: list[int]) -> Documents:
+    return {size: realcode.document(size, SEED).encode() for size in sizes}
 
 
 class _WasmCase:
@@ -28,8 +32,8 @@ class _WasmCase:
     warmup_time = 0
     timeout = 300
 
-    def _start(self, size: int) -> None:
-        self.data = _document(size)
+    def _start(self, data: bytes) -> None:
+        self.data = data
         self.wasm = WasmParser()
         self.wasm.parse(self.data)
 
@@ -46,16 +50,19 @@ class WasmParse(_WasmCase):
     repeat = (3, 10, 30.0)
     rounds = 1
 
-    def setup(self, size: int) -> None:
-        self._start(size)
+    def setup_cache(self) -> Documents:
+        return _documents(SIZES)
 
-    def time_wasm(self, size: int) -> None:
+    def setup(self, documents: Documents, size: int) -> None:
+        self._start(documents[size])
+
+    def time_wasm(self, documents: Documents, size: int) -> None:
         self.wasm.parse(self.data)
 
-    def time_python(self, size: int) -> None:
+    def time_python(self, documents: Documents, size: int) -> None:
         pyparser.parse(self.data)
 
-    def time_ast_parse(self, size: int) -> None:
+    def time_ast_parse(self, documents: Documents, size: int) -> None:
         ast.parse(self.data)
 
 
@@ -68,37 +75,39 @@ class WasmSpeedup(_WasmCase):
     repeat = 1
     number = 1
 
-    def setup(self, size: int) -> None:
-        self._start(size)
-        self.point = scenarios.measure_speed(
-            self.wasm, size, python_repeats=3, wasm_repeats=15, seed=SEED
+    def setup_cache(self) -> Documents:
+        return _documents(SIZES)
+
+    def setup(self, documents: Documents, size: int) -> None:
+        self._start(documents[size])
+        self.point = scenarios.measure_speed_on(
+            self.wasm, self.data, python_repeats=3, wasm_repeats=15
         )
 
-    def track_speedup_ratio(self, size: int) -> float:
+    def track_speedup_ratio(self, documents: Documents, size: int) -> float:
         return self.point.speedup
 
     track_speedup_ratio.unit = "x"
 
-    def track_speedup_vs_ast_ratio(self, size: int) -> float:
+    def track_speedup_vs_ast_ratio(self, documents: Documents, size: int) -> float:
         return self.point.speedup_vs_ast
 
     track_speedup_vs_ast_ratio.unit = "x"
 
-    def track_wasm_mb_per_s(self, size: int) -> float:
+    def track_wasm_mb_per_s(self, documents: Documents, size: int) -> float:
         return self.point.size_bytes / 1e6 / self.point.wasm_s
 
     track_wasm_mb_per_s.unit = "MB/s"
 
-    def track_equivalent(self, size: int) -> float:
+    def track_equivalent(self, documents: Documents, size: int) -> float:
         return float(self.point.equivalent)
 
     track_equivalent.unit = "bool"
 
 
-class WasmRepeatedLine(_WasmCase):
-    """The same on one corpus line repeated to 1 MB, whose branches the CPU predicts: a
-    change here and not in ``WasmSpeedup`` is a change in per-token work; one only in
-    ``WasmSpeedup`` is a change in how the parser's branches predict on varied code."""
+class WasmRandomTrees(_WasmCase):
+    """The multiplier on 1 MB of random expression trees, the stress case: every node's
+    shape drawn independently, so the next token is harder to guess than in real code."""
 
     rounds = 1
     repeat = 1
@@ -106,16 +115,44 @@ class WasmRepeatedLine(_WasmCase):
 
     def setup(self) -> None:
         self.wasm = WasmParser()
-        self.found = scenarios.measure_repeated_line(
+        self.found = scenarios.measure_random_trees(
             self.wasm, 1_000_000, python_repeats=3, wasm_repeats=15, seed=SEED
         )
 
-    def track_speedup_ratio_repeated_line(self) -> float:
+    def track_speedup_ratio_random_trees(self) -> float:
+        return self.found["speedup_ratio_random_trees"]
+
+    track_speedup_ratio_random_trees.unit = "x"
+
+    def track_wasm_mb_per_s_random_trees(self) -> float:
+        return self.found["wasm_mb_per_s_random_trees"]
+
+    track_wasm_mb_per_s_random_trees.unit = "MB/s"
+
+
+class WasmRepeatedLine(_WasmCase):
+    """The same on one real line repeated to 1 MB, whose branches the CPU predicts: a
+    change here and not in ``WasmSpeedup`` is a change in per-token work; one only in
+    ``WasmSpeedup`` is a change in how the parser's branches predict on varied code."""
+
+    rounds = 1
+    repeat = 1
+    number = 1
+
+    def setup_cache(self) -> bytes:
+        return corpus.repeated_line_document(1_000_000, realcode.lines(SEED)).encode()
+
+    def setup(self, data: bytes) -> None:
+        self.wasm = WasmParser()
+        point = scenarios.measure_speed_on(self.wasm, data, python_repeats=3, wasm_repeats=15)
+        self.found = scenarios.variant_metrics(point, "repeated_line")
+
+    def track_speedup_ratio_repeated_line(self, data: bytes) -> float:
         return self.found["speedup_ratio_repeated_line"]
 
     track_speedup_ratio_repeated_line.unit = "x"
 
-    def track_wasm_mb_per_s_repeated_line(self) -> float:
+    def track_wasm_mb_per_s_repeated_line(self, data: bytes) -> float:
         return self.found["wasm_mb_per_s_repeated_line"]
 
     track_wasm_mb_per_s_repeated_line.unit = "MB/s"
@@ -129,28 +166,31 @@ class WasmThroughput(_WasmCase):
     repeat = 1
     number = 1
 
-    def setup(self) -> None:
-        self._start(1_000_000)
+    def setup_cache(self) -> tuple[bytes, list[bytes]]:
+        small = [d.encode() for d in realcode.small_documents(50, seed=SEED)]
+        return _documents([1_000_000])[1_000_000], small
 
-    def track_parallel_scaling_ratio(self) -> float:
+    def setup(self, documents: tuple[bytes, list[bytes]]) -> None:
+        self._start(documents[0])
+
+    def track_parallel_scaling_ratio(self, documents: tuple[bytes, list[bytes]]) -> float:
         return scenarios.measure_parallel(self.wasm, self.data, parses_each=20)[
             "parallel_scaling_ratio"
         ]
 
     track_parallel_scaling_ratio.unit = "x"
 
-    def track_ops_per_s(self) -> float:
-        docs = [d.encode() for d in corpus.small_documents(50, seed=SEED)]
-        return scenarios.measure_ops(self.wasm, docs, operations=10_000)["ops_per_s"]
+    def track_ops_per_s(self, documents: tuple[bytes, list[bytes]]) -> float:
+        return scenarios.measure_ops(self.wasm, documents[1], operations=10_000)["ops_per_s"]
 
     track_ops_per_s.unit = "ops/s"
 
-    def track_memory_per_parse_kib(self) -> float:
+    def track_memory_per_parse_kib(self, documents: tuple[bytes, list[bytes]]) -> float:
         return scenarios.measure_memory(self.wasm, self.data)["memory_per_parse_kib"]
 
     track_memory_per_parse_kib.unit = "KiB"
 
-    def track_compile_ms(self) -> float:
+    def track_compile_ms(self, documents: tuple[bytes, list[bytes]]) -> float:
         return scenarios.measure_compile()["compile_ms"]
 
     track_compile_ms.unit = "ms"
@@ -162,16 +202,19 @@ class WasmMemory(_WasmCase):
 
     rounds = 1
 
-    def setup(self) -> None:
-        self.data = _document(1_000_000)
+    def setup_cache(self) -> Documents:
+        return _documents([1_000_000])
+
+    def setup(self, documents: Documents) -> None:
+        self.data = documents[1_000_000]
         self.wasm = WasmParser()
         self.wasm.parse(b"x\n")  # the instance exists; its memory has not grown yet
 
-    def peakmem_reference(self) -> None:
+    def peakmem_reference(self, documents: Documents) -> None:
         pass
 
-    def peakmem_wasm_parse(self) -> None:
+    def peakmem_wasm_parse(self, documents: Documents) -> None:
         self.wasm.parse(self.data)
 
-    def peakmem_python_parse(self) -> None:
+    def peakmem_python_parse(self, documents: Documents) -> None:
         pyparser.parse(self.data)

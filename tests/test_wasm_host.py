@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from loadkit.wasm import build, corpus, pyparser, scenarios, workload
+from loadkit.wasm import build, corpus, pyparser, realcode, scenarios, workload
 from loadkit.wasm.flat import FlatAst, ParseError
 from loadkit.wasm.host import (
     INPUT_PADDING,
@@ -159,6 +159,9 @@ def test_workload_reports_every_issue_metric_and_the_plot(tmp_path, monkeypatch)
     assert out.metrics["parallel_instances"] == 10
     assert "speedup_ratio_200kb" in out.metrics
     assert out.metrics["wasm_mb_per_s_repeated_line"] > 0
+    assert out.metrics["wasm_mb_per_s_random_trees"] > 0
+    assert out.metrics["equivalent_random_trees"] == 1
+    assert out.metrics["real_code_lines"] >= realcode.MIN_LINES
     (png,) = out.artifacts.values()
     assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
     json.dumps(out.metrics)  # flat numbers only
@@ -178,13 +181,24 @@ def test_targets_and_bottlenecks_read_the_metrics():
          "wasm_mb_per_s_repeated_line": 500, "speedup_ratio_repeated_line": 90}
     )  # fmt: skip
     assert "500 MB/s" in mispredicts and "60% of its time" in mispredicts
+    (stress,) = workload.bottlenecks(
+        {"speedup_ratio": 54, "wasm_mb_per_s": 310, "python_mb_per_s": 5.8,
+         "speedup_ratio_random_trees": 38, "wasm_mb_per_s_random_trees": 225}
+    )  # fmt: skip
+    assert "falls to 38x" in stress and "225 MB/s there against 310 MB/s" in stress
+    assert workload.bottlenecks(
+        {"speedup_ratio": 54, "wasm_mb_per_s": 310, "speedup_ratio_random_trees": 45,
+         "wasm_mb_per_s_random_trees": 260}
+    ) == []  # fmt: skip
 
 
-def test_repeated_line_document_repeats_one_corpus_line(wasm):
-    doc = corpus.repeated_line_document(20_000, seed=3)
+def test_repeated_line_document_repeats_one_line_of_its_stream(wasm):
+    doc = corpus.repeated_line_document(20_000, corpus.lines(3))
     lines = doc.splitlines()
     assert len(doc.encode()) >= 20_000 and len(set(lines)) == 1
     assert lines[0] in set(itertools.islice(corpus.lines(3), 101))
+    real = corpus.repeated_line_document(20_000, realcode.lines(3)).splitlines()
+    assert real[0] in set(itertools.islice(realcode.lines(3), 101))
     found = scenarios.measure_repeated_line(wasm, 20_000, python_repeats=1, wasm_repeats=3)
     assert found["speedup_ratio_repeated_line"] > 1
     assert found["wasm_mb_per_s_repeated_line"] > found["python_mb_per_s_repeated_line"] > 0
@@ -198,7 +212,7 @@ def test_plot_from_metrics_or_points(tmp_path):
         "speedup_vs_ast_ratio_1mb": 90.0,
     }
     assert points_from_metrics(metrics) == [(200_000, 30.0, None), (1_000_000, 35.0, 90.0)]
-    repeated = metrics | {"speedup_ratio_repeated_line": 80.0}
+    repeated = metrics | {"speedup_ratio_repeated_line": 80.0, "speedup_ratio_random_trees": 25.0}
     for name, source in (
         ("m.png", metrics),
         ("r.png", repeated),

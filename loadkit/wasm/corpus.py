@@ -1,6 +1,12 @@
-"""Seeded documents for the parsers: realistic expression lines of a chosen size.
+"""Seeded random-tree documents for the parsers, and the helpers all documents share.
 
-A document is built from expression trees (nested tuples) rendered with the fewest
+Two sources of lines feed the parsers: real expressions from the standard library
+(:mod:`loadkit.wasm.realcode`: the headline figures) and the random trees made here,
+which cover every construct of the language in every combination (the tests, and the
+stress case ``speedup_ratio_random_trees``: each node's shape, operator and name is
+drawn independently, so the next token is much harder to guess than in real code).
+
+A random-tree document is built from expression trees (nested tuples) rendered with the fewest
 parentheses the language allows, so every line is valid for both our parsers and for
 CPython's ``ast.parse``. The hypothesis tests build trees of the same shape with their
 own strategies and render them here, so "what the corpus can contain" is one function.
@@ -15,6 +21,7 @@ boolean operator.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Any
 
 from loadkit.wasm.language import words
@@ -181,18 +188,19 @@ class _Generator:
         return render(self.expr(self.rng.randint(2, 5)))
 
 
-def lines(seed: int = 0):
-    """An endless, reproducible stream of expression lines."""
+def lines(seed: int = 0) -> Iterator[str]:
+    """An endless, reproducible stream of random-tree lines."""
     gen = _Generator(random.Random(seed))
     while True:
         yield gen.line()
 
 
-def document(size_bytes: int, seed: int = 0) -> str:
-    """Whole lines until the UTF-8 size reaches ``size_bytes`` (it may pass it by a line)."""
+def fill(stream: Iterator[str], size_bytes: int) -> str:
+    """Whole lines from ``stream`` until the UTF-8 size reaches ``size_bytes`` (it may
+    pass it by a line)."""
     out: list[str] = []
     total = 0
-    for line in lines(seed):
+    for line in stream:
         if total >= size_bytes:
             break
         out.append(line)
@@ -200,21 +208,29 @@ def document(size_bytes: int, seed: int = 0) -> str:
     return "\n".join(out) + "\n"
 
 
-def repeated_line_document(size_bytes: int, seed: int = 0, sample: int = 101) -> str:
-    """One line of the corpus, of the median length among the first ``sample`` lines,
-    repeated until the document reaches ``size_bytes``: the same kind of code as
-    ``document``, but a CPU predicts every branch of its parse after the first lines,
-    which shows how much of a parse's time goes to branch mispredictions."""
-    stream = lines(seed)
+def document(size_bytes: int, seed: int = 0) -> str:
+    """Random-tree lines until the UTF-8 size reaches ``size_bytes``."""
+    return fill(lines(seed), size_bytes)
+
+
+def repeated_line_document(size_bytes: int, stream: Iterator[str], sample: int = 101) -> str:
+    """One line of ``stream``, of the median length among its first ``sample`` lines,
+    repeated until the document reaches ``size_bytes``: the same kind of code as the
+    stream's documents, but a CPU predicts every branch of its parse after the first
+    lines, which shows how much of a parse's time goes to branch mispredictions."""
     line = sorted((next(stream) for _ in range(sample)), key=len)[sample // 2]
     count = max(1, -(-size_bytes // (len(line.encode()) + 1)))
     return (line + "\n") * count
 
 
-def small_documents(count: int, seed: int = 0, lines_each: int = 3) -> list[str]:
-    """``count`` short documents (a few lines each), for operations per second."""
-    stream = lines(seed)
+def split_documents(stream: Iterator[str], count: int, lines_each: int = 3) -> list[str]:
+    """``count`` short documents of ``lines_each`` lines from ``stream``."""
     return ["\n".join(next(stream) for _ in range(lines_each)) + "\n" for _ in range(count)]
+
+
+def small_documents(count: int, seed: int = 0, lines_each: int = 3) -> list[str]:
+    """``count`` short random-tree documents (a few lines each)."""
+    return split_documents(lines(seed), count, lines_each)
 
 
 def mutate(text: str, rng: random.Random) -> str:

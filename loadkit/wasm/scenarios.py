@@ -8,9 +8,12 @@ same call, so machine noise that slows both sides cancels as far as it can. All 
 parsers get the same UTF-8 bytes; the WASM time covers the whole ``WasmParser.parse``
 call: copying the input in, the parse, and copying the result record and nodes out.
 
-* sizes - WASM, pure Python and ``ast.parse`` over documents of several sizes, with the
-  WASM and Python ASTs compared on every document;
-* repeated line - the same on one corpus line repeated to 1 MB, whose branches a CPU
+* sizes - WASM, pure Python and ``ast.parse`` over documents of real expressions
+  (:mod:`loadkit.wasm.realcode`) of several sizes, with the WASM and Python ASTs compared
+  on every document;
+* random trees - the same on 1 MB of random expression trees (:mod:`loadkit.wasm.corpus`),
+  the stress case: every token harder to guess than in real code;
+* repeated line - the same on one real line repeated to 1 MB, whose branches a CPU
   predicts: how much of the time on varied code is branch misprediction;
 * ops - many small documents through one instance: operations per second and memory
   retained per operation;
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 import wasmtime
 
 from loadkit.metrics import settled_rss_bytes
-from loadkit.wasm import corpus, pyparser
+from loadkit.wasm import corpus, pyparser, realcode
 from loadkit.wasm.flat import FlatAst, ParseError
 from loadkit.wasm.host import WasmParser, load_module_bytes, make_engine
 
@@ -99,11 +102,17 @@ class SpeedPoint:
 
 
 def measure_speed(
-    wasm: WasmParser, size_bytes: int, python_repeats: int, wasm_repeats: int, seed: int = 0
+    wasm: WasmParser,
+    size_bytes: int,
+    python_repeats: int,
+    wasm_repeats: int,
+    seed: int = 0,
+    document: Callable[[int, int], str] = realcode.document,
 ) -> SpeedPoint:
-    """One corpus document of ``size_bytes``: the three parsers' median times, and
-    whether the WASM and Python ASTs are identical."""
-    data = corpus.document(size_bytes, seed).encode()
+    """One document of ``size_bytes`` (real expressions unless ``document`` says
+    otherwise): the three parsers' median times, and whether the WASM and Python ASTs
+    are identical."""
+    data = document(size_bytes, seed).encode()
     return measure_speed_on(wasm, data, python_repeats, wasm_repeats)
 
 
@@ -152,20 +161,34 @@ def speed_metrics(points: list[SpeedPoint], headline_bytes: int = SIZES["1mb"]) 
     return metrics
 
 
+def variant_metrics(point: SpeedPoint, name: str) -> dict[str, float]:
+    """A side document's figures, named ``<metric>_<name>``."""
+    return {
+        f"speedup_ratio_{name}": point.speedup,
+        f"wasm_mb_per_s_{name}": point.size_bytes / MB / point.wasm_s,
+        f"python_mb_per_s_{name}": point.size_bytes / MB / point.python_s,
+        f"equivalent_{name}": float(point.equivalent),
+    }
+
+
+def measure_random_trees(
+    wasm: WasmParser, size_bytes: int, python_repeats: int, wasm_repeats: int, seed: int = 0
+) -> dict[str, float]:
+    """The two parsers on random expression trees (``corpus.document``), the stress
+    case: set against the real-code figures, what irregular code costs the WASM side."""
+    point = measure_speed(wasm, size_bytes, python_repeats, wasm_repeats, seed, corpus.document)
+    return variant_metrics(point, "random_trees")
+
+
 def measure_repeated_line(
     wasm: WasmParser, size_bytes: int, python_repeats: int, wasm_repeats: int, seed: int = 0
 ) -> dict[str, float]:
-    """The two parsers on one corpus line repeated to ``size_bytes``
-    (``corpus.repeated_line_document``): set against the corpus figures, the share of
-    WASM time that goes to branch mispredictions on varied code."""
-    data = corpus.repeated_line_document(size_bytes, seed).encode()
+    """The two parsers on one real line repeated to ``size_bytes``
+    (``corpus.repeated_line_document``): set against the real-code figures, the share
+    of WASM time that goes to branch mispredictions on varied code."""
+    data = corpus.repeated_line_document(size_bytes, realcode.lines(seed)).encode()
     point = measure_speed_on(wasm, data, python_repeats, wasm_repeats)
-    return {
-        "speedup_ratio_repeated_line": point.speedup,
-        "wasm_mb_per_s_repeated_line": point.size_bytes / MB / point.wasm_s,
-        "python_mb_per_s_repeated_line": point.size_bytes / MB / point.python_s,
-        "equivalent_repeated_line": float(point.equivalent),
-    }
+    return variant_metrics(point, "repeated_line")
 
 
 def measure_ops(wasm: WasmParser, documents: list[bytes], operations: int) -> dict[str, float]:
