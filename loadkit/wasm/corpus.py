@@ -6,9 +6,9 @@ which cover every construct of the language in every combination (the tests, and
 stress case ``speedup_ratio_random_trees``: each node's shape, operator and name is
 drawn independently, so the next token is much harder to guess than in real code).
 
-A random-tree document is built from expression trees (nested tuples) rendered with the fewest
-parentheses the language allows, so every line is valid for both our parsers and for
-CPython's ``ast.parse``. The hypothesis tests build trees of the same shape with their
+A random-tree document is built from expression trees (nested tuples) rendered with the
+fewest parentheses the language allows, so every line is valid for both our parsers and
+for CPython's ``ast.parse``. The hypothesis tests build trees of the same shape with their
 own strategies and render them here, so "what the corpus can contain" is one function.
 
 Tree shapes: ``("name", s)``, ``("number", s)``, ``("string", s)`` (s is the literal's
