@@ -178,8 +178,8 @@ static i32 room(void) {
 }
 
 /* Grow by an eighth (at least 1 MiB): a fresh instance's first big parse then holds at
- * most an eighth more than it needs (halving left up to a fifth of the AST unused), and
- * growing is cheap: wasmtime has reserved the address space. */
+ * most an eighth more than it needs (growing by half left up to a third of memory
+ * unused), and growing is cheap: wasmtime has reserved the address space. */
 COLD static int grow(void) {
     u32 pages = (u32)__builtin_wasm_memory_size(0);
     u32 delta = pages / 8 > 16 ? pages / 8 : 16;
