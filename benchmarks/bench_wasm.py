@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 
-from loadkit.wasm import corpus, pyparser, realcode, scenarios
+from loadkit.wasm import pyparser, realcode, scenarios
 from loadkit.wasm.host import WasmParser
 
 SEED = 5
@@ -140,12 +140,13 @@ class WasmRepeatedLine(_WasmCase):
     number = 1
 
     def setup_cache(self) -> bytes:
-        return corpus.repeated_line_document(1_000_000, realcode.lines(SEED)).encode()
+        return scenarios.repeated_line_data(1_000_000, SEED)
 
     def setup(self, data: bytes) -> None:
         self.wasm = WasmParser()
-        point = scenarios.measure_speed_on(self.wasm, data, python_repeats=3, wasm_repeats=15)
-        self.found = scenarios.variant_metrics(point, "repeated_line")
+        self.found = scenarios.measure_repeated_line(
+            self.wasm, data, python_repeats=3, wasm_repeats=15
+        )
 
     def track_speedup_ratio_repeated_line(self, data: bytes) -> float:
         return self.found["speedup_ratio_repeated_line"]

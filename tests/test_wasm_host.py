@@ -199,7 +199,9 @@ def test_repeated_line_document_repeats_one_line_of_its_stream(wasm):
     assert lines[0] in set(itertools.islice(corpus.lines(3), 101))
     real = corpus.repeated_line_document(20_000, realcode.lines(3)).splitlines()
     assert real[0] in set(itertools.islice(realcode.lines(3), 101))
-    found = scenarios.measure_repeated_line(wasm, 20_000, python_repeats=1, wasm_repeats=3)
+    data = scenarios.repeated_line_data(20_000, seed=3)
+    assert data.decode() == corpus.repeated_line_document(20_000, realcode.lines(3))
+    found = scenarios.measure_repeated_line(wasm, data, python_repeats=1, wasm_repeats=3)
     assert found["speedup_ratio_repeated_line"] > 1
     assert found["wasm_mb_per_s_repeated_line"] > found["python_mb_per_s_repeated_line"] > 0
     assert found["equivalent_repeated_line"] == 1

@@ -180,13 +180,17 @@ def measure_random_trees(
     return variant_metrics(point, "random_trees")
 
 
+def repeated_line_data(size_bytes: int, seed: int = 0) -> bytes:
+    """One real line repeated to ``size_bytes`` (``corpus.repeated_line_document``)."""
+    return corpus.repeated_line_document(size_bytes, realcode.lines(seed)).encode()
+
+
 def measure_repeated_line(
-    wasm: WasmParser, size_bytes: int, python_repeats: int, wasm_repeats: int, seed: int = 0
+    wasm: WasmParser, data: bytes, python_repeats: int, wasm_repeats: int
 ) -> dict[str, float]:
-    """The two parsers on one real line repeated to ``size_bytes``
-    (``corpus.repeated_line_document``): set against the real-code figures, the share
-    of WASM time that goes to branch mispredictions on varied code."""
-    data = corpus.repeated_line_document(size_bytes, realcode.lines(seed)).encode()
+    """The two parsers on one line repeated (``repeated_line_data``): set against the
+    real-code figures, the share of WASM time that goes to branch mispredictions on
+    varied code."""
     point = measure_speed_on(wasm, data, python_repeats, wasm_repeats)
     return variant_metrics(point, "repeated_line")
 

@@ -147,8 +147,9 @@ async def run(ctx: RunContext) -> WorkloadOutput:
             wasm, scenarios.SIZES["1mb"], sc.python_repeats, sc.wasm_repeats, SEED
         )
         ctx.progress("repeated line", 0.55)
+        repeated = scenarios.repeated_line_data(scenarios.SIZES["1mb"], SEED)
         metrics |= scenarios.measure_repeated_line(
-            wasm, scenarios.SIZES["1mb"], sc.python_repeats, sc.wasm_repeats, SEED
+            wasm, repeated, sc.python_repeats, sc.wasm_repeats
         )
         ctx.progress("equivalence", 0.6)
         documents = _equivalence_documents(sc)
