@@ -18,7 +18,8 @@ from loadkit.history.confidence import (
     p_for_confidence,
 )
 from loadkit.history.direction import Direction, infer_direction
-from loadkit.history.gate import Verdict, reference_looks_normal, run_gate
+from loadkit.history.gate import GateNoise, Verdict, run_gate
+from loadkit.history.noise import NoisePrior
 
 LOWER = Direction.LOWER_IS_BETTER
 HIGHER = Direction.HIGHER_IS_BETTER
@@ -237,7 +238,7 @@ def _commits(level: float, count: int, samples: int, seed: int, sd: float = 0.01
 def test_gate_flags_a_slower_commit_as_regression_with_samples():
     reference = _commits(1.0, 6, 10, seed=9)
     (newest,) = _commits(1.3, 1, 10, seed=10)
-    result = run_gate(reference, newest, LOWER, 0.95, 0.05, rng())
+    result = run_gate(reference, newest, LOWER, 0.95, 0.05)
     assert result.verdict is Verdict.REGRESSION
     assert result.ratio_low < result.ratio < result.ratio_high
     assert 1.25 < result.ratio < 1.35
@@ -248,15 +249,15 @@ def test_gate_flags_a_slower_commit_as_regression_with_samples():
 def test_gate_direction_turns_a_rise_into_an_improvement():
     reference = _commits(1000.0, 6, 10, seed=11)
     (newest,) = _commits(1300.0, 1, 10, seed=12)
-    assert run_gate(reference, newest, HIGHER, 0.95, 0.05, rng()).verdict is Verdict.IMPROVEMENT
+    assert run_gate(reference, newest, HIGHER, 0.95, 0.05).verdict is Verdict.IMPROVEMENT
     (lower,) = _commits(700.0, 1, 10, seed=13)
-    assert run_gate(reference, lower, HIGHER, 0.95, 0.05, rng()).verdict is Verdict.REGRESSION
+    assert run_gate(reference, lower, HIGHER, 0.95, 0.05).verdict is Verdict.REGRESSION
 
 
 def test_gate_says_no_change_when_the_interval_is_inside_the_margin():
     reference = _commits(1.0, 10, 10, seed=14)
     (newest,) = _commits(1.0, 1, 10, seed=15)
-    result = run_gate(reference, newest, LOWER, 0.95, 0.05, rng())
+    result = run_gate(reference, newest, LOWER, 0.95, 0.05)
     assert result.verdict is Verdict.NO_CHANGE
     assert result.ratio_low > 0.95 and result.ratio_high < 1.05
 
@@ -264,43 +265,90 @@ def test_gate_says_no_change_when_the_interval_is_inside_the_margin():
 def test_gate_is_inconclusive_when_noise_hides_the_margin():
     reference = _commits(1.0, 3, 1, seed=16, sd=0.2)
     (newest,) = _commits(1.1, 1, 1, seed=17, sd=0.2)
-    result = run_gate(reference, newest, LOWER, 0.95, 0.05, rng())
+    result = run_gate(reference, newest, LOWER, 0.95, 0.05)
     assert result.verdict is Verdict.INCONCLUSIVE
     assert result.detectable_effect > 0.05
 
 
-def test_skewed_references_keep_the_distribution_free_floor():
-    # 30 commits, one value each, right-skewed scatter: a value beyond all of them has
-    # rank p = 1/31, and a t tail is not trusted, so a 4 SD rise is not called.
-    draws = rng(18).lognormal(0.0, 1.0, 30)
-    levels = 1.0 + 0.02 * (draws - draws.mean()) / draws.std()
-    reference = [np.array([v]) for v in levels]
-    result = run_gate(reference, np.array([levels.max() * 1.02]), LOWER, 0.95, 0.05, rng())
-    assert result.verdict is not Verdict.REGRESSION
-    huge = run_gate(reference, np.array([3.0]), LOWER, 0.95, 0.05, rng())
-    assert huge.verdict is Verdict.REGRESSION
+def _pool(residuals: np.ndarray) -> NoisePrior:
+    return NoisePrior(scale=1.0, df=50.0, tail=np.sort(residuals), series=10)
 
 
-def test_normal_references_use_the_t_tail():
-    levels = 1.0 + 0.01 * stats.norm.ppf((np.arange(30) + 0.5) / 30)  # exactly normal
+def test_a_family_that_often_lands_high_keeps_such_a_jump_from_being_called():
+    # A tenth of this family's commits land 4 SDs high (a slower runner): a newest
+    # commit 4 SDs up is ordinary there, while a normal family would call it.
+    generator = rng(18)
+    quiet = generator.standard_normal(2000)
+    lumpy = np.where(generator.random(2000) < 0.1, 4.0, 0.0) + generator.standard_normal(2000)
+    reference = [np.array([v]) for v in 1.0 + 0.01 * generator.standard_normal(30)]
+    newest = np.array([1.0 * math.exp(0.045)])
+    normal = run_gate(reference, newest, LOWER, 0.95, 0.05, GateNoise(0.01, 50.0, _pool(quiet)))
+    mixed = run_gate(reference, newest, LOWER, 0.95, 0.05, GateNoise(0.01, 50.0, _pool(lumpy)))
+    assert normal.verdict is Verdict.REGRESSION
+    assert mixed.verdict is not Verdict.REGRESSION and mixed.p_worse > 0.02
+    # Beyond anything the family has seen, the t tail decides: a 9x jump is called.
+    huge = run_gate(
+        reference, np.array([9.0]), LOWER, 0.95, 0.05, GateNoise(0.01, 50.0, _pool(lumpy))
+    )
+    assert huge.verdict is Verdict.REGRESSION and huge.confidence > 0.999
+    assert mixed.detectable_effect > normal.detectable_effect
+
+
+def test_the_empirical_tail_is_read_per_direction():
+    # Commits that land low (a faster runner) say nothing about landing high.
+    generator = rng(22)
+    low_only = np.where(generator.random(2000) < 0.2, -5.0, 0.0) + generator.standard_normal(2000)
+    reference = [np.array([1.0])] * 10
+    noise = GateNoise(0.01, 50.0, _pool(low_only))
+    up = run_gate(reference, np.array([math.exp(0.05)]), LOWER, 0.95, 0.05, noise)
+    down = run_gate(reference, np.array([math.exp(-0.05)]), LOWER, 0.95, 0.05, noise)
+    assert up.verdict is Verdict.REGRESSION
+    assert down.verdict is not Verdict.IMPROVEMENT
+
+
+def test_without_a_pool_the_t_tail_decides():
+    levels = 1.0 + 0.01 * stats.norm.ppf((np.arange(30) + 0.5) / 30)
     reference = [np.array([v]) for v in levels]
-    assert reference_looks_normal(levels)
-    result = run_gate(reference, np.array([1.06]), LOWER, 0.95, 0.05, rng())
-    assert result.verdict is Verdict.REGRESSION and result.detectable_effect < 0.06
-    assert not reference_looks_normal(levels[:5])
+    result = run_gate(reference, np.array([1.06]), LOWER, 0.95, 0.05)
+    assert result.verdict is Verdict.REGRESSION and result.detectable_effect < 0.07
+
+
+def test_one_outlier_in_the_reference_does_not_flip_the_verdict():
+    generator = rng(23)
+    levels = 1.0 + 0.01 * generator.standard_normal(30)
+    newest = np.array([1.09])
+    clean = run_gate([np.array([v]) for v in levels], newest, LOWER, 0.95, 0.05)
+    levels[3] = 1.5  # one wild commit long ago
+    spoiled = run_gate([np.array([v]) for v in levels], newest, LOWER, 0.95, 0.05)
+    assert clean.verdict is spoiled.verdict is Verdict.REGRESSION
+    assert spoiled.detectable_effect < 1.5 * clean.detectable_effect
 
 
 def test_gate_needs_a_reference():
     with pytest.raises(ValueError):
-        run_gate([], np.array([1.0]), LOWER, 0.95, 0.05, rng())
+        run_gate([], np.array([1.0]), LOWER, 0.95, 0.05)
 
 
-def test_gate_with_one_reference_commit_uses_the_samples_scatter():
+def test_one_reference_commit_alone_knows_nothing_of_between_commit_scatter():
+    # Twenty tight samples each say how repeatable one run is, not how far the next
+    # run on another day lands: neither a verdict nor NO_CHANGE at full confidence.
     reference = _commits(1.0, 1, 20, seed=19)
-    (newest,) = _commits(2.0, 1, 20, seed=20)
-    assert run_gate(reference, newest, LOWER, 0.95, 0.05, rng()).verdict is Verdict.REGRESSION
-    single = run_gate([np.array([1.0])], np.array([2.0]), LOWER, 0.95, 0.05, rng())
+    for level in (1.0, 2.0):
+        (newest,) = _commits(level, 1, 20, seed=20)
+        result = run_gate(reference, newest, LOWER, 0.95, 0.05)
+        assert result.verdict is Verdict.INCONCLUSIVE and math.isinf(result.detectable_effect)
+    single = run_gate([np.array([1.0])], np.array([2.0]), LOWER, 0.95, 0.05)
     assert single.verdict is Verdict.INCONCLUSIVE and math.isinf(single.detectable_effect)
+
+
+def test_one_reference_commit_with_a_family_prior_calls_a_big_jump():
+    # Siblings that move ±5 % between commits make a 9x jump a confident regression and
+    # a 2 % wiggle no confident anything.
+    noise = GateNoise(0.05, 40.0)
+    jump = run_gate([np.array([1.0])], np.array([9.0]), LOWER, 0.95, 0.05, noise)
+    assert jump.verdict is Verdict.REGRESSION and jump.confidence > 0.99
+    wiggle = run_gate([np.array([1.0])], np.array([1.02]), LOWER, 0.95, 0.05, noise)
+    assert wiggle.verdict is Verdict.INCONCLUSIVE and wiggle.confidence < 0.95
 
 
 @settings(max_examples=30, deadline=None)
@@ -308,7 +356,7 @@ def test_gate_with_one_reference_commit_uses_the_samples_scatter():
 def test_gate_ratio_interval_brackets_the_estimate(level, seed):
     reference = _commits(1.0, 5, 7, seed=seed)
     (newest,) = _commits(level, 1, 7, seed=seed + 1)
-    result = run_gate(reference, newest, LOWER, 0.9, 0.05, rng(seed))
+    result = run_gate(reference, newest, LOWER, 0.9, 0.05)
     assert result.ratio_low <= result.ratio * 1.05 and result.ratio_high >= result.ratio * 0.95
     assert 0.0 <= result.confidence <= 1.0
     assert result.verdict in Verdict

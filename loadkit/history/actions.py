@@ -22,7 +22,7 @@ from loadkit.history.asv_reader import MachineHistory, list_machines, read_machi
 from loadkit.history.commit_order import branch_commits, settings_from_config
 from loadkit.history.paths import report_dir
 from loadkit.history.report_page import render_page
-from loadkit.history.scoring import ScoringOptions, SeriesScore, score_series, worst_first
+from loadkit.history.scoring import ScoringOptions, SeriesScore, score_machine, worst_first
 from loadkit.history.simulation import (
     GATE_BETWEEN_SD,
     GATE_SAMPLES,
@@ -110,14 +110,12 @@ def score_history(args: argparse.Namespace) -> tuple[MachineHistory, list[Series
     newest = history.commits[-1]
     if args.commit:
         newest = _resolve_commit(history, args.commit)
-    options = ScoringOptions(confidence=args.confidence, min_effect=args.min_effect)
-    scores = []
-    missing = []
-    for series in history.series:
-        if newest not in series.commits:
-            missing.append(series.name)
-            continue
-        scores.append(score_series(series.up_to(newest), options))
+    options = ScoringOptions(
+        confidence=args.confidence, min_effect=args.min_effect, false_discovery=args.fdr
+    )
+    present = [series.up_to(newest) for series in history.series if newest in series.commits]
+    missing = [series.name for series in history.series if newest not in series.commits]
+    scores = score_machine(present, options)
     if missing:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""

@@ -31,6 +31,8 @@ from loadkit.history.confidence import confidence_from_p
 _MAX_DRAWS = 2000
 _BATCH = 250
 _STOP_EXCEEDANCES = 10
+# A split whose fitted Gumbel tail is below this share of alpha needs no more draws.
+_GUMBEL_STOP = 0.01
 # One-sided 5 % level for calling residual autocorrelation real (as Hamed–Rao do).
 _SIGNIFICANT_Z = 1.645
 # Bias of the lag-1 estimate after fitting two means at the best split, (a + bρ)/n.
@@ -85,21 +87,42 @@ def permutation_p_value(
 ) -> float:
     """Share of random reorderings of ``segment`` whose best split beats ``statistic``.
 
-    Draws come in batches and stop early once the p-value is clearly above ``alpha``, so
-    quiet series cost a few hundred permutations and real changes get the full count.
+    Draws come in batches and stop early once the p-value is clearly above ``alpha``,
+    so quiet series cost a few hundred permutations. A split beyond every draw gets
+    the tail of a Gumbel law fitted to the drawn maxima (the limit law of a maximum
+    over many splits): it stops drawing as soon as that tail is far below ``alpha``,
+    and it tells a 50 % step from a 5 % one, where a bare count would give both
+    ``1/(draws + 1)``.
     """
     n = segment.size
     exceed = 0
     drawn = 0
+    maxima: list[np.ndarray] = []
     while drawn < max_draws:
         rows = min(_BATCH, max_draws - drawn)
         perms = rng.permuted(np.broadcast_to(segment, (rows, n)), axis=1)
-        maxima = np.abs(scan_statistics(perms, min_size)).max(axis=1)
-        exceed += int(np.count_nonzero(maxima >= statistic))
+        batch = np.abs(scan_statistics(perms, min_size)).max(axis=1)
+        maxima.append(batch)
+        exceed += int(np.count_nonzero(batch >= statistic))
         drawn += rows
         if exceed >= _STOP_EXCEEDANCES and (exceed + 1) / (drawn + 1) > 2.0 * alpha:
             break
-    return (exceed + 1) / (drawn + 1)
+        if exceed == 0 and gumbel_tail(np.concatenate(maxima), statistic) < alpha * _GUMBEL_STOP:
+            break
+    counted = (exceed + 1) / (drawn + 1)
+    if exceed == 0:
+        return min(counted, gumbel_tail(np.concatenate(maxima), statistic))
+    return counted
+
+
+def gumbel_tail(maxima: np.ndarray, statistic: float) -> float:
+    """P(max ≥ statistic) under a Gumbel law with the maxima's mean and variance."""
+    spread = float(np.std(maxima))
+    if spread <= 0.0:
+        return 0.0 if statistic > float(maxima[0]) else 1.0
+    scale = spread * math.sqrt(6.0) / math.pi
+    location = float(np.mean(maxima)) - np.euler_gamma * scale
+    return float(-np.expm1(-np.exp(-(statistic - location) / scale)))
 
 
 def lag1_autocorrelation(

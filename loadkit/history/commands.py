@@ -49,6 +49,13 @@ def _add_history_options(parser: argparse.ArgumentParser) -> None:
         help="smallest relative worsening that fails the check (0.05 = 5%%)",
     )
     parser.add_argument(
+        "--fdr",
+        type=fraction,
+        default=0.01,
+        help="false-discovery rate across series (Benjamini–Hochberg): with no real change "
+        "anywhere, the whole check fails at most this often (0.01)",
+    )
+    parser.add_argument(
         "--config",
         type=Path,
         help="asv.conf.json giving the repository and branch "

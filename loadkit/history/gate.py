@@ -1,19 +1,20 @@
 """The gate: is the newest commit worse than the stable segment it follows?
 
-Two sources of noise decide whether a difference is real: the spread of repeated
-samples within one commit's run, and the scatter between commits (rebuilds, machine
-state) that samples from a single run cannot show. The reference segment's per-commit
-medians measure the total scatter; their within-commit sampling error is subtracted to
-leave the between-commit part, which the newest commit suffers too.
+The newest commit's level is compared with the reference segment's (the median of its
+per-commit medians) on log scale. What decides whether the difference is real is how
+much this benchmark moves from commit to commit on this machine: rebuilds, runner
+levels, machine state — scatter that repeated samples within one run cannot show. That
+scale comes from :mod:`loadkit.history.noise` (the series' own settled history, shrunk
+towards its family's), with degrees of freedom that say how well it is known; a newest
+run noisier than usual adds its excess sampling error.
 
-The p-value is a Student t on log ratios. Unless the reference commits' levels look
-normal (Shapiro–Wilk, with at least 12 commits), it is floored by what the data can
-show without a noise model: with ``m`` reference commits the newest can be at most
-"beyond all of them" (rank p = 1/(m+1)) unless it is far beyond — Cantelli's inequality
-bounds that tail for any noise shape. Skewed between-commit noise, where a t tail
-would raise false alarms, fails the normality check and keeps the floor. The effect's
-interval comes from a hierarchical bootstrap (commits, then samples within commits,
-plus between-commit scatter for the newest).
+The verdict and its confidence are posterior probabilities (see
+:mod:`loadkit.history.posterior`) under two noise laws — Student's t at those degrees
+of freedom, and the law of the family's pooled residuals where there are enough of them
+— and the gate takes the less sure of the two: a verdict stands only if both agree.
+Beside it the gate gives one-sided p-values (the larger of the t tail and the pooled
+tail), which the check uses to control false alarms across all series; the effect's
+interval is what the noise alone allows (the wider of the two laws' quantiles).
 """
 
 from __future__ import annotations
@@ -26,17 +27,29 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from loadkit.history.confidence import (
-    confidence_from_p,
-    minimum_detectable_shift,
-    p_for_confidence,
-)
 from loadkit.history.direction import Direction
+from loadkit.history.laws import NoiseLaw, StudentLaw
+from loadkit.history.noise import (
+    ChangeLaw,
+    NoisePrior,
+    change_law,
+    moderated_scale,
+    series_profile,
+)
+from loadkit.history.posterior import Posterior, posterior
 
 _MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2.0)
 _MAD_TO_SD = 1.4826
-_NORMALITY_MIN_COMMITS = 12
-_NORMALITY_LEVEL = 0.05
+_MAD_EFFICIENCY = 0.37
+# Weight, in degrees of freedom, of the reference commits' typical sample spread.
+_TYPICAL_SPREAD_DF = 10.0
+_POWER = 0.8
+# Pooled residuals needed before their quantiles shape an interval.
+_MIN_POOL_FOR_QUANTILES = 100
+_TINY_SCALE = 1e-9
+# The largest worsening searched for (log units: 3000x) and the bisection steps.
+_MAX_DETECTABLE = 8.0
+_BISECTIONS = 16
 
 
 class Verdict(enum.Enum):
@@ -49,6 +62,21 @@ class Verdict(enum.Enum):
 
 
 @dataclass(frozen=True)
+class GateNoise:
+    """Between-commit scatter of log levels for one series, as the gate uses it.
+
+    ``scale`` and ``df`` are the moderated estimate (``df`` 0: unknown); ``pool`` holds
+    the family's standardized residuals for the empirical tail, if any; ``change`` says
+    how often and how far commits move this family's level.
+    """
+
+    scale: float
+    df: float
+    pool: NoisePrior | None = None
+    change: ChangeLaw | None = None
+
+
+@dataclass(frozen=True)
 class GateResult:
     """Gate outcome; ratios are newest over reference in raw units.
 
@@ -56,6 +84,7 @@ class GateResult:
     INCONCLUSIVE it is the confidence of the best decisive verdict, which fell short.
     ``detectable_effect`` is the relative change (0.07 = 7 %) found with 80 % power at
     the requested confidence; ``inf`` when the data cannot reach that confidence at all.
+    ``noise_scale``/``noise_df`` are the between-commit scatter used (log units).
     """
 
     verdict: Verdict
@@ -68,6 +97,8 @@ class GateResult:
     detectable_effect: float
     reference_commits: int
     used_samples: bool
+    noise_scale: float = math.nan
+    noise_df: float = 0.0
 
 
 def _robust_sd(values: np.ndarray) -> float:
@@ -100,76 +131,38 @@ def group_medians_and_spreads(groups: Sequence[np.ndarray]) -> tuple[np.ndarray,
     return medians, spreads
 
 
-def _newest_median_error(new_log: np.ndarray, ref_spreads: np.ndarray) -> float:
-    """Sampling error of the newest commit's median, from the pooled sample spread.
+def _median_error(spread: float, size: int) -> float:
+    return _MEDIAN_EFFICIENCY * spread / math.sqrt(size) if size > 1 else 0.0
 
-    Ten samples give a poor spread estimate, and an underestimate makes the gate
-    overconfident; the spread of samples is a property of the benchmark, so it is pooled
-    over the reference commits (root mean square of robust SDs). The newest commit's own
-    spread wins when larger — it may have become noisier.
+
+def _excess_sampling_error(
+    new_log: np.ndarray, ref_spreads: np.ndarray, sizes: np.ndarray
+) -> float:
+    """Sampling error of the newest median beyond what the reference commits had.
+
+    The between-commit scale already holds the usual within-run error of a commit's
+    median; only a newest run noisier than usual adds to it. A spread read off ten
+    samples is itself noisy (the MAD's efficiency is 37 %), so it is shrunk towards
+    the reference commits' typical spread, worth ``_TYPICAL_SPREAD_DF`` degrees of
+    freedom, before the excess is taken: one unlucky draw does not widen the gate.
     """
     if new_log.size < 2:
         return 0.0
-    spreads = ref_spreads[ref_spreads > 0]
-    pooled = float(np.median(spreads)) if spreads.size else 0.0
-    spread = max(_robust_sd(new_log), pooled)
-    return _MEDIAN_EFFICIENCY * spread / math.sqrt(new_log.size)
+    usual = [_median_error(s, int(k)) for s, k in zip(ref_spreads, sizes, strict=True) if k > 1]
+    if not usual:
+        return _median_error(_robust_sd(new_log), new_log.size)
+    typical = float(np.median(usual))
+    own = _median_error(_robust_sd(new_log), new_log.size)
+    own_df = _MAD_EFFICIENCY * (new_log.size - 1)
+    shrunk = (own_df * own**2 + _TYPICAL_SPREAD_DF * typical**2) / (own_df + _TYPICAL_SPREAD_DF)
+    return math.sqrt(max(shrunk - typical**2, 0.0))
 
 
-def _bootstrap_medians(
-    groups: Sequence[np.ndarray], draws: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``(draws, len(groups))`` medians of each group resampled with replacement.
-
-    Groups of equal size are resampled together, so a series with one value per commit
-    (or asv's fixed repeat count) costs one vectorized draw.
-    """
-    medians = np.empty((draws, len(groups)))
-    sizes = np.array([group.size for group in groups])
-    for size in np.unique(sizes):
-        members = np.flatnonzero(sizes == size)
-        if size == 1:
-            medians[:, members] = np.array([groups[i][0] for i in members])[None, :]
-            continue
-        stacked = np.stack([groups[i] for i in members])
-        picks = rng.integers(0, size, (draws, members.size, size))
-        resampled = np.take_along_axis(np.broadcast_to(stacked, picks.shape), picks, axis=2)
-        ordered = np.sort(resampled, axis=2)
-        middle = size // 2
-        if size % 2:
-            medians[:, members] = ordered[:, :, middle]
-        else:
-            medians[:, members] = 0.5 * (ordered[:, :, middle - 1] + ordered[:, :, middle])
-    return medians
-
-
-def _tail_p(
-    badness: float,
-    standard_error: float,
-    df: int,
-    reference_badness: np.ndarray,
-    floored: bool = True,
-) -> float:
-    """One-sided p-value that the newest commit (``badness`` above the reference) is worse.
-
-    ``reference_badness`` holds the reference commits' own deviations on the same scale;
-    the rank floor counts how many of them are at least as bad as the newest commit.
-    """
-    if standard_error <= 0.0:
-        p_t = 0.0 if badness > 0 else 1.0
-    else:
-        p_t = float(stats.t.sf(badness / standard_error, df))
-    if not floored:
-        return p_t
-    m = reference_badness.size
-    p_rank = (1.0 + float(np.count_nonzero(reference_badness >= badness))) / (m + 1.0)
-    if standard_error > 0.0 and badness > 0:
-        p_cantelli = 1.0 / (1.0 + (badness / standard_error) ** 2)
-    elif badness > 0:
-        p_cantelli = 0.0
-    else:
-        p_cantelli = 1.0
-    return max(p_t, min(p_rank, p_cantelli))
+def reference_noise(reference_levels: np.ndarray, sign: int) -> GateNoise:
+    """Noise learned from the reference commits alone (no history, no siblings)."""
+    profile = series_profile(reference_levels, [], sign)
+    scale, df = moderated_scale(profile, None)
+    return GateNoise(scale=scale, df=df, change=change_law([profile]))
 
 
 def run_gate(
@@ -178,19 +171,15 @@ def run_gate(
     direction: Direction,
     confidence: float,
     min_effect: float,
-    rng: np.random.Generator,
-    draws: int = 1000,
-    history_scatter: tuple[float, int] | None = None,
-    with_interval: bool = True,
+    noise: GateNoise | None = None,
+    with_detectable: bool = True,
 ) -> GateResult:
-    """Compare the newest commit's samples with the reference commits' samples.
+    """Compare the newest commit's measurements with the reference commits'.
 
     Every array holds one commit's measurements (a single value when asv kept only its
-    summary). At least one reference commit is needed. ``history_scatter`` is the
-    between-commit standard deviation of log levels measured over the whole history
-    (around each segment's level) with its degrees of freedom; see ``scoring``.
-    Without ``with_interval`` the bootstrap is skipped: the interval is unbounded and
-    only REGRESSION, IMPROVEMENT or INCONCLUSIVE can come out (screening is cheaper).
+    summary). At least one reference commit is needed. Without ``noise`` the scatter
+    is learned from the reference commits alone. Without ``with_detectable`` the
+    detectable effect is left unknown (screening is cheaper).
     """
     if not reference:
         raise ValueError("the gate needs at least one reference commit")
@@ -199,64 +188,58 @@ def run_gate(
     centres, spreads = group_medians_and_spreads(ref_logs)
     sizes = np.array([group.size for group in ref_logs])
     m = centres.size
-    shift = float(np.median(new_log) - np.median(centres))
     sign = direction.sign
-    used_samples = new_log.size > 1 or any(group.size > 1 for group in ref_logs)
+    shift = float(np.median(new_log) - np.median(centres))
+    used_samples = new_log.size > 1 or bool(np.any(sizes > 1))
+    if noise is None:
+        noise = reference_noise(centres, sign)
 
-    within = _MEDIAN_EFFICIENCY * spreads / np.sqrt(sizes)
-    new_within = _newest_median_error(new_log, spreads)
-    estimates = [(float(np.std(centres, ddof=1)), m - 1)] if m >= 2 else []
-    if history_scatter is not None and history_scatter[1] >= 1:
-        estimates.append(history_scatter)
-    if estimates:
-        # The larger of the reference's own scatter and the whole history's: a short
-        # reference cannot show how much this benchmark moves between commits.
-        total_sd, df = max(estimates)
-        between_var = max(0.0, total_sd**2 - float(np.mean(within**2)))
-    elif new_log.size > 1:
-        # No history to learn from: assume commits scatter as much as samples do.
-        total_sd = _robust_sd(new_log)
-        between_var = total_sd**2
-        df = max(new_log.size - 1, 1)
+    known = noise.df > 0
+    pool = noise.pool if noise.pool is not None and noise.pool.tail.size else None
+    reference_factor = 1.0 + (math.pi / 2.0 if m >= 3 else 1.0) / m
+    if known:
+        excess = _excess_sampling_error(new_log, spreads, sizes)
+        variance = noise.scale**2 * reference_factor + excess**2
+        # A history that never moved makes any move real, yet keeps the arithmetic finite.
+        standard_error = max(math.sqrt(variance), _TINY_SCALE)
     else:
-        total_sd = math.inf
-        between_var = math.inf
-        df = 1
-    standard_error = math.sqrt(
-        new_within**2 + between_var + (_MEDIAN_EFFICIENCY * total_sd) ** 2 / m
-    )
+        standard_error = math.inf
+    df = max(noise.df, 1.0)
+    worse_shift = sign * shift
+    margin = math.log1p(min_effect)
 
-    floored = not reference_looks_normal(centres)
-    deviations = centres - np.median(centres)
-    p_worse = _tail_p(sign * shift, standard_error, df, sign * deviations, floored)
-    p_better = _tail_p(-sign * shift, standard_error, df, -sign * deviations, floored)
-
-    level_tail = (1.0 - confidence) / 2.0
-    if math.isfinite(standard_error) and with_interval:
-        ref_boot = np.median(_bootstrap_medians(ref_logs, draws, rng), axis=1)
-        new_boot = _bootstrap_medians([new_log], draws, rng)[:, 0]
-        new_boot = new_boot + rng.normal(0.0, math.sqrt(between_var), draws)
-        boot = new_boot - ref_boot
-        low, high = (float(q) for q in np.quantile(boot, [level_tail, 1.0 - level_tail]))
-        margin = math.log1p(min_effect)
-        p_equivalent = float(np.mean(np.abs(boot) < margin))
-        equivalent = -margin < low and high < margin
+    if known:
+        t = worse_shift / standard_error
+        p_worse = float(stats.t.sf(t, df))
+        p_better = float(stats.t.cdf(t, df))
+        if pool is not None:
+            p_worse = max(p_worse, pool.upper_tail(t))
+            p_better = max(p_better, pool.lower_tail(t))
+        low, high = _interval(worse_shift, standard_error, df, pool, confidence, sign)
+        laws = _laws(df, pool)
+        change = noise.change or change_law([])
+        belief = _least_sure(worse_shift, standard_error, laws, change, margin)
+        detectable = (
+            detectable_effect(standard_error, laws, change, margin, confidence)
+            if with_detectable
+            else math.inf
+        )
     else:
-        low, high, p_equivalent, equivalent = -math.inf, math.inf, 0.0, False
+        p_worse = p_better = 1.0
+        low, high = -math.inf, math.inf
+        belief = Posterior(worse=0.0, same=0.0, better=0.0)
+        detectable = math.inf
 
-    conf_worse = confidence_from_p(p_worse)
-    conf_better = confidence_from_p(p_better)
-    if conf_worse >= confidence and conf_worse >= conf_better:
-        verdict, verdict_confidence = Verdict.REGRESSION, conf_worse
-    elif conf_better >= confidence:
-        verdict, verdict_confidence = Verdict.IMPROVEMENT, conf_better
-    elif equivalent:
-        verdict, verdict_confidence = Verdict.NO_CHANGE, p_equivalent
+    if belief.worse >= confidence and belief.worse >= belief.better:
+        verdict, verdict_confidence = Verdict.REGRESSION, belief.worse
+    elif belief.better >= confidence:
+        verdict, verdict_confidence = Verdict.IMPROVEMENT, belief.better
+    elif belief.same >= confidence:
+        verdict, verdict_confidence = Verdict.NO_CHANGE, belief.same
     else:
         verdict = Verdict.INCONCLUSIVE
-        verdict_confidence = max(conf_worse, conf_better, p_equivalent)
+        verdict_confidence = max(belief.worse, belief.better, belief.same)
 
-    detectable = _detectable_effect(standard_error, confidence, df, m, floored)
     return GateResult(
         verdict=verdict,
         ratio=math.exp(shift),
@@ -268,30 +251,79 @@ def run_gate(
         detectable_effect=detectable,
         reference_commits=m,
         used_samples=used_samples,
+        noise_scale=noise.scale if known else math.nan,
+        noise_df=noise.df if known else 0.0,
     )
 
 
-def reference_looks_normal(centres: np.ndarray) -> bool:
-    """Whether the reference commits' levels are plausibly normal (Shapiro–Wilk, 5 %).
+def _laws(df: float, pool: NoisePrior | None) -> list[NoiseLaw]:
+    laws: list[NoiseLaw] = [StudentLaw(df)]
+    if pool is not None and pool.law is not None:
+        laws.append(pool.law)
+    return laws
 
-    Only then is the t tail trusted beyond what the ranks and Cantelli can show. It
-    needs ``_NORMALITY_MIN_COMMITS`` commits to have any power; skewed (log-normal) or
-    lumpy between-commit noise fails it and keeps the distribution-free floor.
+
+def _least_sure(
+    worse_shift: float,
+    standard_error: float,
+    laws: Sequence[NoiseLaw],
+    change: ChangeLaw,
+    margin: float,
+) -> Posterior:
+    """Each reading's probability under the law that makes it least likely."""
+    readings = [posterior(worse_shift, standard_error, law, change, margin) for law in laws]
+    return Posterior(
+        worse=min(r.worse for r in readings),
+        same=min(r.same for r in readings),
+        better=min(r.better for r in readings),
+    )
+
+
+def _interval(
+    worse_shift: float,
+    standard_error: float,
+    df: float,
+    pool: NoisePrior | None,
+    confidence: float,
+    sign: int,
+) -> tuple[float, float]:
+    """What the noise alone allows the true log shift to be (raw direction).
+
+    The true worse-positive shift is the observed one minus a noise draw; the draw's
+    quantiles are the wider of the t law's and, with enough pooled residuals, theirs.
     """
-    if centres.size < _NORMALITY_MIN_COMMITS or np.ptp(centres) == 0.0:
-        return False
-    return bool(stats.shapiro(centres).pvalue > _NORMALITY_LEVEL)
+    tail = (1.0 - confidence) / 2.0
+    low_z, high_z = float(stats.t.ppf(tail, df)), float(stats.t.isf(tail, df))
+    if pool is not None and pool.tail.size >= _MIN_POOL_FOR_QUANTILES:
+        low_z = min(low_z, pool.quantile(tail))
+        high_z = max(high_z, pool.quantile(1.0 - tail))
+    low, high = sorted(sign * (worse_shift - z * standard_error) for z in (low_z, high_z))
+    return low, high
 
 
-def _detectable_effect(
-    standard_error: float, confidence: float, df: int, m: int, floored: bool = True
+def detectable_effect(
+    standard_error: float,
+    laws: Sequence[NoiseLaw],
+    change: ChangeLaw,
+    margin: float,
+    confidence: float,
 ) -> float:
-    """Relative shift the gate detects with 80 % power, honouring the p-value floors."""
-    if not math.isfinite(standard_error):
+    """Relative worsening the gate calls a regression with 80 % power.
+
+    The smallest observed shift whose REGRESSION posterior reaches ``confidence`` (by
+    bisection: it grows with the shift), plus the noise an 80 % chance must clear.
+    """
+
+    def sure(shift: float) -> bool:
+        return _least_sure(shift, standard_error, laws, change, margin).worse >= confidence
+
+    low, high = 0.0, _MAX_DETECTABLE
+    if not sure(high):
         return math.inf
-    alpha = p_for_confidence(confidence)
-    shift = minimum_detectable_shift(standard_error, confidence, df=df)
-    if floored and 1.0 / (m + 1.0) > alpha and standard_error > 0:
-        # Beyond every reference commit is not enough; Cantelli needs t >= sqrt(1/α − 1).
-        shift = max(shift, math.sqrt(1.0 / alpha - 1.0) * standard_error)
-    return math.expm1(shift)
+    for _ in range(_BISECTIONS):
+        middle = 0.5 * (low + high)
+        if sure(middle):
+            high = middle
+        else:
+            low = middle
+    return math.expm1(high + float(stats.norm.ppf(_POWER)) * standard_error)

@@ -1,4 +1,12 @@
-"""Scoring one series: change points, drift and the gate, combined into one verdict.
+"""Scoring series: change points, drift and the gate, combined into one verdict each.
+
+Scoring a machine takes two passes. The first reads each series' own history: change
+points, the reference segment, and the between-commit scatter of its settled part. The
+second judges each newest commit with that scatter shrunk towards its family's (see
+:mod:`loadkit.history.noise`), so a benchmark with three commits borrows what its
+fifty siblings know. A check fails only where the regression also survives the
+Benjamini–Hochberg procedure across all series: with no real change anywhere, the whole
+check fails at most ``false_discovery`` of the time, however many series there are.
 
 The gate compares the newest commit with the current stable segment: the commits since
 the last change point. A change in the last few commits is too short to be a segment
@@ -11,9 +19,10 @@ the commit that caused it, and the commits after it are judged against the new l
 
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,7 +30,17 @@ from loadkit.history.changepoints import ChangePoint, describe_change_points, fi
 from loadkit.history.confidence import p_for_confidence
 from loadkit.history.direction import Direction
 from loadkit.history.drift import Drift, estimate_drift
-from loadkit.history.gate import GateResult, Verdict, run_gate
+from loadkit.history.gate import GateNoise, GateResult, Verdict, run_gate
+from loadkit.history.noise import (
+    ChangeLaw,
+    NoisePrior,
+    NoiseProfile,
+    change_law,
+    cross_section_prior,
+    fit_prior,
+    moderated_scale,
+    series_profile,
+)
 from loadkit.history.series import Series
 
 _MAX_REFERENCE = 40
@@ -36,6 +55,7 @@ class ScoringOptions:
     min_size: int = 3
     drift_window: int = 40
     seed: int = 0
+    false_discovery: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,7 @@ class SeriesScore:
     reference_start: int
     regression_detected: bool
     failing: bool
+    prior_series: int = 0
 
     @property
     def verdict(self) -> Verdict:
@@ -69,6 +90,21 @@ class SeriesScore:
         return worse_fraction(self.gate.ratio, self.series.direction) if self.gate else 0.0
 
 
+@dataclass(frozen=True)
+class SeriesHistory:
+    """The first pass over one series: what its own history says, before any sibling.
+
+    ``tail_start`` is where the settled history ends: the last few commits may hold a
+    shift no change point can describe yet, and would read as scatter.
+    """
+
+    series: Series
+    change_points: list[ChangePoint]
+    reference_start: int
+    tail_start: int
+    profile: NoiseProfile
+
+
 def worse_fraction(ratio: float, direction: Direction) -> float:
     """Relative worsening for a ratio new/reference: +0.1 means 10 % worse."""
     return ratio - 1.0 if direction is Direction.LOWER_IS_BETTER else 1.0 - ratio
@@ -78,76 +114,83 @@ def _is_worse(ratio: float, direction: Direction) -> bool:
     return worse_fraction(ratio, direction) > 0.0
 
 
-def history_scatter(log_levels: np.ndarray, boundaries: list[int]) -> tuple[float, int] | None:
-    """Between-commit SD of log levels around each segment's mean, with its df.
-
-    How much a benchmark moves from commit to commit is a property of the benchmark and
-    the machine, and persists across level shifts; pooling it over every segment gives
-    the gate a noise estimate even when the current segment is one or two commits long.
-    """
-    edges = [0, *boundaries, log_levels.size]
-    squares = 0.0
-    df = 0
-    for start, stop in itertools.pairwise(edges):
-        segment = log_levels[start:stop]
-        if segment.size >= 2:
-            squares += float(np.sum((segment - segment.mean()) ** 2))
-            df += segment.size - 1
-    if df < 1:
-        return None
-    return math.sqrt(squares / df), df
+def _rng(series: Series, options: ScoringOptions) -> np.random.Generator:
+    return np.random.default_rng([options.seed, len(series.commits)])
 
 
-def score_series(series: Series, options: ScoringOptions | None = None) -> SeriesScore:
-    """Score a series as of its newest commit."""
-    options = options or ScoringOptions()
-    rng = np.random.default_rng([options.seed, len(series.commits)])
+def read_history(series: Series, options: ScoringOptions) -> SeriesHistory:
+    """Change points, reference segment and own scatter of a series (first pass)."""
     alpha = p_for_confidence(options.confidence)
+    rng = _rng(series, options)
     centres = series.centres
     n = centres.size
     history = centres[:-1]
-
     found = find_change_points(np.log(history), alpha, rng, options.min_size) if n > 1 else []
     change_points = describe_change_points(history, found, options.confidence, rng)
     reference_start = change_points[-1].index if change_points else 0
     reference_start = max(reference_start, n - 1 - _MAX_REFERENCE)
-
-    # Noise is learned from the settled history only: the last few commits may hold a
-    # shift that no change point can describe yet, and would read as scatter.
     tail_start = max(reference_start + 1, n - options.min_size)
     settled = np.log(history[:tail_start])
-    scatter = history_scatter(settled, [cp.index for cp in change_points if cp.index < tail_start])
+    settled_changes = [cp for cp in change_points if cp.index < tail_start]
+    profile = series_profile(
+        settled,
+        [cp.index for cp in settled_changes],
+        series.direction.sign,
+        [math.log(cp.ratio) for cp in settled_changes],
+    )
+    return SeriesHistory(series, change_points, reference_start, tail_start, profile)
 
-    def gate(start: int, stop: int, target: int, with_interval: bool = True) -> GateResult:
+
+def judge(
+    read: SeriesHistory, options: ScoringOptions, prior: NoisePrior | None = None
+) -> SeriesScore:
+    """The gate, recent shifts and drift for the newest commit (second pass).
+
+    ``failing`` here ignores the other series; :func:`score_machine` applies the
+    false-discovery control across them.
+    """
+    series = read.series
+    centres = series.centres
+    n = centres.size
+    scale, df = moderated_scale(read.profile, prior)
+    pool = prior if prior is not None else _own_pool(read.profile, scale)
+    # A family pooled over many quiet histories can put the change rate far below what
+    # any one series could show, where noise hid the changes it had: no series is
+    # taken to change less often than once in its own settled history.
+    rate = max(pool.change.rate, 1.0 / (read.profile.transitions + 2.0))
+    change = ChangeLaw(rate=rate, scale=pool.change.scale)
+    noise = GateNoise(scale=scale, df=df, pool=pool, change=change)
+    reference_start = read.reference_start
+
+    def gate(start: int, stop: int, target: int, final: bool = False) -> GateResult:
         return run_gate(
             series.measurements[start:stop],
             series.measurements[target],
             series.direction,
             options.confidence,
             options.min_effect,
-            rng,
-            history_scatter=scatter,
-            with_interval=with_interval,
+            noise,
+            with_detectable=final,
         )
 
     recent: list[RecentShift] = []
-    for index in range(tail_start, n - 1):
-        candidate = gate(reference_start, index, index, with_interval=False)
+    for index in range(read.tail_start, n - 1):
+        candidate = gate(reference_start, index, index)
         if candidate.verdict not in (Verdict.REGRESSION, Verdict.IMPROVEMENT):
             continue
         # A shift must persist: the newest commit has to sit on the same side of the old
         # level, else commit ``index`` was a one-off and the reference stays as it was.
-        if gate(reference_start, index, n - 1, with_interval=False).verdict is candidate.verdict:
+        if gate(reference_start, index, n - 1).verdict is candidate.verdict:
             recent.append(RecentShift(index=index, gate=candidate))
             reference_start = index
 
-    newest_gate = gate(reference_start, n - 1, n - 1) if n > 1 else None
+    newest_gate = gate(reference_start, n - 1, n - 1, final=True) if n > 1 else None
     drift = estimate_drift(centres, options.confidence, options.drift_window)
 
     direction = series.direction
     level = options.confidence
     detected = (
-        any(cp.confidence >= level and _is_worse(cp.ratio, direction) for cp in change_points)
+        any(cp.confidence >= level and _is_worse(cp.ratio, direction) for cp in read.change_points)
         or any(shift.gate.verdict is Verdict.REGRESSION for shift in recent)
         or (
             drift is not None
@@ -164,14 +207,115 @@ def score_series(series: Series, options: ScoringOptions | None = None) -> Serie
     )
     return SeriesScore(
         series=series,
-        change_points=change_points,
+        change_points=read.change_points,
         recent_shifts=recent,
         drift=drift,
         gate=newest_gate,
         reference_start=reference_start,
         regression_detected=detected,
         failing=failing,
+        prior_series=prior.series if prior is not None else 0,
     )
+
+
+def _own_pool(profile: NoiseProfile, scale: float) -> NoisePrior:
+    """A series' own standardized residuals as its tail, when it has no siblings."""
+    tail = np.sort(profile.residuals / scale) if scale > 0 else np.empty(0)
+    return NoisePrior(
+        scale=scale, df=profile.df, tail=tail, series=1, change=change_law([profile])
+    )
+
+
+def score_series(
+    series: Series, options: ScoringOptions | None = None, prior: NoisePrior | None = None
+) -> SeriesScore:
+    """Score one series as of its newest commit, alone or with a family prior."""
+    options = options or ScoringOptions()
+    return judge(read_history(series, options), options, prior)
+
+
+def family_priors(reads: Sequence[SeriesHistory]) -> list[NoisePrior | None]:
+    """Each series' prior: from the narrowest family with enough series to say.
+
+    Where no family has history to learn from (every series one reference commit
+    long), the siblings' deviations at this very commit stand in (see
+    :func:`loadkit.history.noise.cross_section_prior`).
+    """
+    members: dict[str, list[int]] = defaultdict(list)
+    for position, read in enumerate(reads):
+        for key in read.series.families:
+            members[key].append(position)
+    fitted: dict[str, NoisePrior | None] = {
+        key: fit_prior([reads[i].profile for i in positions]) for key, positions in members.items()
+    }
+    crossed: dict[str, NoisePrior | None] = {}
+    priors = []
+    for read in reads:
+        prior = next((fitted[k] for k in read.series.families if fitted[k] is not None), None)
+        if prior is None:
+            key = read.series.families[-1]
+            if key not in crossed:
+                crossed[key] = _cross_section(reads[i] for i in members[key])
+            prior = crossed[key]
+        priors.append(prior)
+    return priors
+
+
+def _cross_section(reads: Iterable[SeriesHistory]) -> NoisePrior | None:
+    deviations = []
+    factors = []
+    for read in reads:
+        levels = np.log(read.series.centres)
+        if levels.size < 2:
+            continue
+        reference = levels[read.reference_start : -1]
+        m = reference.size
+        deviations.append(levels[-1] - float(np.median(reference)))
+        factors.append(1.0 + (math.pi / 2.0 if m >= 3 else 1.0) / m)
+    if not deviations:
+        return None
+    return cross_section_prior(np.array(deviations), float(np.median(factors)))
+
+
+def benjamini_hochberg(p_values: Sequence[float], rate: float) -> np.ndarray:
+    """Which hypotheses the Benjamini–Hochberg step-up procedure rejects at ``rate``.
+
+    Valid for independent or positively dependent tests, as one machine's series are
+    (they share runners); with every null true it bounds the chance of any rejection.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(p)
+    thresholds = rate * np.arange(1, p.size + 1) / p.size
+    passed = np.flatnonzero(p[order] <= thresholds)
+    rejected = np.zeros(p.size, dtype=bool)
+    if passed.size:
+        rejected[order[: passed[-1] + 1]] = True
+    return rejected
+
+
+def score_machine(
+    series: Sequence[Series],
+    options: ScoringOptions | None = None,
+    on_series: Callable[[], None] | None = None,
+) -> list[SeriesScore]:
+    """Score every series of one machine as of its newest commit, siblings informing
+    each other's noise; ``failing`` is controlled across all of them."""
+    options = options or ScoringOptions()
+    reads = []
+    for one in series:
+        reads.append(read_history(one, options))
+        if on_series is not None:
+            on_series()
+    priors = family_priors(reads)
+    scores = [judge(read, options, prior) for read, prior in zip(reads, priors, strict=True)]
+    p_worse = [s.gate.p_worse if s.gate is not None else 1.0 for s in scores]
+    discovered = benjamini_hochberg(p_worse, options.false_discovery)
+    return [
+        replace(score, failing=score.failing and bool(found))
+        for score, found in zip(scores, discovered, strict=True)
+    ]
 
 
 _VERDICT_ORDER = {

@@ -7,7 +7,7 @@ otherwise the single summary value, so every statistic handles both the same way
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -16,7 +16,12 @@ from loadkit.history.direction import Direction
 
 @dataclass
 class Series:
-    """Measurements of one benchmark (and parameter combination) by commit, oldest first."""
+    """Measurements of one benchmark (and parameter combination) by commit, oldest first.
+
+    ``benchmark`` is asv's benchmark key and ``environment`` asv's environment name;
+    with the unit they say which other series on the machine behave alike (see
+    :attr:`families`).
+    """
 
     name: str
     commits: list[str]
@@ -24,6 +29,8 @@ class Series:
     direction: Direction = Direction.LOWER_IS_BETTER
     unit: str = ""
     summaries: list[dict[str, float]] = field(default_factory=list)
+    benchmark: str = ""
+    environment: str = ""
 
     def __post_init__(self) -> None:
         if len(self.commits) != len(self.measurements):
@@ -42,17 +49,27 @@ class Series:
         """True when at least one commit carries more than one raw sample."""
         return any(values.size > 1 for values in self.measurements)
 
+    @property
+    def families(self) -> tuple[str, ...]:
+        """Groups of alike series, narrowest first: module, unit and environment; unit
+        and environment; unit. The noise prior comes from the narrowest that is big
+        enough."""
+        module = (self.benchmark or self.name).split(".", 1)[0]
+        return (
+            f"{module}|{self.unit}|{self.environment}",
+            f"*|{self.unit}|{self.environment}",
+            f"*|{self.unit}|*",
+        )
+
     def up_to(self, commit: str) -> Series:
         """The history as it stood at ``commit`` (a full hash or a unique prefix)."""
         for index, known in enumerate(self.commits):
             if known.startswith(commit):
                 stop = index + 1
-                return Series(
-                    name=self.name,
+                return replace(
+                    self,
                     commits=self.commits[:stop],
                     measurements=self.measurements[:stop],
-                    direction=self.direction,
-                    unit=self.unit,
                     summaries=self.summaries[:stop],
                 )
         raise KeyError(commit)

@@ -1,0 +1,230 @@
+"""Noise laws in noise units: Student's t, and the law of a family's pooled residuals.
+
+A family's pooled standardized residuals (worse positive, sorted) say how often chance
+alone took a commit how far from its level, per direction: two runner speeds, one-off
+blips. Inside the range seen, their share speaks. Beyond it, nothing was seen, so the
+tail is extended by an exponential law fitted to the top (bottom) fifth — peaks over a
+threshold — with the decay length bounded above by how little a few points can say
+about it. Twenty residuals then do not pretend to know the far tail, and twenty
+thousand are taken nearly at their word.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Protocol
+
+import numpy as np
+from scipy import special, stats
+
+# The top share of pooled residuals an exponential tail is fitted to, the fewest
+# residuals that fit may rest on, and the most: a big pool's far tail is its own, not
+# the shape of its bulk (two runner levels make a bump, not a long tail).
+_TAIL_SHARE = 0.2
+_MIN_EXCEEDANCES = 5
+_MAX_EXCEEDANCES = 100
+# One-sided level of the upper bound on the tail's decay length.
+_TAIL_BOUND = 0.2
+# Decay length (noise units) assumed when too few residuals are pooled to fit one, and
+# the weight, in excesses, of a normal tail that a fitted decay is shrunk towards.
+_UNKNOWN_DECAY = 2.0
+_NORMAL_PSEUDO_EXCEEDANCES = 10.0
+# Bounds on the degrees of freedom fitted to a small pool.
+_MIN_FITTED_DF = 1.0
+_MAX_FITTED_DF = 200.0
+_HEAVY_TAIL_LEVEL = 0.05
+# Grid of the smoothed body, in noise units.
+_MAX_GRID_POINTS = 4000
+_MIN_STEP = 0.05
+
+
+@dataclass(frozen=True)
+class Exceedances:
+    """An exponential tail beyond ``threshold``: ``share`` of the mass, ``decay`` long."""
+
+    threshold: float
+    share: float
+    decay: float
+
+    def survival(self, t: float) -> float:
+        return self.share * math.exp(-(t - self.threshold) / self.decay)
+
+
+def fit_exceedances(ordered: np.ndarray, bounded: bool = True) -> Exceedances | None:
+    """The top of sorted ``ordered`` as an exponential tail, if enough to fit.
+
+    The mean of k exponential excesses is Gamma(k, β/k) distributed; when ``bounded``
+    the decay used is its upper ``_TAIL_BOUND`` bound, so a tail read off few points is
+    a heavy one (for p-values, which must not be small by luck).
+    """
+    n = ordered.size
+    k = min(int(n * _TAIL_SHARE), _MAX_EXCEEDANCES)
+    if k < _MIN_EXCEEDANCES:
+        return None
+    threshold = float(ordered[n - k - 1])
+    excess = float(np.mean(ordered[n - k :] - threshold))
+    if excess <= 0.0:
+        return None
+    bound = 2.0 * k / float(stats.chi2.ppf(_TAIL_BOUND, 2 * k)) if bounded else 1.0
+    return Exceedances(threshold=threshold, share=k / (n + 1.0), decay=excess * bound)
+
+
+def tail_decay(ordered: np.ndarray) -> float:
+    """Decay length of the upper tail of sorted ``ordered`` beyond its largest value.
+
+    The fitted decay is shrunk towards a normal tail's mean excess at the same
+    threshold, as if ``_NORMAL_PSEUDO_EXCEEDANCES`` normal excesses had been seen too:
+    a handful of points then neither invent a long tail nor hide one that is plain
+    (a skewed pool's excesses outweigh the pseudo ones). A big pool speaks for itself.
+    """
+    fitted = fit_exceedances(ordered, bounded=False)
+    if fitted is None:
+        return _UNKNOWN_DECAY
+    k = fitted.share * (ordered.size + 1.0)
+    u = fitted.threshold
+    normal = float(stats.norm.pdf(u) / stats.norm.sf(u) - u)
+    pseudo = _NORMAL_PSEUDO_EXCEEDANCES
+    return (k * fitted.decay + pseudo * normal) / (k + pseudo)
+
+
+def upper_tail(ordered: np.ndarray, fitted: Exceedances | None, t: float) -> float:
+    """P(z ≥ t): the share seen at or beyond ``t`` (out of N + 1), or the fitted tail
+    where that is heavier."""
+    n = ordered.size
+    if n == 0:
+        return 0.0
+    share = (n - int(np.searchsorted(ordered, t, side="left"))) / (n + 1.0)
+    if fitted is None or t <= fitted.threshold:
+        return share
+    return max(share, fitted.survival(t))
+
+
+def critical_value(ordered: np.ndarray, fitted: Exceedances | None, alpha: float) -> float:
+    """Smallest ``t`` whose :func:`upper_tail` is at most ``alpha``."""
+    n = ordered.size
+    if n == 0:
+        return -math.inf
+    allowed = math.floor(alpha * (n + 1.0))  # residuals that may lie at or beyond t
+    empirical = float(ordered[n - allowed - 1]) if allowed < n else -math.inf
+    if fitted is None:
+        return empirical
+    if fitted.share > alpha:
+        decayed = fitted.threshold + fitted.decay * math.log(fitted.share / alpha)
+    else:
+        decayed = fitted.threshold
+    return max(empirical, decayed)
+
+
+class NoiseLaw(Protocol):
+    """A standardized noise distribution (worse positive): density and CDF."""
+
+    def pdf(self, z: np.ndarray) -> np.ndarray: ...
+
+    def cdf(self, z: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class StudentLaw:
+    """Student's t with ``df`` degrees of freedom, stretched by ``scale``.
+
+    Written out with ufuncs: the gate evaluates it thousands of times per check, where
+    ``scipy.stats``' argument checking would cost more than the arithmetic."""
+
+    df: float
+    scale: float = 1.0
+
+    @cached_property
+    def _log_norm(self) -> float:
+        nu = self.df
+        return float(
+            special.gammaln((nu + 1.0) / 2.0)
+            - special.gammaln(nu / 2.0)
+            - 0.5 * math.log(nu * math.pi)
+            - math.log(self.scale)
+        )
+
+    def pdf(self, z: np.ndarray) -> np.ndarray:
+        nu = self.df
+        u = np.asarray(z, dtype=float) / self.scale
+        return np.exp(self._log_norm - 0.5 * (nu + 1.0) * np.log1p(np.square(u) / nu))
+
+    def cdf(self, z: np.ndarray) -> np.ndarray:
+        return special.stdtr(self.df, np.asarray(z, dtype=float) / self.scale)
+
+
+def fitted_student(ordered: np.ndarray) -> StudentLaw:
+    """The t law that best explains a small pool (maximum likelihood, centred at 0).
+
+    Twenty or a hundred residuals cannot draw a law's shape, but they can tell a
+    normal-looking pool from one whose far values betray a heavy or skewed tail, and the
+    t law carries that beyond the largest value seen. Heavy tails are admitted only
+    when they explain the pool significantly better than a normal law does (likelihood
+    ratio at ``_HEAVY_TAIL_LEVEL``): by chance alone a few points often look heavy.
+    """
+    df, _, scale = stats.t.fit(ordered, floc=0.0)
+    df = float(min(max(df, _MIN_FITTED_DF), _MAX_FITTED_DF))
+    normal_scale = float(np.sqrt(np.mean(np.square(ordered))))
+    heavy = float(np.sum(stats.t.logpdf(ordered, df, scale=scale)))
+    light = float(np.sum(stats.norm.logpdf(ordered, scale=normal_scale)))
+    if 2.0 * (heavy - light) < float(stats.chi2.isf(_HEAVY_TAIL_LEVEL, 1)):
+        return StudentLaw(df=_MAX_FITTED_DF, scale=normal_scale)
+    return StudentLaw(df=df, scale=float(scale))
+
+
+@dataclass(frozen=True)
+class EmpiricalLaw:
+    """The law of pooled residuals: their smoothed shape, and tails beyond them.
+
+    Inside the range seen, a kernel-smoothed histogram keeps the law's real shape (two
+    runner levels make two bumps). A new residual lands beyond the largest with
+    probability 1/(N + 1), and decays there as the top of the pool does (see
+    :func:`fit_exceedances`); the same below the smallest.
+    """
+
+    ordered: np.ndarray
+    _grid: np.ndarray = field(init=False, repr=False)
+    _density: np.ndarray = field(init=False, repr=False)
+    _cumulative: np.ndarray = field(init=False, repr=False)
+    _upper: tuple[float, float, float] = field(init=False, repr=False)
+    _lower: tuple[float, float, float] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        values = self.ordered
+        n = values.size
+        low, high = float(values[0]), float(values[-1])
+        bandwidth = max(0.2, 1.06 * n ** (-0.2))
+        step = max(_MIN_STEP, (high - low + 8.0 * bandwidth) / _MAX_GRID_POINTS)
+        edges = np.arange(low - 4.0 * bandwidth, high + 4.0 * bandwidth + step, step)
+        counts, _ = np.histogram(values, bins=edges)
+        grid = 0.5 * (edges[:-1] + edges[1:])
+        offsets = np.arange(-4.0 * bandwidth, 4.0 * bandwidth + step / 2.0, step)
+        density = np.convolve(counts.astype(float), stats.norm.pdf(offsets / bandwidth), "same")
+        density[(grid < low) | (grid > high)] = 0.0
+        beyond = 1.0 / (n + 1.0)
+        density *= (1.0 - 2.0 * beyond) / (float(np.sum(density)) * step)
+        set_field = object.__setattr__  # frozen: derived fields are set once, here
+        set_field(self, "_grid", grid)
+        set_field(self, "_density", density)
+        set_field(self, "_cumulative", beyond + np.cumsum(density) * step)
+        set_field(self, "_upper", (high, beyond, tail_decay(values)))
+        set_field(self, "_lower", (-low, beyond, tail_decay(-values[::-1])))
+
+    def pdf(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=float)
+        inside = np.interp(z, self._grid, self._density, left=0.0, right=0.0)
+        edge, mass, decay = self._upper
+        above = np.where(z > edge, mass / decay * np.exp(-np.maximum(z - edge, 0.0) / decay), 0.0)
+        edge, mass, decay = self._lower
+        below = np.where(-z > edge, mass / decay * np.exp(-np.maximum(-z - edge, 0.0) / decay), 0.0)
+        return inside + above + below
+
+    def cdf(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=float)
+        lower_edge, lower_mass, lower_decay = self._lower
+        upper_edge, upper_mass, upper_decay = self._upper
+        body = np.interp(z, self._grid, self._cumulative)
+        below = lower_mass * np.exp(-np.maximum(-z - lower_edge, 0.0) / lower_decay)
+        above = 1.0 - upper_mass * np.exp(-np.maximum(z - upper_edge, 0.0) / upper_decay)
+        return np.where(z < -lower_edge, below, np.where(z > upper_edge, above, body))
