@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from loadkit.errors import UsageError
 from loadkit.history import tables
-from loadkit.history.asv_reader import MachineHistory, list_machines, read_machine
+from loadkit.history.asv_reader import MachineHistory, MachineResults, list_machines, read_results
 from loadkit.history.commit_order import branch_commits, settings_from_config
 from loadkit.history.paths import report_dir
 from loadkit.history.report_page import render_page
@@ -85,6 +85,14 @@ def _commit_order(
         return None
 
 
+def _in_order(read: MachineResults, order: list[str] | None) -> list[str]:
+    """The commits with results in the given order, or by the dates asv stored."""
+    dates = read.commit_dates
+    if order is None:
+        return sorted(dates, key=lambda commit: (dates[commit] or 0, commit))
+    return [commit for commit in order if commit in dates]
+
+
 def _resolve_commit(history: MachineHistory, prefix: str) -> str:
     matches = [c for c in history.commits if c.startswith(prefix.lower())]
     if not matches:
@@ -104,7 +112,10 @@ def score_history(args: argparse.Namespace) -> tuple[MachineHistory, list[Series
     results = Path(args.results)
     machine = _pick_machine(results, args.machine)
     order = _commit_order(results, args.config, warn)
-    history = read_machine(results, machine, order, warn)
+    read = read_results(results, machine)
+    for line in read.warnings():
+        warn(line)
+    history = read.history(_in_order(read, order))
     if not history.series:
         raise UsageError(f"no readable benchmark results for machine {machine} in {results}")
     newest = history.commits[-1]
