@@ -383,6 +383,18 @@ def test_a_missing_benchmarks_json_is_one_warning_with_the_fix(project, tmp_path
     assert "bench.Sized.time_build(p0=10)" in names
 
 
+def test_a_benchmarks_json_that_misses_benchmarks_says_which(project, tmp_path, capsys):
+    results = _bench(tmp_path, project, repo=str(project["repo"]))
+    described = {"bench.Suite.time_work": BENCHMARKS["bench.Suite.time_work"]}
+    (results / "benchmarks.json").write_text(json.dumps(described))
+    _check(results, tmp_path)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "benchmarks.json" in line]
+    assert len(lines) == 1
+    assert (
+        "does not describe 1 of the benchmarks with results (bench.Sized.time_build)" in (lines[0])
+    )
+
+
 def test_reading_in_two_processes_gives_what_one_gives(project, tmp_path):
     results = _bench(tmp_path, project, repo=str(project["repo"]))
     (results / MACHINE / "junk.json").write_text("[]")

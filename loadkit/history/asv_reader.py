@@ -34,6 +34,10 @@ BENCHMARKS_JSON = "benchmarks.json"
 
 # The asv command that (re)writes benchmarks.json without running anything.
 DISCOVER_COMMAND = "asv run --bench just-discover"
+_UNDESCRIBED = (
+    "parameter names and units are unknown (parameters show as p0, p1, …, values without "
+    f"units); `{DISCOVER_COMMAND}` in the benchmark project writes it"
+)
 
 _UNREADABLE = (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError)
 
@@ -57,9 +61,20 @@ class MachineResults:
         return self.table.dates
 
     def warnings(self) -> list[str]:
-        """What the reader has to say: skipped files by kind, a missing benchmarks.json."""
+        """What the reader has to say: skipped files by kind, a missing or stale
+        benchmarks.json."""
         lines = summary_lines(self.skipped, self.machine)
-        return lines + ([self.benchmarks_note] if self.benchmarks_note else [])
+        if self.benchmarks_note:
+            return [*lines, self.benchmarks_note]
+        described = self.metadata.keys()
+        unknown = sorted({key.benchmark for key in self.table.keys} - described)
+        if unknown:
+            shown = ", ".join(unknown[:3]) + (", …" if len(unknown) > 3 else "")
+            lines.append(
+                f"{BENCHMARKS_JSON} does not describe {len(unknown):,} of the benchmarks with "
+                f"results ({shown}): {_UNDESCRIBED}"
+            )
+        return lines
 
     def history(self, order: list[str]) -> MachineHistory:
         """The series over ``order`` (commits with results, oldest first)."""
@@ -92,18 +107,14 @@ def list_machines(results_dir: Path) -> list[str]:
 def _benchmark_metadata(results_dir: Path) -> tuple[dict[str, dict], str | None]:
     """``benchmarks.json`` (versions, units, parameter names), or nothing and why."""
     path = results_dir / BENCHMARKS_JSON
-    consequence = (
-        "parameter names and units are unknown (parameters show as p0, p1, …, values "
-        f"without units); `{DISCOVER_COMMAND}` in the benchmark project writes it"
-    )
     if not path.is_file():
-        return {}, f"no {BENCHMARKS_JSON} in {results_dir}: {consequence}"
+        return {}, f"no {BENCHMARKS_JSON} in {results_dir}: {_UNDESCRIBED}"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
-        return {}, f"cannot read {path} ({exc}): {consequence}"
+        return {}, f"cannot read {path} ({exc}): {_UNDESCRIBED}"
     return {key: value for key, value in data.items() if isinstance(value, dict)}, None
 
 
