@@ -232,6 +232,17 @@ def test_without_branches_asv_default_branch_is_followed(project, tmp_path, caps
     assert "first-parent history of main" in _order_line(capsys.readouterr().out)
 
 
+def test_commits_the_clone_does_not_have_are_counted_apart(project, tmp_path, capsys):
+    results = _bench(tmp_path, project, repo=str(project["repo"]))
+    unknown = _result_file("9" * 40, project["dates"]["E"] + DAY * 1000, 1.0)
+    (results / MACHINE / "99999999-virtualenv-py3.11.json").write_text(json.dumps(unknown))
+    _, document = _check(results, tmp_path)
+    line = _order_line(capsys.readouterr().out)
+    assert line.endswith("2 commits not on main left out (1 unknown to the repository: fetch it)")
+    assert document["commit"] == project["hashes"]["E"]
+    assert document["commit_order"]["left_out"] == 2
+
+
 def test_a_repo_option_that_is_not_a_repository_is_a_usage_error(project, tmp_path, capsys):
     results = _bench(tmp_path, project, repo=".")
     assert run_cli(["check", "--results", str(results), "--repo", str(tmp_path)]) == 2
