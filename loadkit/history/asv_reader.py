@@ -209,7 +209,7 @@ def default_workers(files: int) -> int:
     """Two processes for a big folder on Linux with two CPUs to spare, else one.
 
     Parsing JSON holds the interpreter lock, so only processes help; they are forked
-    (no re-import, nothing pickled but the file names and the tables coming back), and
+    (no re-import; only file names and benchmarks.json go out, tables come back), and
     fork is only safe enough on Linux. The workers run pure Python: no threads of their
     own, no numerical libraries.
     """

@@ -95,7 +95,7 @@ def order_by_index(index: AsvIndex, present: Dates) -> tuple[list[str], list[str
     A commit benchmarked after the last ``asv publish`` goes right after the last known
     commit (in asv's order) whose date is not later than its own, so results newer than
     the published site land at the end, where the gate looks. Returns the order and the
-    commits placed by date (oldest first).
+    commits placed by date (oldest first, undated last).
     """
     indexed = [commit for commit in index.commits if commit in present]
     known = set(indexed)
@@ -107,15 +107,15 @@ def order_by_index(index: AsvIndex, present: Dates) -> tuple[list[str], list[str
     if not extra:
         return indexed, []
     dates = [_date(index.dates.get(commit), present[commit]) for commit in indexed]
-    # latest[i]: the smallest date from position i on, so "the last known commit dated
-    # no later than d" is one bisection (latest never decreases).
-    latest = dates[:]
-    for i in range(len(latest) - 2, -1, -1):
-        latest[i] = min(latest[i], latest[i + 1])
+    # floor[i]: the smallest date from position i on. It never decreases, so "just after
+    # the last known commit dated no later than d" is one bisection.
+    floor = dates[:]
+    for i in range(len(floor) - 2, -1, -1):
+        floor[i] = min(floor[i], floor[i + 1])
     slots: dict[int, list[str]] = {}
     for commit in extra:
         date = present[commit]
-        slot = len(indexed) if date is None else bisect.bisect_right(latest, date)
+        slot = len(indexed) if date is None else bisect.bisect_right(floor, date)
         slots.setdefault(slot, []).append(commit)
     ordered: list[str] = []
     for position in range(len(indexed) + 1):
