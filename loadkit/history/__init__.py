@@ -6,7 +6,9 @@ Mann–Kendall test), ``gate`` (newest commit vs the stable segment), ``confiden
 (p-value calibration, detectable effect) and ``scoring`` (all of it for one series).
 ``simulation`` measures them against asv's ``step_detect`` on series with known truth.
 
-At the edges: ``asv_reader`` (results through ``asv.results``), ``commit_order`` (git,
-as asv orders commits), ``tables`` and ``report_page`` (rich table, JSON, HTML and
+At the edges: ``asv_reader`` (results through ``asv.results`` into a ``point_table``,
+skips summarised by ``skipped_files``), ``commit_order`` (which commit is newer, from
+``git_history``, asv's ``index.json`` via ``asv_index``, or dates; settings from
+``asv_config``), ``tables`` and ``report_page`` (rich table, JSON, HTML and
 matplotlib), and ``commands`` (the ``check``, ``calibrate`` and ``report`` commands).
 """

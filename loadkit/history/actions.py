@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from asv.machine import Machine
@@ -18,8 +18,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from loadkit.errors import UsageError
 from loadkit.history import tables
-from loadkit.history.asv_reader import MachineHistory, list_machines, read_machine
-from loadkit.history.commit_order import branch_commits, settings_from_config
+from loadkit.history.asv_config import load_config
+from loadkit.history.asv_reader import MachineHistory, MachineResults, list_machines, read_results
+from loadkit.history.commit_order import (
+    CommitOrder,
+    OrderSources,
+    order_sources,
+    resolve_commit_order,
+)
 from loadkit.history.paths import report_dir
 from loadkit.history.report_page import render_page
 from loadkit.history.scoring import ScoringOptions, SeriesScore, score_machine, worst_first
@@ -68,48 +74,72 @@ def _pick_machine(results: Path, machine: str | None) -> str:
     return machines[0]
 
 
-def _commit_order(
-    results: Path, config: Path | None, warn: Callable[[str], None]
-) -> list[str] | None:
-    config_path = config if config is not None else results.parent / "asv.conf.json"
-    if not config_path.is_file():
-        if config is not None:
-            raise UsageError(f"asv config {config} does not exist")
-        warn(f"no {config_path}: ordering commits by the dates asv recorded")
-        return None
-    settings = settings_from_config(config_path)
-    try:
-        return branch_commits(settings)
-    except UsageError as exc:
-        warn(f"{exc}; ordering commits by the dates asv recorded")
-        return None
+def _order_sources(args: argparse.Namespace, results: Path) -> OrderSources:
+    """The config and the named order sources, checked before any results are read."""
+    config_path = args.config if args.config is not None else results.parent / "asv.conf.json"
+    config = None
+    no_config = None
+    if config_path.is_file():
+        config = load_config(config_path)
+    elif args.config is not None:
+        raise UsageError(f"asv config {args.config} does not exist")
+    else:
+        no_config = f"no asv.conf.json next to {results}"
+    return order_sources(args.repo, args.asv_index, config, no_config)
 
 
-def _resolve_commit(history: MachineHistory, prefix: str) -> str:
-    matches = [c for c in history.commits if c.startswith(prefix.lower())]
+def _resolve_commit(
+    read: MachineResults, history: MachineHistory, order: CommitOrder, prefix: str
+) -> str:
+    prefix = prefix.lower()
+    matches = [c for c in history.commits if c.startswith(prefix)]
     if not matches:
+        if any(c.startswith(prefix) for c in read.commit_dates):
+            raise UsageError(
+                f"commit {prefix} has results on {history.machine} but is not on the "
+                f"branch the commits are ordered by ({order.detail})"
+            )
         raise UsageError(f"unknown commit {prefix}: no results for it on {history.machine}")
     if len(matches) > 1:
         raise UsageError(f"commit prefix {prefix} is ambiguous ({len(matches)} commits match)")
     return matches[0]
 
 
-def score_history(args: argparse.Namespace) -> tuple[MachineHistory, list[SeriesScore], str]:
-    """Read and score the machine's history as the options ask; worst first."""
+@dataclass(frozen=True)
+class ScoredHistory:
+    """One machine's history, its scores (worst first), the judged commit and the order."""
+
+    history: MachineHistory
+    scores: list[SeriesScore]
+    newest: str
+    order: CommitOrder
+    notes: list[str]
+
+
+def score_history(args: argparse.Namespace) -> ScoredHistory:
+    """Read and score the machine's history as the options ask."""
     console = _stderr()
+    notes: list[str] = []
 
     def warn(message: str) -> None:
+        notes.append(message)
         console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
     results = Path(args.results)
     machine = _pick_machine(results, args.machine)
-    order = _commit_order(results, args.config, warn)
-    history = read_machine(results, machine, order, warn)
+    sources = _order_sources(args, results)
+    read = read_results(results, machine)
+    for line in read.warnings():
+        warn(line)
+    if not len(read.table):
+        raise UsageError(f"no readable benchmark results for machine {machine} in {results}")
+    order = resolve_commit_order(read.commit_dates, sources, warn)
+    history = read.history(order.commits)
     if not history.series:
         raise UsageError(f"no readable benchmark results for machine {machine} in {results}")
     newest = history.commits[-1]
     if args.commit:
-        newest = _resolve_commit(history, args.commit)
+        newest = _resolve_commit(read, history, order, args.commit)
     options = ScoringOptions(
         confidence=args.confidence, min_effect=args.min_effect, false_discovery=args.fdr
     )
@@ -121,14 +151,16 @@ def score_history(args: argparse.Namespace) -> tuple[MachineHistory, list[Series
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )
         warn(f"no result at {newest[:8]} (failed, skipped or not yet written) for {shown}")
-    return history, worst_first(scores), newest
+    return ScoredHistory(history, worst_first(scores), newest, order, notes)
 
 
 def run_check(args: argparse.Namespace) -> int:
     """``loadkit check``: print the table (and JSON); exit 1 on a confident regression."""
-    history, scores, newest = score_history(args)
+    scored = score_history(args)
+    history, scores, newest = scored.history, scored.scores, scored.newest
     failing = [s for s in scores if s.failing]
     console = _stdout()
+    console.print(escape(scored.order.line()), soft_wrap=True)
     title = f"loadkit check — {history.machine} @ {newest[:8]} ({len(scores)} series)"
     console.print(tables.check_table(scores, title))
     if failing:
@@ -149,6 +181,7 @@ def run_check(args: argparse.Namespace) -> int:
                 "confidence": args.confidence,
                 "min_effect": args.min_effect,
                 "failing": [s.series.name for s in failing],
+                "commit_order": scored.order.as_dict(),
                 "skipped_files": history.skipped,
                 "series": [tables.score_to_dict(s) for s in scores],
             },
@@ -201,12 +234,13 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """``loadkit report``: plots and table in ``<html>-loadkit/index.html``."""
-    history, scores, newest = score_history(args)
+    scored = score_history(args)
     out_dir = report_dir(Path(args.html))
-    title = f"loadkit history — {history.machine} @ {newest[:8]}"
-    notes = [f"skipped unreadable results file: {m}" for m in history.skipped]
+    title = f"loadkit history — {scored.history.machine} @ {scored.newest[:8]}"
+    # stdout stays the page's path alone; the order line goes where people read it.
+    _stderr().print(escape(scored.order.line()))
     try:
-        page = render_page(scores, out_dir, title, notes)
+        page = render_page(scored.scores, out_dir, title, [scored.order.line(), *scored.notes])
     except OSError as exc:
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
     print(page, file=sys.stdout)

@@ -61,6 +61,19 @@ def _add_history_options(parser: argparse.ArgumentParser) -> None:
         help="asv.conf.json giving the repository and branch "
         "(default: the one next to the results directory)",
     )
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        help="local clone of the benchmarked project: commits in the first-parent order "
+        "of the configured branch (default: the config's repo when it is a local clone)",
+    )
+    parser.add_argument(
+        "--asv-index",
+        type=Path,
+        metavar="PATH",
+        help="asv's published index.json (or the html dir holding it): commits in asv's "
+        "graph order (default: the one in the config's html_dir)",
+    )
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

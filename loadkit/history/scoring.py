@@ -221,9 +221,7 @@ def judge(
 def _own_pool(profile: NoiseProfile, scale: float) -> NoisePrior:
     """A series' own standardized residuals as its tail, when it has no siblings."""
     tail = np.sort(profile.residuals / scale) if scale > 0 else np.empty(0)
-    return NoisePrior(
-        scale=scale, df=profile.df, tail=tail, series=1, change=change_law([profile])
-    )
+    return NoisePrior(scale=scale, df=profile.df, tail=tail, series=1, change=change_law([profile]))
 
 
 def score_series(
