@@ -300,7 +300,7 @@ def test_the_empirical_tail_is_read_per_direction():
     low_only = np.where(generator.random(2000) < 0.2, -5.0, 0.0) + generator.standard_normal(2000)
     reference = [np.array([1.0])] * 10
     noise = GateNoise(0.01, 50.0, _pool(low_only))
-    up = run_gate(reference, np.array([math.exp(0.05)]), LOWER, 0.95, 0.05, noise)
+    up = run_gate(reference, np.array([math.exp(0.08)]), LOWER, 0.95, 0.05, noise)
     down = run_gate(reference, np.array([math.exp(-0.05)]), LOWER, 0.95, 0.05, noise)
     assert up.verdict is Verdict.REGRESSION
     assert down.verdict is not Verdict.IMPROVEMENT

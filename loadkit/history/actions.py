@@ -20,24 +20,18 @@ from loadkit.errors import UsageError
 from loadkit.history import tables
 from loadkit.history.asv_config import load_config
 from loadkit.history.asv_reader import MachineHistory, MachineResults, list_machines, read_results
+from loadkit.history.calibration import jobs, run_study
 from loadkit.history.commit_order import (
     CommitOrder,
     OrderSources,
     order_sources,
     resolve_commit_order,
 )
+from loadkit.history.machine_simulation import SIBLING_COMMITS, SIBLINGS
 from loadkit.history.paths import report_dir
 from loadkit.history.report_page import render_page
 from loadkit.history.scoring import ScoringOptions, SeriesScore, score_machine, worst_first
-from loadkit.history.simulation import (
-    GATE_BETWEEN_SD,
-    GATE_SAMPLES,
-    GATE_SCENARIOS,
-    GATE_WITHIN_SD,
-    SCENARIOS,
-    calibrate,
-    calibrate_gate,
-)
+from loadkit.history.simulation import GATE_BETWEEN_SD, GATE_SAMPLES, GATE_WITHIN_SD, SCENARIOS
 
 
 def _stdout() -> Console:
@@ -190,46 +184,49 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    """``loadkit calibrate``: the simulation table; exit 1 if a requirement is missed."""
+    """``loadkit calibrate``: the simulation tables; exit 1 if a requirement is missed."""
     started = time.perf_counter()
-    total = len(SCENARIOS) + len(GATE_SCENARIOS)
     with Progress(
-        TextColumn("calibrating {task.fields[cell]:<20}"),
+        TextColumn("calibrating {task.fields[cell]:<26}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=_stderr(),
         transient=True,
     ) as progress:
-        task = progress.add_task("calibrate", total=total, cell="")
+        task = progress.add_task("calibrate", total=len(jobs(args.series, args.seed)), cell="")
 
         def done(name: str) -> None:
             progress.update(task, advance=1, cell=name)
 
-        cells = calibrate(series=args.series, seed=args.seed, on_cell=done)
-        gate_cells = calibrate_gate(series=args.series, seed=args.seed, on_cell=done)
+        report = run_study(args.series, args.seed, on_job=done)
     elapsed = time.perf_counter() - started
     console = _stdout()
-    title = f"calibration: n = 40 commits, seed {args.seed} (issue 3 table)"
-    console.print(tables.calibration_table(cells, title))
+    single = f"single series: {SCENARIOS[0].name} … n = 40 commits, 2% noise, seed {args.seed}"
+    console.print(tables.calibration_table(report.cells, single))
     gate_title = (
         f"the gate as check uses it: {GATE_SAMPLES} samples/commit, "
         f"{GATE_WITHIN_SD:.0%} within, {GATE_BETWEEN_SD:.0%} between commits"
     )
-    console.print(tables.gate_calibration_table(gate_cells, gate_title))
+    console.print(tables.gate_calibration_table(report.gate_cells, gate_title))
+    machine_title = (
+        f"machines like real asv result sets: each target beside {SIBLINGS} siblings "
+        f"({SIBLING_COMMITS} commits), check as it runs (false discovery across them)"
+    )
+    console.print(tables.machine_calibration_table(report.machine_cells, machine_title))
+    curve_title = (
+        "calibration: verdicts from machines of every kind, of every length, "
+        "right when they tell the truth about the newest commit"
+    )
+    console.print(tables.calibration_curve_table(report.calibration, curve_title))
+    console.print(tables.suite_text(report.suite))
     console.print(f"{elapsed:.0f} s")
     if args.json:
         _write_json(
             args.json,
-            {
-                "seed": args.seed,
-                "seconds": round(elapsed, 1),
-                "cells": [cell.as_dict() for cell in cells],
-                "gate_cells": [cell.as_dict() for cell in gate_cells],
-            },
+            {"seed": args.seed, "seconds": round(elapsed, 1), **report.as_dict()},
         )
-    met = all(cell.met for cell in cells) and all(cell.met for cell in gate_cells)
-    return 0 if met else 1
+    return 0 if report.met else 1
 
 
 def run_report(args: argparse.Namespace) -> int:

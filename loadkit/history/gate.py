@@ -9,17 +9,19 @@ towards its family's), with degrees of freedom that say how well it is known; a 
 run noisier than usual adds its excess sampling error.
 
 The verdict and its confidence are posterior probabilities (see
-:mod:`loadkit.history.posterior`) under two noise laws — Student's t at those degrees
-of freedom, and the law of the family's pooled residuals where there are enough of them
-— and the gate takes the less sure of the two: a verdict stands only if both agree.
-Beside it the gate gives one-sided p-values (the larger of the t tail and the pooled
-tail), which the check uses to control false alarms across all series; the effect's
-interval is what the noise alone allows (the wider of the two laws' quantiles).
+:mod:`loadkit.history.posterior`) under the noise law the evidence supports: the
+family's pooled residuals' own shape where there are many, a two-piece t law fitted to
+them where there are a few, Student's t at the scale's degrees of freedom where there
+are none (see :func:`noise_law`). Beside it the gate gives one-sided p-values (the
+larger of the t tail and the pooled tail), which the check uses to control false alarms
+across all series; the effect's interval is what the noise alone allows (the wider of
+the t law's and the pooled residuals' quantiles).
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +30,13 @@ import numpy as np
 from scipy import stats
 
 from loadkit.history.direction import Direction
-from loadkit.history.laws import NoiseLaw, StudentLaw
+from loadkit.history.laws import (
+    GridLaw,
+    NoiseLaw,
+    StudentLaw,
+    TwoPieceLaw,
+    reference_difference,
+)
 from loadkit.history.noise import (
     ChangeLaw,
     NoisePrior,
@@ -44,8 +52,8 @@ _MAD_EFFICIENCY = 0.37
 # Weight, in degrees of freedom, of the reference commits' typical sample spread.
 _TYPICAL_SPREAD_DF = 10.0
 _POWER = 0.8
-# Pooled residuals needed before their quantiles shape an interval.
-_MIN_POOL_FOR_QUANTILES = 100
+# Grid half-width (noise units) of a difference law with no pooled residuals.
+_STUDENT_REACH = 60.0
 _TINY_SCALE = 1e-9
 # The largest worsening searched for (log units: 3000x) and the bisection steps.
 _MAX_DETECTABLE = 8.0
@@ -196,31 +204,29 @@ def run_gate(
 
     known = noise.df > 0
     pool = noise.pool if noise.pool is not None and noise.pool.tail.size else None
-    reference_factor = 1.0 + (math.pi / 2.0 if m >= 3 else 1.0) / m
-    if known:
-        excess = _excess_sampling_error(new_log, spreads, sizes)
-        variance = noise.scale**2 * reference_factor + excess**2
-        # A history that never moved makes any move real, yet keeps the arithmetic finite.
-        standard_error = max(math.sqrt(variance), _TINY_SCALE)
-    else:
-        standard_error = math.inf
     df = max(noise.df, 1.0)
     worse_shift = sign * shift
     margin = math.log1p(min_effect)
-
     if known:
-        t = worse_shift / standard_error
+        excess = _excess_sampling_error(new_log, spreads, sizes)
+        # A history that never moved makes any move real, yet keeps the arithmetic finite.
+        unit = max(math.sqrt(noise.scale**2 + excess**2), _TINY_SCALE)
+        reference_factor = 1.0 + (math.pi / 2.0 if m >= 3 else 1.0) / m
+        t = worse_shift / (unit * math.sqrt(reference_factor))
         p_worse = float(stats.t.sf(t, df))
         p_better = float(stats.t.cdf(t, df))
         if pool is not None:
             p_worse = max(p_worse, pool.upper_tail(t))
             p_better = max(p_better, pool.lower_tail(t))
-        low, high = _interval(worse_shift, standard_error, df, pool, confidence, sign)
-        laws = _laws(df, pool)
+        law = difference_law(df, pool, m)
+        tail = (1.0 - confidence) / 2.0
+        # The true worse-positive shift is the observed one minus a noise draw.
+        ends = (worse_shift - law.quantile(q) * unit for q in (tail, 1.0 - tail))
+        low, high = sorted(sign * end for end in ends)
         change = noise.change or change_law([])
-        belief = _least_sure(worse_shift, standard_error, laws, change, margin)
+        belief = posterior(worse_shift, unit, law, change, margin)
         detectable = (
-            detectable_effect(standard_error, laws, change, margin, confidence)
+            detectable_effect(unit, law, change, margin, confidence)
             if with_detectable
             else math.inf
         )
@@ -256,54 +262,47 @@ def run_gate(
     )
 
 
-def _laws(df: float, pool: NoisePrior | None) -> list[NoiseLaw]:
-    laws: list[NoiseLaw] = [StudentLaw(df)]
-    if pool is not None and pool.law is not None:
-        laws.append(pool.law)
-    return laws
+def noise_law(df: float, pool: NoisePrior | None) -> NoiseLaw:
+    """The law of one commit's noise, in noise units, from the best evidence at hand.
 
-
-def _least_sure(
-    worse_shift: float,
-    standard_error: float,
-    laws: Sequence[NoiseLaw],
-    change: ChangeLaw,
-    margin: float,
-) -> Posterior:
-    """Each reading's probability under the law that makes it least likely."""
-    readings = [posterior(worse_shift, standard_error, law, change, margin) for law in laws]
-    return Posterior(
-        worse=min(r.worse for r in readings),
-        same=min(r.same for r in readings),
-        better=min(r.better for r in readings),
-    )
-
-
-def _interval(
-    worse_shift: float,
-    standard_error: float,
-    df: float,
-    pool: NoisePrior | None,
-    confidence: float,
-    sign: int,
-) -> tuple[float, float]:
-    """What the noise alone allows the true log shift to be (raw direction).
-
-    The true worse-positive shift is the observed one minus a noise draw; the draw's
-    quantiles are the wider of the t law's and, with enough pooled residuals, theirs.
+    Many pooled residuals draw their own shape; a few fit a two-piece t law, whose
+    tails are kept at least as heavy as the scale's own uncertainty makes them (``df``);
+    with none, Student's t at the scale's degrees of freedom.
     """
-    tail = (1.0 - confidence) / 2.0
-    low_z, high_z = float(stats.t.ppf(tail, df)), float(stats.t.isf(tail, df))
-    if pool is not None and pool.tail.size >= _MIN_POOL_FOR_QUANTILES:
-        low_z = min(low_z, pool.quantile(tail))
-        high_z = max(high_z, pool.quantile(1.0 - tail))
-    low, high = sorted(sign * (worse_shift - z * standard_error) for z in (low_z, high_z))
-    return low, high
+    law = pool.law if pool is not None else None
+    if isinstance(law, TwoPieceLaw):
+        return TwoPieceLaw(
+            upper=StudentLaw(min(law.upper.df, df), law.upper.scale),
+            lower=StudentLaw(min(law.lower.df, df), law.lower.scale),
+            upper_share=law.upper_share,
+        )
+    return law if law is not None else StudentLaw(df)
+
+
+def difference_law(df: float, pool: NoisePrior | None, references: int) -> GridLaw:
+    """The law of the newest commit's level minus its reference's, in noise units.
+
+    Built once per family, scale df and reference length (see
+    :func:`loadkit.history.laws.reference_difference`).
+    """
+    key = (round(df, 6), references)
+    if pool is None:
+        return _student_difference(*key)
+    law = pool.differences.get(key)
+    if law is None:
+        law = reference_difference(noise_law(df, pool), references, pool.reach)
+        pool.differences[key] = law
+    return law
+
+
+@functools.lru_cache(maxsize=256)
+def _student_difference(df: float, references: int) -> GridLaw:
+    return reference_difference(StudentLaw(df), references, _STUDENT_REACH)
 
 
 def detectable_effect(
-    standard_error: float,
-    laws: Sequence[NoiseLaw],
+    unit: float,
+    law: GridLaw,
     change: ChangeLaw,
     margin: float,
     confidence: float,
@@ -315,7 +314,7 @@ def detectable_effect(
     """
 
     def sure(shift: float) -> bool:
-        return _least_sure(shift, standard_error, laws, change, margin).worse >= confidence
+        return posterior(shift, unit, law, change, margin).worse >= confidence
 
     low, high = 0.0, _MAX_DETECTABLE
     if not sure(high):
@@ -326,4 +325,4 @@ def detectable_effect(
             high = middle
         else:
             low = middle
-    return math.expm1(high + float(stats.norm.ppf(_POWER)) * standard_error)
+    return math.expm1(high - law.quantile(1.0 - _POWER) * unit)

@@ -17,24 +17,29 @@ from functools import cached_property
 from typing import Protocol
 
 import numpy as np
-from scipy import special, stats
+from scipy import signal, special, stats
 
 # The top share of pooled residuals an exponential tail is fitted to, the fewest
 # residuals that fit may rest on, and the most: a big pool's far tail is its own, not
 # the shape of its bulk (two runner levels make a bump, not a long tail).
 _TAIL_SHARE = 0.2
 _MIN_EXCEEDANCES = 5
-_MAX_EXCEEDANCES = 100
+_MAX_EXCEEDANCES = 30
 # One-sided level of the upper bound on the tail's decay length.
 _TAIL_BOUND = 0.2
 # Decay length (noise units) assumed when too few residuals are pooled to fit one, and
 # the weight, in excesses, of a normal tail that a fitted decay is shrunk towards.
 _UNKNOWN_DECAY = 2.0
 _NORMAL_PSEUDO_EXCEEDANCES = 10.0
-# Bounds on the degrees of freedom fitted to a small pool.
-_MIN_FITTED_DF = 1.0
+# The degrees of freedom a small pool's t law is chosen from, and the fixed-point
+# iterations of its scale.
 _MAX_FITTED_DF = 200.0
-_HEAVY_TAIL_LEVEL = 0.05
+# No lighter than 2 df: with a Cauchy side, no jump could ever outgrow the noise.
+_FITTED_DFS = np.array([2.0, 3.0, 4.0, 6.0, 9.0, 14.0, 20.0, 30.0, 60.0, _MAX_FITTED_DF])
+_SCALE_ITERATIONS = 25
+_HEAVY_TAIL_LEVEL = 0.2
+# Grid step (noise units) of the law of a newest-minus-reference difference.
+_DIFFERENCE_STEP = 0.02
 # Grid of the smoothed body, in noise units.
 _MAX_GRID_POINTS = 4000
 _MIN_STEP = 0.05
@@ -154,23 +159,71 @@ class StudentLaw:
         return special.stdtr(self.df, np.asarray(z, dtype=float) / self.scale)
 
 
-def fitted_student(ordered: np.ndarray) -> StudentLaw:
-    """The t law that best explains a small pool (maximum likelihood, centred at 0).
+def _fitted_half(magnitudes: np.ndarray) -> StudentLaw:
+    """The t law whose folded half best explains ``magnitudes`` (sizes on one side).
+
+    Profile likelihood over a grid of df, each with its scale's fixed point (the EM
+    update of a t law's scale). Heavy tails are admitted only when they explain the
+    side significantly better than a normal law does (likelihood ratio at
+    ``_HEAVY_TAIL_LEVEL``): by chance alone a few points often look heavy.
+    """
+    squares = np.square(magnitudes)
+    normal_scale = float(np.sqrt(np.mean(squares))) if squares.size else 0.0
+    if normal_scale <= 0.0:
+        return StudentLaw(df=_MAX_FITTED_DF, scale=1.0)
+    dfs = _FITTED_DFS[:, None]
+    scale2 = np.full((_FITTED_DFS.size, 1), normal_scale**2)
+    for _ in range(_SCALE_ITERATIONS):
+        weights = (dfs + 1.0) / (dfs + squares[None, :] / scale2)
+        scale2 = np.mean(weights * squares[None, :], axis=1, keepdims=True)
+    logliks = np.sum(
+        special.gammaln((dfs + 1.0) / 2.0)
+        - special.gammaln(dfs / 2.0)
+        - 0.5 * np.log(dfs * math.pi * scale2)
+        - 0.5 * (dfs + 1.0) * np.log1p(squares[None, :] / (dfs * scale2)),
+        axis=1,
+    )
+    best = int(np.argmax(logliks))
+    light = float(np.sum(stats.norm.logpdf(magnitudes, scale=normal_scale)))
+    if 2.0 * (float(logliks[best]) - light) < float(stats.chi2.isf(_HEAVY_TAIL_LEVEL, 1)):
+        return StudentLaw(df=_MAX_FITTED_DF, scale=normal_scale)
+    return StudentLaw(df=float(_FITTED_DFS[best]), scale=float(math.sqrt(scale2[best, 0])))
+
+
+@dataclass(frozen=True)
+class TwoPieceLaw:
+    """A t law per side of zero, each holding its side's share of the mass.
 
     Twenty or a hundred residuals cannot draw a law's shape, but they can tell a
-    normal-looking pool from one whose far values betray a heavy or skewed tail, and the
-    t law carries that beyond the largest value seen. Heavy tails are admitted only
-    when they explain the pool significantly better than a normal law does (likelihood
-    ratio at ``_HEAVY_TAIL_LEVEL``): by chance alone a few points often look heavy.
-    """
-    df, _, scale = stats.t.fit(ordered, floc=0.0)
-    df = float(min(max(df, _MIN_FITTED_DF), _MAX_FITTED_DF))
-    normal_scale = float(np.sqrt(np.mean(np.square(ordered))))
-    heavy = float(np.sum(stats.t.logpdf(ordered, df, scale=scale)))
-    light = float(np.sum(stats.norm.logpdf(ordered, scale=normal_scale)))
-    if 2.0 * (heavy - light) < float(stats.chi2.isf(_HEAVY_TAIL_LEVEL, 1)):
-        return StudentLaw(df=_MAX_FITTED_DF, scale=normal_scale)
-    return StudentLaw(df=df, scale=float(scale))
+    normal-looking side from one whose far values betray a heavy tail — and benchmark
+    noise is skewed (a run is slowed far more easily than sped up), so each side gets
+    its own."""
+
+    upper: StudentLaw
+    lower: StudentLaw
+    upper_share: float
+
+    def pdf(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=float)
+        up = 2.0 * self.upper_share * self.upper.pdf(z)
+        down = 2.0 * (1.0 - self.upper_share) * self.lower.pdf(z)
+        return np.where(z >= 0.0, up, down)
+
+    def cdf(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=float)
+        below = 1.0 - self.upper_share
+        up = below + 2.0 * self.upper_share * (self.upper.cdf(z) - 0.5)
+        down = 2.0 * below * self.lower.cdf(z)
+        return np.where(z >= 0.0, up, down)
+
+
+def fitted_two_piece(ordered: np.ndarray) -> TwoPieceLaw:
+    """The two-piece t law of a small pool of residuals (centred at 0)."""
+    above = ordered[ordered > 0.0]
+    below = -ordered[ordered < 0.0]
+    ties = ordered.size - above.size - below.size
+    share = (above.size + 0.5 * ties + 1.0) / (ordered.size + 2.0)
+    return TwoPieceLaw(upper=_fitted_half(above), lower=_fitted_half(below), upper_share=share)
 
 
 @dataclass(frozen=True)
@@ -228,3 +281,58 @@ class EmpiricalLaw:
         below = lower_mass * np.exp(-np.maximum(-z - lower_edge, 0.0) / lower_decay)
         above = 1.0 - upper_mass * np.exp(-np.maximum(z - upper_edge, 0.0) / upper_decay)
         return np.where(z < -lower_edge, below, np.where(z > upper_edge, above, body))
+
+
+@dataclass(frozen=True)
+class GridLaw:
+    """A law given by its density on an evenly spaced grid (zero beyond it)."""
+
+    grid: np.ndarray
+    density: np.ndarray
+    _cumulative: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        step = float(self.grid[1] - self.grid[0])
+        object.__setattr__(self, "_cumulative", np.cumsum(self.density) * step)
+
+    def pdf(self, z: np.ndarray) -> np.ndarray:
+        return np.interp(z, self.grid, self.density, left=0.0, right=0.0)
+
+    def cdf(self, z: np.ndarray) -> np.ndarray:
+        return np.interp(z, self.grid, self._cumulative, left=0.0, right=1.0)
+
+    def quantile(self, q: float) -> float:
+        return float(np.interp(q, self._cumulative, self.grid))
+
+
+def reference_difference(base: NoiseLaw, references: int, reach: float) -> GridLaw:
+    """The law of ``z_new − median(z_1 … z_m)`` for independent draws from ``base``.
+
+    The newest commit is compared with the median of ``m`` reference commits, each as
+    noisy as it. With one or two of them the reference is as likely to be the odd one
+    out as the newest is (a commit that landed on a slow runner, a blip), which a
+    variance inflation of a symmetric law cannot express. The median's law is the
+    middle order statistic's (for an even count, the mean of two for ``m = 2``, else
+    the order statistic of ``m − 1``); the difference is a convolution. ``reach`` bounds
+    the grid in noise units.
+    """
+    half = math.ceil(reach / _DIFFERENCE_STEP)
+    z = np.arange(-half, half + 1) * _DIFFERENCE_STEP
+    f = np.asarray(base.pdf(z), dtype=float)
+    step = _DIFFERENCE_STEP
+    if references == 1:
+        median = f
+    elif references == 2:
+        pair = signal.fftconvolve(f, f, mode="same") * step  # density of z1 + z2 at z
+        median = 2.0 * np.interp(2.0 * z, z, pair, left=0.0, right=0.0)
+    else:
+        odd = references if references % 2 else references - 1
+        k = odd // 2
+        cumulative = np.clip(np.asarray(base.cdf(z), dtype=float), 0.0, 1.0)
+        log_coefficient = special.gammaln(odd + 1.0) - 2.0 * special.gammaln(k + 1.0)
+        median = np.exp(log_coefficient) * (cumulative * (1.0 - cumulative)) ** k * f
+    median /= max(float(np.sum(median)) * step, 1e-300)
+    difference = signal.fftconvolve(f, median[::-1], mode="same") * step
+    difference = np.maximum(difference, 0.0)  # the FFT leaves rounding dust below zero
+    difference /= max(float(np.sum(difference)) * step, 1e-300)
+    return GridLaw(grid=z, density=difference)

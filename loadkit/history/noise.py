@@ -33,10 +33,11 @@ from scipy import special, stats
 from loadkit.history.laws import (
     EmpiricalLaw,
     Exceedances,
+    GridLaw,
     NoiseLaw,
     critical_value,
     fit_exceedances,
-    fitted_student,
+    fitted_two_piece,
     upper_tail,
 )
 
@@ -60,10 +61,15 @@ _MAD_EFFICIENCY = 0.37
 # and the change points needed before their sizes set it.
 DEFAULT_CHANGE_SCALE = 0.1
 _MIN_CHANGES_FOR_SCALE = 3
+_UNDERCOUNT = 2.0
 # Pooled residuals needed before a t law is fitted to them, and before their own
 # smoothed shape is used as the law.
 MIN_POOL_FOR_LAW = 20
 MIN_POOL_FOR_SHAPE = 200
+# Grid half-width (noise units) for laws of differences: at least this, and room for
+# twice the farthest pooled residual.
+_MIN_REACH = 60.0
+_REACH_MARGIN = 20.0
 
 
 @dataclass(frozen=True)
@@ -111,8 +117,9 @@ def change_law(profiles: Sequence[NoiseProfile]) -> ChangeLaw:
     sizes = np.concatenate([p.change_sizes for p in profiles]) if profiles else np.empty(0)
     scale = DEFAULT_CHANGE_SCALE
     if sizes.size >= _MIN_CHANGES_FOR_SCALE:
-        scale = max(float(np.median(np.abs(sizes))), 1e-3)
-    return ChangeLaw(rate=(changes + 1.0) / (transitions + 2.0), scale=scale)
+        scale = min(max(float(np.median(np.abs(sizes))), 1e-3), DEFAULT_CHANGE_SCALE)
+    rate = min(_UNDERCOUNT * (changes + 1.0) / (transitions + 2.0), 0.5)
+    return ChangeLaw(rate=rate, scale=scale)
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,10 @@ class NoisePrior:
     tail: np.ndarray
     series: int
     change: ChangeLaw = UNKNOWN_CHANGES
+    # Laws of newest-minus-reference differences already built, by (df, references).
+    differences: dict[tuple[float, int], GridLaw] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @cached_property
     def _upper(self) -> Exceedances | None:
@@ -141,11 +152,11 @@ class NoisePrior:
     @cached_property
     def law(self) -> NoiseLaw | None:
         """The pooled residuals' law: their own shape when there are many of them, a
-        t law fitted to them when there are a few, none when there are fewer."""
+        two-piece t law fitted to them when there are a few, none when fewer."""
         if self.tail.size >= MIN_POOL_FOR_SHAPE:
             return EmpiricalLaw(self.tail)
         if self.tail.size >= MIN_POOL_FOR_LAW:
-            return fitted_student(self.tail)
+            return fitted_two_piece(self.tail)
         return None
 
     def upper_tail(self, t: float) -> float:
@@ -163,6 +174,12 @@ class NoisePrior:
     def quantile(self, q: float) -> float:
         """The ``q`` quantile of the pooled standardized residuals."""
         return float(np.quantile(self.tail, q)) if self.tail.size else 0.0
+
+    @property
+    def reach(self) -> float:
+        """How far (noise units) a difference of two of these residuals can go."""
+        extreme = float(np.max(np.abs(self.tail))) if self.tail.size else 0.0
+        return max(_MIN_REACH, 2.0 * extreme + _REACH_MARGIN)
 
 
 def robust_scale(residuals: np.ndarray, df: float) -> float:

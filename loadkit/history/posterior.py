@@ -69,4 +69,4 @@ def posterior(
     worse = float(np.sum(pieces[middle > 0.0])) / total
     better = float(np.sum(pieces[middle < 0.0])) / total
     same = (spike + float(np.sum(pieces[np.abs(middle) < margin]))) / total
-    return Posterior(worse=worse, same=same, better=better)
+    return Posterior(worse=min(worse, 1.0), same=min(same, 1.0), better=min(better, 1.0))

@@ -127,7 +127,7 @@ def render_page(
         draw_trend(score, plots / f"{stem}.png")
         verdict = score.verdict.value
         name = html.escape(score.series.name)
-        confidence = f"{score.gate.confidence:.2f}" if score.gate else "—"
+        confidence = tables.confidence_text(score.gate.confidence) if score.gate else "—"
         cells = [
             f'<a href="#{stem}">{name}</a>',
             f'<span class="{verdict}">{verdict}{" ✗" if score.failing else ""}</span>',

@@ -44,6 +44,7 @@ from loadkit.history.noise import (
 from loadkit.history.series import Series
 
 _MAX_REFERENCE = 40
+_NOISE_WINDOW = 100
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,16 @@ def _is_worse(ratio: float, direction: Direction) -> bool:
     return worse_fraction(ratio, direction) > 0.0
 
 
+def change_is_worse(change: ChangePoint, direction: Direction) -> bool:
+    """Whether a change point made things worse: its whole interval on the worse side.
+
+    A split can be real while the level barely moves (a series that turns bimodal
+    shifts its mean, not its median); such a change bounds a segment but is not
+    called a regression.
+    """
+    return _is_worse(change.ratio_low, direction) and _is_worse(change.ratio_high, direction)
+
+
 def _rng(series: Series, options: ScoringOptions) -> np.random.Generator:
     return np.random.default_rng([options.seed, len(series.commits)])
 
@@ -130,11 +141,14 @@ def read_history(series: Series, options: ScoringOptions) -> SeriesHistory:
     reference_start = change_points[-1].index if change_points else 0
     reference_start = max(reference_start, n - 1 - _MAX_REFERENCE)
     tail_start = max(reference_start + 1, n - options.min_size)
-    settled = np.log(history[:tail_start])
-    settled_changes = [cp for cp in change_points if cp.index < tail_start]
+    # Noise is read off the recent settled history: a runner replaced a year ago says
+    # little about how far the next commit can land.
+    window_start = max(0, tail_start - _NOISE_WINDOW)
+    settled = np.log(history[window_start:tail_start])
+    settled_changes = [cp for cp in change_points if window_start < cp.index < tail_start]
     profile = series_profile(
         settled,
-        [cp.index for cp in settled_changes],
+        [cp.index - window_start for cp in settled_changes],
         series.direction.sign,
         [math.log(cp.ratio) for cp in settled_changes],
     )
@@ -190,7 +204,7 @@ def judge(
     direction = series.direction
     level = options.confidence
     detected = (
-        any(cp.confidence >= level and _is_worse(cp.ratio, direction) for cp in read.change_points)
+        any(cp.confidence >= level and change_is_worse(cp, direction) for cp in read.change_points)
         or any(shift.gate.verdict is Verdict.REGRESSION for shift in recent)
         or (
             drift is not None

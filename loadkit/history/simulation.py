@@ -36,8 +36,8 @@ ASV_THRESHOLD = 0.05
 class Scenario:
     """A family of series: a noise shape plus a true level path.
 
-    ``bound``/``at_least`` state the requirement from issue 3 on the flag rate; ``step``
-    is the commit where a step starts (for localization), if any.
+    ``bound``/``at_least`` state the requirement on the flag rate; ``step`` is the
+    commit where a step starts (for localization), if any.
     """
 
     name: str
@@ -202,29 +202,12 @@ def run_cell(
     )
 
 
-def calibrate(
-    series: int = 500,
-    seed: int = 2026,
-    n: int = 40,
-    sd: float = 0.02,
-    on_cell: Callable[[str], None] | None = None,
-) -> list[Cell]:
-    """The full table of issue 3, one cell per scenario; ``on_cell`` hears each done."""
-    cells = []
-    for scenario in SCENARIOS:
-        cells.append(run_cell(scenario, series, seed, n, sd))
-        if on_cell is not None:
-            on_cell(scenario.name)
-    return cells
-
-
 # --- the gate, as ``check`` uses it -------------------------------------------------
 #
-# The table above follows issue 3 (one value per commit, flags anywhere in the
+# The table above scores single series (one value per commit, flags anywhere in the
 # history). ``check`` exits on the gate alone, with raw samples, so it gets its own
 # cells: 40 commits of 10 samples each, 2 % spread within a commit, 1 % between
-# commits, and either no change or a step at the newest commit. The bounds are
-# loadkit's own targets, not the issue's.
+# commits, and either no change or a step at the newest commit.
 
 GATE_SAMPLES = 10
 GATE_WITHIN_SD = 0.02
@@ -308,15 +291,3 @@ def run_gate_cell(
         requirement=f"check fails {_sign(scenario)} {scenario.bound:.0%}",
         met=met,
     )
-
-
-def calibrate_gate(
-    series: int = 500, seed: int = 2026, n: int = 40, on_cell: Callable[[str], None] | None = None
-) -> list[GateCell]:
-    """The gate cells, one per gate scenario; ``on_cell`` hears each done."""
-    cells = []
-    for scenario in GATE_SCENARIOS:
-        cells.append(run_gate_cell(scenario, series, seed, n))
-        if on_cell is not None:
-            on_cell(scenario.name)
-    return cells

@@ -12,8 +12,13 @@ from collections.abc import Sequence
 from rich.markup import escape
 from rich.table import Table
 
-from loadkit.history.direction import Direction
-from loadkit.history.scoring import SeriesScore
+from loadkit.history.machine_simulation import (
+    CALIBRATION_SLACK,
+    CalibrationRow,
+    MachineCell,
+    SuiteCell,
+)
+from loadkit.history.scoring import SeriesScore, change_is_worse
 from loadkit.history.simulation import Cell, GateCell
 
 CHECK_SCHEMA = "loadkit.check/1"
@@ -36,6 +41,11 @@ def percent(ratio: float) -> str:
     return "n/a" if not math.isfinite(ratio) else f"{100.0 * (ratio - 1.0):+.1f}%"
 
 
+def confidence_text(confidence: float) -> str:
+    """Three decimals, and no false certainty: a confidence is never shown as 1."""
+    return ">0.999" if confidence > 0.999 else f"{confidence:.3f}"
+
+
 def _short(commit: str) -> str:
     return commit[:8]
 
@@ -53,12 +63,12 @@ def change_points_text(score: SeriesScore) -> str:
     """Each change as commit, size and confidence; recent shifts marked."""
     commits = score.series.commits
     parts = [
-        f"{_short(commits[cp.index])} {percent(cp.ratio)} ({cp.confidence:.2f})"
+        f"{_short(commits[cp.index])} {percent(cp.ratio)} ({confidence_text(cp.confidence)})"
         for cp in score.change_points
     ]
     parts += [
         f"{_short(commits[shift.index])} {percent(shift.gate.ratio)} "
-        f"({shift.gate.confidence:.2f}, recent)"
+        f"({confidence_text(shift.gate.confidence)}, recent)"
         for shift in score.recent_shifts
     ]
     return "; ".join(parts) or "—"
@@ -70,7 +80,7 @@ def drift_text(score: SeriesScore) -> str:
     if drift is None:
         return "—"
     text = f"{drift.pct_per_commit:+.2f} [{drift.pct_low:+.2f}, {drift.pct_high:+.2f}]"
-    return f"{text} ({drift.confidence:.2f})"
+    return f"{text} ({confidence_text(drift.confidence)})"
 
 
 def detectable_text(score: SeriesScore) -> str:
@@ -98,7 +108,7 @@ def check_table(scores: Sequence[SeriesScore], title: str) -> Table:
             escape(score.series.name),
             f"[{_VERDICT_STYLE[verdict]}]{verdict}{marker}[/]",
             effect_text(score),
-            f"{score.gate.confidence:.2f}" if score.gate else "—",
+            confidence_text(score.gate.confidence) if score.gate else "—",
             detectable_text(score),
             change_points_text(score),
             drift_text(score),
@@ -139,7 +149,7 @@ def score_to_dict(score: SeriesScore) -> dict[str, object]:
                 "ratio_ci": [_number(cp.ratio_low), _number(cp.ratio_high)],
                 "confidence": _number(cp.confidence),
                 "p_value": _number(cp.p_value),
-                "worse": (cp.ratio > 1.0) == (series.direction is Direction.LOWER_IS_BETTER),
+                "worse": change_is_worse(cp, series.direction),
             }
             for cp in score.change_points
         ],
@@ -187,7 +197,7 @@ def calibration_table(cells: Sequence[Cell], title: str) -> Table:
             localized,
             f"{cell.asv_flag_rate:.1%}",
             cell.requirement,
-            "[green]yes[/]" if cell.met else "[bold red]NO[/]",
+            _met(cell.met),
         )
     return table
 
@@ -208,6 +218,74 @@ def gate_calibration_table(cells: Sequence[GateCell], title: str) -> Table:
             f"{cell.regression_rate:.1%}",
             f"{cell.median_detectable_effect:.1%}",
             cell.requirement,
-            "[green]yes[/]" if cell.met else "[bold red]NO[/]",
+            _met(cell.met),
         )
     return table
+
+
+def machine_calibration_table(cells: Sequence[MachineCell], title: str) -> Table:
+    """How often check fails because of a target series beside fifty siblings."""
+    table = Table(title=title)
+    table.add_column("scenario")
+    for column in ("commits", "samples", "series", "check fails", "REGRESSION", "NO_CHANGE"):
+        table.add_column(column, justify="right")
+    table.add_column("median detectable", justify="right")
+    table.add_column("requirement")
+    table.add_column("met")
+    for cell in cells:
+        table.add_row(
+            cell.scenario,
+            str(cell.commits),
+            str(cell.samples),
+            str(cell.series),
+            f"{cell.check_fail_rate:.1%}",
+            f"{cell.regression_rate:.1%}",
+            f"{cell.no_change_rate:.1%}",
+            f"{cell.median_detectable_effect:.1%}",
+            cell.requirement,
+            _met(cell.met),
+        )
+    return table
+
+
+def calibration_curve_table(rows: Sequence[CalibrationRow], title: str) -> Table:
+    """Of the verdicts given at confidence ≥ c, the share that is right, per kind."""
+    table = Table(title=title)
+    table.add_column("confidence ≥", justify="right")
+    table.add_column("verdicts", justify="right")
+    table.add_column("right", justify="right")
+    for kind in ("REGRESSION", "IMPROVEMENT", "NO_CHANGE"):
+        table.add_column(f"{kind} (n, right)", justify="right")
+    table.add_column("requirement")
+    table.add_column("met")
+    for row in rows:
+        kinds = [
+            f"{count}, {right:.1%}" if count else "0"
+            for count, right in (
+                row.by_verdict[k] for k in ("REGRESSION", "IMPROVEMENT", "NO_CHANGE")
+            )
+        ]
+        table.add_row(
+            f"{row.level:.2f}",
+            str(row.verdicts),
+            f"{row.right:.1%}" if row.verdicts else "—",
+            *kinds,
+            f"right ≥ {row.level - CALIBRATION_SLACK:.0%}",
+            _met(row.met),
+        )
+    return table
+
+
+def suite_text(suite: SuiteCell) -> str:
+    """One line: how often check fails a whole machine of unchanged series."""
+    return (
+        f"suite: check on {suite.suites} machines of {suite.series_per_suite} unchanged "
+        f"{suite.commits}-commit series failed {suite.fail_rate:.1%} of the time "
+        f"({suite.regression_verdicts_per_suite:.2f} REGRESSION verdicts per machine before "
+        f"false-discovery control); requirement ≤ {suite.bound:.0%}: "
+        + ("met" if suite.met else "NOT met")
+    )
+
+
+def _met(met: bool) -> str:
+    return "[green]yes[/]" if met else "[bold red]NO[/]"
