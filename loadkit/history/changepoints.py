@@ -301,7 +301,7 @@ def describe_change_points(
     found: list[tuple[int, float, float]],
     confidence: float,
     rng: np.random.Generator,
-    draws: int = 1000,
+    draws: int = 400,
 ) -> list[ChangePoint]:
     """Size and confidence interval of each change, between its neighbouring segments.
 

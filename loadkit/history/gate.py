@@ -33,6 +33,7 @@ from loadkit.history.direction import Direction
 from loadkit.history.laws import (
     GridLaw,
     NoiseLaw,
+    ScaleMixedLaw,
     StudentLaw,
     TwoPieceLaw,
     reference_difference,
@@ -52,6 +53,8 @@ _MAD_EFFICIENCY = 0.37
 # Weight, in degrees of freedom, of the reference commits' typical sample spread.
 _TYPICAL_SPREAD_DF = 10.0
 _POWER = 0.8
+# Degrees of freedom beyond which a scale counts as known.
+_KNOWN_SCALE_DF = 100.0
 # Grid half-width (noise units) of a difference law with no pooled residuals.
 _STUDENT_REACH = 60.0
 _TINY_SCALE = 1e-9
@@ -265,9 +268,9 @@ def run_gate(
 def noise_law(df: float, pool: NoisePrior | None) -> NoiseLaw:
     """The law of one commit's noise, in noise units, from the best evidence at hand.
 
-    Many pooled residuals draw their own shape; a few fit a two-piece t law, whose
-    tails are kept at least as heavy as the scale's own uncertainty makes them (``df``);
-    with none, Student's t at the scale's degrees of freedom.
+    Many pooled residuals draw their own shape, widened by how uncertain this series'
+    scale is (``df``); a few fit a two-piece t law, whose tails are kept at least as
+    heavy as that uncertainty makes them; with none, Student's t at ``df``.
     """
     law = pool.law if pool is not None else None
     if isinstance(law, TwoPieceLaw):
@@ -276,7 +279,9 @@ def noise_law(df: float, pool: NoisePrior | None) -> NoiseLaw:
             lower=StudentLaw(min(law.lower.df, df), law.lower.scale),
             upper_share=law.upper_share,
         )
-    return law if law is not None else StudentLaw(df)
+    if law is not None:
+        return ScaleMixedLaw(law, df) if df < _KNOWN_SCALE_DF else law
+    return StudentLaw(df)
 
 
 def difference_law(df: float, pool: NoisePrior | None, references: int) -> GridLaw:

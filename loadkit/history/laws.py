@@ -38,6 +38,8 @@ _MAX_FITTED_DF = 200.0
 _FITTED_DFS = np.array([2.0, 3.0, 4.0, 6.0, 9.0, 14.0, 20.0, 30.0, 60.0, _MAX_FITTED_DF])
 _SCALE_ITERATIONS = 25
 _HEAVY_TAIL_LEVEL = 0.2
+# Draws of an uncertain scale averaged over (quantiles of its law).
+_SCALE_DRAWS = 16
 # Grid step (noise units) of the law of a newest-minus-reference difference.
 _DIFFERENCE_STEP = 0.02
 # Grid of the smoothed body, in noise units.
@@ -336,3 +338,28 @@ def reference_difference(base: NoiseLaw, references: int, reach: float) -> GridL
     difference = np.maximum(difference, 0.0)  # the FFT leaves rounding dust below zero
     difference /= max(float(np.sum(difference)) * step, 1e-300)
     return GridLaw(grid=z, density=difference)
+
+
+@dataclass(frozen=True)
+class ScaleMixedLaw:
+    """A law stretched by an uncertain scale: ``z·s`` with ``s²`` drawn as ``df/χ²_df``.
+
+    A family's pooled residuals are each in their own series' noise units; a series
+    whose scale rests on few degrees of freedom may be noisier or quieter than its
+    estimate says, which widens its law just as Student's t widens the normal."""
+
+    base: NoiseLaw
+    df: float
+
+    @cached_property
+    def _scales(self) -> np.ndarray:
+        levels = (np.arange(_SCALE_DRAWS) + 0.5) / _SCALE_DRAWS
+        return np.sqrt(self.df / stats.chi2.ppf(levels, self.df))
+
+    def pdf(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=float)
+        return np.mean([self.base.pdf(z / s) / s for s in self._scales], axis=0)
+
+    def cdf(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=float)
+        return np.mean([self.base.cdf(z / s) for s in self._scales], axis=0)

@@ -28,10 +28,12 @@ from loadkit.history.scoring import (
     SeriesHistory,
     SeriesScore,
     benjamini_hochberg,
+    beside_machine,
     family_priors,
     judge,
     read_history,
     score_machine,
+    shifts_of,
 )
 from loadkit.history.series import Series
 
@@ -232,19 +234,22 @@ class _Scorer:
     machine: SimulatedMachine
     options: ScoringOptions
     reads: list[SeriesHistory]
+    shifts: dict[str, dict[str, float]]
     sibling_p: list[float]
 
     @classmethod
     def of(cls, machine: SimulatedMachine, options: ScoringOptions) -> _Scorer:
         reads = [read_history(series, options) for series in machine.siblings]
+        shifts = shifts_of(reads)
+        reads = [beside_machine(read, shifts) for read in reads]
         priors = family_priors(reads)
         judged = [judge(r, options, p) for r, p in zip(reads, priors, strict=True)]
         p_worse = [s.gate.p_worse if s.gate is not None else 1.0 for s in judged]
-        return cls(machine=machine, options=options, reads=reads, sibling_p=p_worse)
+        return cls(machine=machine, options=options, reads=reads, shifts=shifts, sibling_p=p_worse)
 
     def score(self, target: Series) -> tuple[SeriesScore, bool]:
         """The target's score and whether ``check`` fails because of it."""
-        read = read_history(target, self.options)
+        read = beside_machine(read_history(target, self.options), self.shifts)
         prior = family_priors([*self.reads, read])[-1]
         score = judge(read, self.options, prior)
         p_worse = score.gate.p_worse if score.gate is not None else 1.0

@@ -242,7 +242,7 @@ def _trigamma_inverse(value: float) -> float:
     for _ in range(50):
         tri = float(special.polygamma(1, x))
         step = tri * (1.0 - tri / value) / float(special.polygamma(2, x))
-        x -= step
+        x += step
         if abs(step) < 1e-8 * x:
             break
     return x

@@ -19,9 +19,16 @@ the commit that caused it, and the commits after it are judged against the new l
 
 from __future__ import annotations
 
+import graphlib
+import itertools
 import math
+import multiprocessing
+import os
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,6 +38,14 @@ from loadkit.history.confidence import p_for_confidence
 from loadkit.history.direction import Direction
 from loadkit.history.drift import Drift, estimate_drift
 from loadkit.history.gate import GateNoise, GateResult, Verdict, run_gate
+from loadkit.history.machine_level import (
+    group_of,
+    loading,
+    machine_series,
+    machine_shifts,
+    relative_to_machine,
+    segment_residuals,
+)
 from loadkit.history.noise import (
     ChangeLaw,
     NoisePrior,
@@ -45,6 +60,9 @@ from loadkit.history.series import Series
 
 _MAX_REFERENCE = 40
 _NOISE_WINDOW = 100
+# Series from which the first pass is worth other processes, and how many at most.
+_PARALLEL_FROM = 32
+_MAX_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,7 @@ class SeriesScore:
     regression_detected: bool
     failing: bool
     prior_series: int = 0
+    machine_shift: float = 0.0
 
     @property
     def verdict(self) -> Verdict:
@@ -96,7 +115,10 @@ class SeriesHistory:
     """The first pass over one series: what its own history says, before any sibling.
 
     ``tail_start`` is where the settled history ends: the last few commits may hold a
-    shift no change point can describe yet, and would read as scatter.
+    shift no change point can describe yet, and would read as scatter. ``gate_series``
+    is what the gate compares (the series itself, or with the machine's shift at each
+    commit taken out, see :mod:`loadkit.history.machine_level`); ``profile`` is its
+    scatter and ``machine_shift`` the shift taken out of the newest commit (log).
     """
 
     series: Series
@@ -104,6 +126,12 @@ class SeriesHistory:
     reference_start: int
     tail_start: int
     profile: NoiseProfile
+    gate_series: Series
+    machine_shift: float = 0.0
+
+    @property
+    def segment_starts(self) -> list[int]:
+        return [0, *(cp.index for cp in self.change_points)]
 
 
 def worse_fraction(ratio: float, direction: Direction) -> float:
@@ -141,18 +169,51 @@ def read_history(series: Series, options: ScoringOptions) -> SeriesHistory:
     reference_start = change_points[-1].index if change_points else 0
     reference_start = max(reference_start, n - 1 - _MAX_REFERENCE)
     tail_start = max(reference_start + 1, n - options.min_size)
-    # Noise is read off the recent settled history: a runner replaced a year ago says
-    # little about how far the next commit can land.
+    profile = _settled_profile(series, change_points, tail_start)
+    return SeriesHistory(series, change_points, reference_start, tail_start, profile, series)
+
+
+def _settled_profile(
+    series: Series, change_points: Sequence[ChangePoint], tail_start: int
+) -> NoiseProfile:
+    """Scatter and changes of the recent settled history: a runner replaced a year ago
+    says little about how far the next commit can land."""
     window_start = max(0, tail_start - _NOISE_WINDOW)
-    settled = np.log(history[window_start:tail_start])
+    settled = np.log(series.centres[window_start:tail_start])
     settled_changes = [cp for cp in change_points if window_start < cp.index < tail_start]
-    profile = series_profile(
+    return series_profile(
         settled,
         [cp.index - window_start for cp in settled_changes],
         series.direction.sign,
         [math.log(cp.ratio) for cp in settled_changes],
     )
-    return SeriesHistory(series, change_points, reference_start, tail_start, profile)
+
+
+def shifts_of(reads: Sequence[SeriesHistory]) -> dict[str, dict[str, float]]:
+    """The machine's shift at each commit, per group (see :mod:`machine_level`)."""
+    residuals = [
+        segment_residuals(np.log(read.series.centres), read.segment_starts) for read in reads
+    ]
+    return machine_shifts([read.series for read in reads], residuals)
+
+
+def beside_machine(read: SeriesHistory, shifts: dict[str, dict[str, float]]) -> SeriesHistory:
+    """The first pass with its group's machine shifts taken out of what the gate sees
+    (unchanged where the group is too small to have any)."""
+    group = shifts.get(group_of(read.series))
+    if group is None:
+        return read
+    residuals = segment_residuals(np.log(read.series.centres), read.segment_starts)
+    felt = loading(read.series, residuals, group)
+    gate_series = relative_to_machine(read.series, group, felt)
+    profile = _settled_profile(gate_series, read.change_points, read.tail_start)
+    newest = read.series.commits[-1]
+    return replace(
+        read,
+        gate_series=gate_series,
+        profile=profile,
+        machine_shift=read.series.direction.sign * felt * group.get(newest, 0.0),
+    )
 
 
 def judge(
@@ -176,10 +237,12 @@ def judge(
     noise = GateNoise(scale=scale, df=df, pool=pool, change=change)
     reference_start = read.reference_start
 
+    measurements = read.gate_series.measurements
+
     def gate(start: int, stop: int, target: int, final: bool = False) -> GateResult:
         return run_gate(
-            series.measurements[start:stop],
-            series.measurements[target],
+            measurements[start:stop],
+            measurements[target],
             series.direction,
             options.confidence,
             options.min_effect,
@@ -229,6 +292,7 @@ def judge(
         regression_detected=detected,
         failing=failing,
         prior_series=prior.series if prior is not None else 0,
+        machine_shift=read.machine_shift,
     )
 
 
@@ -312,14 +376,23 @@ def score_machine(
     options: ScoringOptions | None = None,
     on_series: Callable[[], None] | None = None,
 ) -> list[SeriesScore]:
-    """Score every series of one machine as of its newest commit, siblings informing
-    each other's noise; ``failing`` is controlled across all of them."""
+    """Score every series of one machine as of its newest commit (all share it).
+
+    Siblings inform each other twice: the machine's shift at each commit is taken out
+    of what each gate compares (and each group's shift is judged as a series of its
+    own), and the family's scatter is each series' noise prior. ``failing`` is
+    controlled across all of them.
+    """
     options = options or ScoringOptions()
-    reads = []
-    for one in series:
-        reads.append(read_history(one, options))
-        if on_series is not None:
-            on_series()
+    reads = read_histories(series, options, on_series)
+    shifts = shifts_of(reads)
+    reads = [beside_machine(read, shifts) for read in reads]
+    order = commit_order(one.commits for one in series)
+    newest = order[-1] if order else None
+    for group, group_shifts in sorted(shifts.items()):
+        machine = machine_series(group, group_shifts, order)
+        if len(machine.commits) > 1 and machine.commits[-1] == newest:
+            reads.append(read_history(machine, options))
     priors = family_priors(reads)
     scores = [judge(read, options, prior) for read, prior in zip(reads, priors, strict=True)]
     p_worse = [s.gate.p_worse if s.gate is not None else 1.0 for s in scores]
@@ -328,6 +401,58 @@ def score_machine(
         replace(score, failing=score.failing and bool(found))
         for score, found in zip(scores, discovered, strict=True)
     ]
+
+
+def read_histories(
+    series: Sequence[Series],
+    options: ScoringOptions,
+    on_series: Callable[[], None] | None = None,
+    workers: int | None = None,
+) -> list[SeriesHistory]:
+    """The first pass over every series, in ``workers`` processes when there are many.
+
+    Each series is read on its own (its random draws are seeded by the series), so the
+    outcome is the same in one process or several; on a big machine the permutation
+    tests are most of a check's time.
+    """
+    if workers is None:
+        workers = _default_workers(len(series))
+    if workers > 1:
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                reads = []
+                for read in pool.map(read_history, series, itertools.repeat(options), chunksize=8):
+                    reads.append(read)
+                    if on_series is not None:
+                        on_series()
+                return reads
+        except (OSError, BrokenProcessPool):
+            pass  # no processes to be had here: read in this one
+    reads = []
+    for one in series:
+        reads.append(read_history(one, options))
+        if on_series is not None:
+            on_series()
+    return reads
+
+
+def _default_workers(count: int) -> int:
+    """Forked processes (Linux only, where fork is safe enough) for many series."""
+    if count < _PARALLEL_FROM or sys.platform != "linux":
+        return 1
+    return min(len(os.sched_getaffinity(0)), _MAX_WORKERS)
+
+
+def commit_order(histories: Iterable[Sequence[str]]) -> list[str]:
+    """One order of all commits in which every history keeps its own order."""
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for commits in histories:
+        for commit in commits[:1]:
+            sorter.add(commit)
+        for before, after in itertools.pairwise(commits):
+            sorter.add(after, before)
+    return list(sorter.static_order())
 
 
 _VERDICT_ORDER = {
