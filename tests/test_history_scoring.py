@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import run_history_cli as run_cli
 
-from loadkit.history import simulation, tables
+from loadkit.history import machine_simulation, simulation, tables
 from loadkit.history.commands import report_page_link
 from loadkit.history.direction import Direction
 from loadkit.history.gate import Verdict, run_gate
@@ -164,7 +164,6 @@ def test_gate_cells_fail_a_big_newest_step_and_not_a_quiet_one():
 def test_calibrate_command_writes_the_documented_json(tmp_path, capsys):
     out = tmp_path / "c.json"
     code = run_cli(["calibrate", "--series", "3", "--seed", "7", "--json", str(out)])
-    assert code in (0, 1)
     document = json.loads(out.read_text())
     keys = {
         "scenario",
@@ -181,7 +180,23 @@ def test_calibrate_command_writes_the_documented_json(tmp_path, capsys):
         s.name for s in simulation.SCENARIOS
     ]
     assert len(document["gate_cells"]) == len(simulation.GATE_SCENARIOS)
-    assert "step_detect" in capsys.readouterr().out
+    assert [c["scenario"] for c in document["machine_cells"]] == [
+        s.name for s in machine_simulation.MACHINE_SCENARIOS
+    ]
+    assert [row["level"] for row in document["calibration"]] == list(
+        machine_simulation.CALIBRATION_LEVELS
+    )
+    assert document["suite"]["series_per_suite"] == machine_simulation.SUITE_SERIES
+    rows = [
+        *document["cells"],
+        *document["gate_cells"],
+        *document["machine_cells"],
+        *document["calibration"],
+        document["suite"],
+    ]
+    assert code == (0 if all(row["met"] for row in rows) else 1)
+    out_text = capsys.readouterr().out
+    assert "step_detect" in out_text and "calibration" in out_text and "suite" in out_text
 
 
 def test_calibrate_rejects_a_non_positive_series_count(capsys):

@@ -27,6 +27,7 @@ from loadkit.history.commit_order import (
     order_sources,
     resolve_commit_order,
 )
+from loadkit.history.machine_level import is_machine
 from loadkit.history.machine_simulation import SIBLING_COMMITS, SIBLINGS
 from loadkit.history.paths import report_dir
 from loadkit.history.report_page import render_page
@@ -139,7 +140,16 @@ def score_history(args: argparse.Namespace) -> ScoredHistory:
     )
     present = [series.up_to(newest) for series in history.series if newest in series.commits]
     missing = [series.name for series in history.series if newest not in series.commits]
-    scores = score_machine(present, options)
+    with Progress(
+        TextColumn("reading histories"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("read", total=len(present))
+        scores = score_machine(present, options, lambda: progress.advance(task))
     if missing:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -157,11 +167,13 @@ def run_check(args: argparse.Namespace) -> int:
     console.print(escape(scored.order.line()), soft_wrap=True)
     title = f"loadkit check — {history.machine} @ {newest[:8]} ({len(scores)} series)"
     console.print(tables.check_table(scores, title))
+    if any(is_machine(s.series) for s in scores):
+        console.print(tables.MACHINE_NOTE, soft_wrap=True)
     if failing:
         names = escape(", ".join(s.series.name for s in failing))
         console.print(
             f"[bold red]REGRESSION[/] at {newest[:8]} (confidence ≥ {args.confidence}, "
-            f"effect ≥ {args.min_effect:.0%}): {names}"
+            f"effect ≥ {args.min_effect:.0%}, false discoveries ≤ {args.fdr:.0%}): {names}"
         )
     else:
         console.print(f"no regression at {newest[:8]} reaches the required confidence and effect")
@@ -174,6 +186,7 @@ def run_check(args: argparse.Namespace) -> int:
                 "commit": newest,
                 "confidence": args.confidence,
                 "min_effect": args.min_effect,
+                "false_discovery": args.fdr,
                 "failing": [s.series.name for s in failing],
                 "commit_order": scored.order.as_dict(),
                 "skipped_files": history.skipped,

@@ -53,6 +53,9 @@ _MAD_EFFICIENCY = 0.37
 # Weight, in degrees of freedom, of the reference commits' typical sample spread.
 _TYPICAL_SPREAD_DF = 10.0
 _POWER = 0.8
+# How much the measurement must favour "same" (Bayes factor) for a NO_CHANGE verdict:
+# "substantial" evidence on Jeffreys' scale.
+_MIN_SAME_EVIDENCE = 3.0
 # Degrees of freedom beyond which a scale counts as known.
 _KNOWN_SCALE_DF = 100.0
 # Grid half-width (noise units) of a difference law with no pooled residuals.
@@ -243,7 +246,7 @@ def run_gate(
         verdict, verdict_confidence = Verdict.REGRESSION, belief.worse
     elif belief.better >= confidence:
         verdict, verdict_confidence = Verdict.IMPROVEMENT, belief.better
-    elif belief.same >= confidence:
+    elif belief.same >= confidence and belief.same_evidence >= _MIN_SAME_EVIDENCE:
         verdict, verdict_confidence = Verdict.NO_CHANGE, belief.same
     else:
         verdict = Verdict.INCONCLUSIVE

@@ -42,6 +42,12 @@ MACHINE_PREFIX = "(all benchmarks)"
 _LOADING_ITERATIONS = 10
 _LOADING_FLOOR = 1e-3
 _MAX_LOADING = 2.0
+_LOADING_PRIOR_SD = 0.5
+
+
+def is_machine(series: Series) -> bool:
+    """Whether a series is a machine's shift rather than a benchmark."""
+    return series.benchmark == MACHINE_PREFIX
 
 
 def group_of(series: Series) -> str:
@@ -92,15 +98,18 @@ def machine_shifts(
     return shifts
 
 
-def loading(series: Series, residuals: np.ndarray, shifts: dict[str, float]) -> float:
-    """How much of the machine's shift this benchmark feels (0: none, 1: all of it).
+def loading(series: Series, residuals: np.ndarray, shifts: dict[str, float]) -> tuple[float, float]:
+    """How much of the machine's shift this benchmark feels (0: none, 1: all of it),
+    and the standard error of that estimate.
 
     Benchmarks feel a slow runner by different amounts (memory-bound code more than
     a cached loop), and one that does not feel it at all would only gain noise from
     having it taken out. A slope through the origin of the benchmark's residuals on
     the shifts, fitted by least absolute deviations (reweighted least squares, so a
     few commits of the benchmark's own do not decide), over its history without the
-    newest commit, kept within [0, 2].
+    newest commit, kept within [0, 2]. Where the runner hardly moved, the slope says
+    little, and is shrunk towards 1 by its own standard error; what remains uncertain
+    widens the gate by that error times the newest commit's shift.
     """
     sign = series.direction.sign
     pairs = [
@@ -109,15 +118,21 @@ def loading(series: Series, residuals: np.ndarray, shifts: dict[str, float]) -> 
         if c in shifts
     ]
     if len(pairs) < MIN_SIBLINGS:
-        return 1.0
+        return 1.0, _LOADING_PRIOR_SD
     x, y = (np.array(v) for v in zip(*pairs, strict=True))
     if float(np.dot(x, x)) <= 0.0:
-        return 1.0
+        return 1.0, _LOADING_PRIOR_SD
     slope = 1.0
     for _ in range(_LOADING_ITERATIONS):
         weights = 1.0 / np.maximum(np.abs(y - slope * x), _LOADING_FLOOR)
         slope = float(np.sum(weights * x * y) / np.sum(weights * x * x))
-    return min(max(slope, 0.0), _MAX_LOADING)
+    # A normal prior of SD 0.5 around "feels all of it".
+    spread = 1.4826 * float(np.median(np.abs(y - slope * x)))
+    error2 = spread**2 / float(np.dot(x, x)) if spread > 0 else 0.0
+    prior2 = _LOADING_PRIOR_SD**2
+    shrunk = (slope * prior2 + error2) / (prior2 + error2)
+    posterior_sd = math.sqrt(prior2 * error2 / (prior2 + error2))
+    return min(max(shrunk, 0.0), _MAX_LOADING), posterior_sd
 
 
 def relative_to_machine(one: Series, shifts: dict[str, float], felt: float = 1.0) -> Series:

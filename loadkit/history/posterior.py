@@ -34,11 +34,24 @@ _COARSE_POINTS = 601
 
 @dataclass(frozen=True)
 class Posterior:
-    """Probabilities of the three readings of the newest commit's true shift δ."""
+    """Probabilities of the three readings of the newest commit's true shift δ, and
+    how probable "same" was before looking (``same_prior``)."""
 
     worse: float
     same: float
     better: float
+    same_prior: float = 0.0
+
+    @property
+    def same_evidence(self) -> float:
+        """The Bayes factor for "same": how much the data moved its odds.
+
+        Where commits rarely change things, "same" is likely before any measurement;
+        a NO_CHANGE verdict should rest on the measurement too, not on that alone."""
+        prior, post = self.same_prior, self.same
+        if not 0.0 < prior < 1.0 or post >= 1.0:
+            return math.inf if post >= 1.0 else 0.0
+        return (post / (1.0 - post)) / (prior / (1.0 - prior))
 
 
 def posterior(
@@ -64,9 +77,14 @@ def posterior(
     pieces = 0.5 * (slab[:-1] + slab[1:]) * widths
     middle = 0.5 * (delta[:-1] + delta[1:])
     total = spike + float(np.sum(pieces))
+    same_prior = (1.0 - change.rate) + change.rate * 2.0 / math.pi * math.atan(
+        margin / change.scale
+    )
     if total <= 0.0 or not math.isfinite(total):
-        return Posterior(worse=0.0, same=0.0, better=0.0)
+        return Posterior(worse=0.0, same=0.0, better=0.0, same_prior=same_prior)
     worse = float(np.sum(pieces[middle > 0.0])) / total
     better = float(np.sum(pieces[middle < 0.0])) / total
     same = (spike + float(np.sum(pieces[np.abs(middle) < margin]))) / total
-    return Posterior(worse=min(worse, 1.0), same=min(same, 1.0), better=min(better, 1.0))
+    return Posterior(
+        worse=min(worse, 1.0), same=min(same, 1.0), better=min(better, 1.0), same_prior=same_prior
+    )

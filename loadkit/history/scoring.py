@@ -118,7 +118,8 @@ class SeriesHistory:
     shift no change point can describe yet, and would read as scatter. ``gate_series``
     is what the gate compares (the series itself, or with the machine's shift at each
     commit taken out, see :mod:`loadkit.history.machine_level`); ``profile`` is its
-    scatter and ``machine_shift`` the shift taken out of the newest commit (log).
+    scatter, ``machine_shift`` the shift taken out of the newest commit (log) and
+    ``machine_error`` how uncertain that is (log SD, from the benchmark's loading).
     """
 
     series: Series
@@ -128,6 +129,7 @@ class SeriesHistory:
     profile: NoiseProfile
     gate_series: Series
     machine_shift: float = 0.0
+    machine_error: float = 0.0
 
     @property
     def segment_starts(self) -> list[int]:
@@ -204,15 +206,16 @@ def beside_machine(read: SeriesHistory, shifts: dict[str, dict[str, float]]) -> 
     if group is None:
         return read
     residuals = segment_residuals(np.log(read.series.centres), read.segment_starts)
-    felt = loading(read.series, residuals, group)
+    felt, felt_error = loading(read.series, residuals, group)
     gate_series = relative_to_machine(read.series, group, felt)
     profile = _settled_profile(gate_series, read.change_points, read.tail_start)
-    newest = read.series.commits[-1]
+    newest_shift = group.get(read.series.commits[-1], 0.0)
     return replace(
         read,
         gate_series=gate_series,
         profile=profile,
-        machine_shift=read.series.direction.sign * felt * group.get(newest, 0.0),
+        machine_shift=read.series.direction.sign * felt * newest_shift,
+        machine_error=felt_error * abs(newest_shift),
     )
 
 
@@ -228,6 +231,8 @@ def judge(
     centres = series.centres
     n = centres.size
     scale, df = moderated_scale(read.profile, prior)
+    # An uncertain share of the machine's shift is noise of the newest commit too.
+    scale = math.hypot(scale, read.machine_error)
     pool = prior if prior is not None else _own_pool(read.profile, scale)
     # A family pooled over many quiet histories can put the change rate far below what
     # any one series could show, where noise hid the changes it had: no series is

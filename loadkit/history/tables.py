@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from rich.markup import escape
 from rich.table import Table
 
+from loadkit.history.machine_level import MACHINE_PREFIX
 from loadkit.history.machine_simulation import (
     CALIBRATION_SLACK,
     CalibrationRow,
@@ -21,7 +22,13 @@ from loadkit.history.machine_simulation import (
 from loadkit.history.scoring import SeriesScore, change_is_worse
 from loadkit.history.simulation import Cell, GateCell
 
-CHECK_SCHEMA = "loadkit.check/1"
+CHECK_SCHEMA = "loadkit.check/2"
+MACHINE_NOTE = (
+    "Effects are relative to the machine: each benchmark's newest commit and reference "
+    "are compared after taking out what it feels of the shift all benchmarks of its "
+    "environment and unit share at each commit (a slow runner); the rows "
+    f"'{MACHINE_PREFIX} …' judge that shift itself."
+)
 _VERDICT_STYLE = {
     "REGRESSION": "bold red",
     "IMPROVEMENT": "green",
@@ -141,6 +148,10 @@ def score_to_dict(score: SeriesScore) -> dict[str, object]:
         "reference_commits": gate.reference_commits if gate else 0,
         "reference_start_commit": commits[score.reference_start] if commits else None,
         "used_samples": gate.used_samples if gate else False,
+        "machine_shift": _number(math.exp(score.machine_shift)),
+        "noise_scale": _number(gate.noise_scale) if gate else None,
+        "noise_df": _number(gate.noise_df) if gate else None,
+        "prior_series": score.prior_series,
         "change_points": [
             {
                 "commit": commits[cp.index],
