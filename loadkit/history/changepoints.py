@@ -111,6 +111,8 @@ def permutation_p_value(
             break
     counted = (exceed + 1) / (drawn + 1)
     if exceed == 0:
+        # Beyond every draw the count says only "below 1/(draws + 1)"; the fitted tail
+        # says how far below.
         return min(counted, gumbel_tail(np.concatenate(maxima), statistic))
     return counted
 
