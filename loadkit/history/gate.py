@@ -56,6 +56,10 @@ _POWER = 0.8
 # How much the measurement must favour "same" (Bayes factor) for a NO_CHANGE verdict:
 # "substantial" evidence on Jeffreys' scale.
 _MIN_SAME_EVIDENCE = 3.0
+# The fewest degrees of freedom a noise law is given: at 2 or fewer a t law's tail is
+# as heavy as the law of change sizes, and no jump, however large, could be told from
+# noise; the p-values keep the scale's own degrees of freedom.
+_MIN_LAW_DF = 3.0
 # Degrees of freedom beyond which a scale counts as known.
 _KNOWN_SCALE_DF = 100.0
 # Grid half-width (noise units) of a difference law with no pooled residuals.
@@ -81,13 +85,15 @@ class GateNoise:
 
     ``scale`` and ``df`` are the moderated estimate (``df`` 0: unknown); ``pool`` holds
     the family's standardized residuals for the empirical tail, if any; ``change`` says
-    how often and how far commits move this family's level.
+    how often and how far commits move this family's level; ``typical_within`` is the
+    usual sampling error of a commit's median over the commits that taught the scale.
     """
 
     scale: float
     df: float
     pool: NoisePrior | None = None
     change: ChangeLaw | None = None
+    typical_within: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,27 +155,54 @@ def _median_error(spread: float, size: int) -> float:
     return _MEDIAN_EFFICIENCY * spread / math.sqrt(size) if size > 1 else 0.0
 
 
+def typical_median_error(groups: Sequence[np.ndarray]) -> float | None:
+    """The usual sampling error of one commit's median (log units) over ``groups``,
+    each one commit's log measurements; None when no commit has samples."""
+    sampled = [g for g in groups if g.size > 1]
+    if not sampled:
+        return None
+    _, spreads = group_medians_and_spreads(sampled)
+    sizes = np.array([g.size for g in sampled])
+    return float(np.median(_MEDIAN_EFFICIENCY * spreads / np.sqrt(sizes)))
+
+
+def _excess(own: float, size: int, typical: float) -> float:
+    """Variance of a median's sampling error beyond the usual.
+
+    A spread read off ten samples is itself noisy (the MAD's efficiency is 37 %), so it
+    is shrunk towards the usual, worth ``_TYPICAL_SPREAD_DF`` degrees of freedom, before
+    the excess is taken: one unlucky draw does not widen the gate."""
+    own_df = _MAD_EFFICIENCY * (size - 1)
+    shrunk = (own_df * own**2 + _TYPICAL_SPREAD_DF * typical**2) / (own_df + _TYPICAL_SPREAD_DF)
+    return max(shrunk - typical**2, 0.0)
+
+
 def _excess_sampling_error(
-    new_log: np.ndarray, ref_spreads: np.ndarray, sizes: np.ndarray
+    new_log: np.ndarray, ref_logs: Sequence[np.ndarray], typical: float | None
 ) -> float:
-    """Sampling error of the newest median beyond what the reference commits had.
+    """Sampling error of newest-minus-reference beyond what the scale already holds.
 
     The between-commit scale already holds the usual within-run error of a commit's
-    median; only a newest run noisier than usual adds to it. A spread read off ten
-    samples is itself noisy (the MAD's efficiency is 37 %), so it is shrunk towards
-    the reference commits' typical spread, worth ``_TYPICAL_SPREAD_DF`` degrees of
-    freedom, before the excess is taken: one unlucky draw does not widen the gate.
+    median (``typical``, from the commits that taught the scale); a newest run noisier
+    than usual adds its excess, and so do reference commits noisier than usual (their
+    median's share: a mean of their excesses over ``m``).
     """
-    if new_log.size < 2:
-        return 0.0
-    usual = [_median_error(s, int(k)) for s, k in zip(ref_spreads, sizes, strict=True) if k > 1]
-    if not usual:
+    groups = [*ref_logs, new_log]
+    if typical is None:
+        typical = typical_median_error(ref_logs)
+    if typical is None:
         return _median_error(_robust_sd(new_log), new_log.size)
-    typical = float(np.median(usual))
-    own = _median_error(_robust_sd(new_log), new_log.size)
-    own_df = _MAD_EFFICIENCY * (new_log.size - 1)
-    shrunk = (own_df * own**2 + _TYPICAL_SPREAD_DF * typical**2) / (own_df + _TYPICAL_SPREAD_DF)
-    return math.sqrt(max(shrunk - typical**2, 0.0))
+    variance = 0.0
+    if new_log.size > 1:
+        variance += _excess(_median_error(_robust_sd(new_log), new_log.size), new_log.size, typical)
+    reference = [
+        _excess(_median_error(_robust_sd(g), g.size), g.size, typical)
+        for g in groups[:-1]
+        if g.size > 1
+    ]
+    if reference:
+        variance += float(np.mean(reference)) / len(ref_logs)
+    return math.sqrt(variance)
 
 
 def reference_noise(reference_levels: np.ndarray, sign: int) -> GateNoise:
@@ -199,7 +232,7 @@ def run_gate(
         raise ValueError("the gate needs at least one reference commit")
     ref_logs = [np.log(np.asarray(group, dtype=float)) for group in reference]
     new_log = np.log(np.asarray(newest, dtype=float))
-    centres, spreads = group_medians_and_spreads(ref_logs)
+    centres, _ = group_medians_and_spreads(ref_logs)
     sizes = np.array([group.size for group in ref_logs])
     m = centres.size
     sign = direction.sign
@@ -214,7 +247,7 @@ def run_gate(
     worse_shift = sign * shift
     margin = math.log1p(min_effect)
     if known:
-        excess = _excess_sampling_error(new_log, spreads, sizes)
+        excess = _excess_sampling_error(new_log, ref_logs, noise.typical_within)
         # A history that never moved makes any move real, yet keeps the arithmetic finite.
         unit = max(math.sqrt(noise.scale**2 + excess**2), _TINY_SCALE)
         reference_factor = 1.0 + (math.pi / 2.0 if m >= 3 else 1.0) / m
@@ -224,7 +257,7 @@ def run_gate(
         if pool is not None:
             p_worse = max(p_worse, pool.upper_tail(t))
             p_better = max(p_better, pool.lower_tail(t))
-        law = difference_law(df, pool, m)
+        law = difference_law(max(df, _MIN_LAW_DF), pool, m)
         tail = (1.0 - confidence) / 2.0
         # The true worse-positive shift is the observed one minus a noise draw.
         ends = (worse_shift - law.quantile(q) * unit for q in (tail, 1.0 - tail))

@@ -62,6 +62,9 @@ _MAD_EFFICIENCY = 0.37
 DEFAULT_CHANGE_SCALE = 0.1
 _MIN_CHANGES_FOR_SCALE = 3
 _UNDERCOUNT = 2.0
+# The share of changes drawn from the wide law, and its scale (log units).
+_WIDE_SHARE = 0.1
+_WIDE_SCALE = 1.0
 # Pooled residuals needed before a t law is fitted to them, and before their own
 # smoothed shape is used as the law.
 MIN_POOL_FOR_LAW = 20
@@ -94,15 +97,32 @@ class NoiseProfile:
 
 @dataclass(frozen=True)
 class ChangeLaw:
-    """How often a commit changes a family's level (``rate``) and by how much: a
-    Cauchy law of the log ratio with ``scale``, heavy-tailed so a 100x jump stays
-    possible."""
+    """How often a commit changes a family's level (``rate``) and by how much.
+
+    Sizes of the log ratio follow a Cauchy law of ``scale`` (the family's typical
+    change), mixed with a share ``_WIDE_SHARE`` of one whose scale is a factor e:
+    changes run from a few percent to orders of magnitude (a code path replaced), and
+    a history of small ones must not make a 50x jump look like noise."""
 
     rate: float
     scale: float = DEFAULT_CHANGE_SCALE
 
     def density(self, delta: np.ndarray) -> np.ndarray:
-        return 1.0 / (math.pi * self.scale * (1.0 + np.square(delta / self.scale)))
+        return (1.0 - _WIDE_SHARE) * _cauchy(delta, self.scale) + _WIDE_SHARE * _cauchy(
+            delta, _WIDE_SCALE
+        )
+
+    def share_within(self, margin: float) -> float:
+        """P(|δ| < margin) for a change drawn from this law."""
+
+        def within(scale: float) -> float:
+            return 2.0 / math.pi * math.atan(margin / scale)
+
+        return (1.0 - _WIDE_SHARE) * within(self.scale) + _WIDE_SHARE * within(_WIDE_SCALE)
+
+
+def _cauchy(delta: np.ndarray, scale: float) -> np.ndarray:
+    return 1.0 / (math.pi * scale * (1.0 + np.square(delta / scale)))
 
 
 # Nothing known about how often commits change things: even odds.
@@ -304,8 +324,11 @@ def cross_section_prior(deviations: np.ndarray, reference_factor: float) -> Nois
 
 
 def moderated_scale(profile: NoiseProfile | None, prior: NoisePrior | None) -> tuple[float, float]:
-    """Posterior scale and degrees of freedom: own evidence and prior, weighted by df."""
-    own_df = profile.df if profile is not None and profile.scale > 0 else 0.0
+    """Posterior scale and degrees of freedom: own evidence and prior, weighted by df.
+
+    A history that never moved (scale 0 on some degrees of freedom) is evidence too:
+    alone, it makes any move real."""
+    own_df = profile.df if profile is not None else 0.0
     own = profile.scale if profile is not None else 0.0
     if prior is None:
         return own, own_df

@@ -4,7 +4,7 @@ A p-value answers "how odd is this under no change?", not "how likely is a chang
 Read as confidence it overstates where real changes are rare and understates where the
 noise is heavy but usually tight. The gate therefore states the posterior probability of
 each verdict under a two-groups model (Efron's): most commits leave a benchmark exactly
-where it was (δ = 0), a few move it, by a size drawn from a heavy-tailed (Cauchy) law.
+where it was (δ = 0), a few move it, by a size drawn from a heavy-tailed law.
 How few and how far is read off the family's own history: the change points found in
 it, per commit. The observed shift is the true one plus a noise draw from the family's
 noise law (see :mod:`loadkit.history.laws`).
@@ -77,9 +77,7 @@ def posterior(
     pieces = 0.5 * (slab[:-1] + slab[1:]) * widths
     middle = 0.5 * (delta[:-1] + delta[1:])
     total = spike + float(np.sum(pieces))
-    same_prior = (1.0 - change.rate) + change.rate * 2.0 / math.pi * math.atan(
-        margin / change.scale
-    )
+    same_prior = (1.0 - change.rate) + change.rate * change.share_within(margin)
     if total <= 0.0 or not math.isfinite(total):
         return Posterior(worse=0.0, same=0.0, better=0.0, same_prior=same_prior)
     worse = float(np.sum(pieces[middle > 0.0])) / total

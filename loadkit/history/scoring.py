@@ -37,7 +37,13 @@ from loadkit.history.changepoints import ChangePoint, describe_change_points, fi
 from loadkit.history.confidence import p_for_confidence
 from loadkit.history.direction import Direction
 from loadkit.history.drift import Drift, estimate_drift
-from loadkit.history.gate import GateNoise, GateResult, Verdict, run_gate
+from loadkit.history.gate import (
+    GateNoise,
+    GateResult,
+    Verdict,
+    run_gate,
+    typical_median_error,
+)
 from loadkit.history.machine_level import (
     group_of,
     loading,
@@ -60,6 +66,8 @@ from loadkit.history.series import Series
 
 _MAX_REFERENCE = 40
 _NOISE_WINDOW = 100
+# How surely each commit since a recent shift must lean to the shifted side.
+_PERSISTENT_LEANING = 0.8
 # Series from which the first pass is worth other processes, and how many at most.
 _PARALLEL_FROM = 32
 _MAX_WORKERS = 4
@@ -230,26 +238,37 @@ def judge(
     series = read.series
     centres = series.centres
     n = centres.size
-    scale, df = moderated_scale(read.profile, prior)
+    profile = read.profile
+    if profile.df == 0 and n - 1 - read.reference_start >= 2:
+        # A history too short to have settled still has its reference commits.
+        reference = np.log(read.gate_series.centres[read.reference_start : n - 1])
+        profile = series_profile(reference, [], series.direction.sign)
+    scale, df = moderated_scale(profile, prior)
     # An uncertain share of the machine's shift is noise of the newest commit too.
     scale = math.hypot(scale, read.machine_error)
-    pool = prior if prior is not None else _own_pool(read.profile, scale)
+    pool = prior if prior is not None else _own_pool(profile, scale)
     # A family pooled over many quiet histories can put the change rate far below what
     # any one series could show, where noise hid the changes it had: no series is
     # taken to change less often than once in its own settled history.
-    rate = max(pool.change.rate, 1.0 / (read.profile.transitions + 2.0))
+    rate = max(pool.change.rate, 1.0 / (profile.transitions + 2.0))
     change = ChangeLaw(rate=rate, scale=pool.change.scale)
-    noise = GateNoise(scale=scale, df=df, pool=pool, change=change)
+    window = read.gate_series.measurements[
+        max(0, read.tail_start - _NOISE_WINDOW) : read.tail_start
+    ]
+    typical = typical_median_error([np.log(values) for values in window])
+    noise = GateNoise(scale=scale, df=df, pool=pool, change=change, typical_within=typical)
     reference_start = read.reference_start
 
     measurements = read.gate_series.measurements
 
-    def gate(start: int, stop: int, target: int, final: bool = False) -> GateResult:
+    def gate(
+        start: int, stop: int, target: int, final: bool = False, level: float | None = None
+    ) -> GateResult:
         return run_gate(
             measurements[start:stop],
             measurements[target],
             series.direction,
-            options.confidence,
+            level or options.confidence,
             options.min_effect,
             noise,
             with_detectable=final,
@@ -257,13 +276,16 @@ def judge(
 
     recent: list[RecentShift] = []
     for index in range(read.tail_start, n - 1):
-        candidate = gate(reference_start, index, index)
-        if candidate.verdict not in (Verdict.REGRESSION, Verdict.IMPROVEMENT):
-            continue
-        # A shift must persist: the newest commit has to sit on the same side of the old
-        # level, else commit ``index`` was a one-off and the reference stays as it was.
-        if gate(reference_start, index, n - 1).verdict is candidate.verdict:
-            recent.append(RecentShift(index=index, gate=candidate))
+        # A shift must persist: this commit and every one after it, the newest too, sit
+        # on the same side of the old level, each at least fairly surely (one commit
+        # alone on a noisy machine is seldom sure; together they are), else commit
+        # ``index`` was a one-off and the reference stays as it was.
+        leanings = {
+            gate(reference_start, index, later, level=_PERSISTENT_LEANING).verdict
+            for later in range(index, n)
+        }
+        if len(leanings) == 1 and leanings <= {Verdict.REGRESSION, Verdict.IMPROVEMENT}:
+            recent.append(RecentShift(index=index, gate=gate(reference_start, index, index)))
             reference_start = index
 
     newest_gate = gate(reference_start, n - 1, n - 1, final=True) if n > 1 else None
