@@ -14,7 +14,6 @@ from scipy import stats
 from loadkit.history import changepoints, drift
 from loadkit.history.confidence import (
     confidence_from_p,
-    minimum_detectable_shift,
     p_for_confidence,
 )
 from loadkit.history.direction import Direction, infer_direction
@@ -54,14 +53,6 @@ def test_p_for_confidence_rejects_levels_outside_the_open_interval():
     for level in (0.5, 1.0, 0.2):
         with pytest.raises(ValueError):
             p_for_confidence(level)
-
-
-def test_detectable_shift_scales_with_the_standard_error():
-    one = minimum_detectable_shift(0.01, 0.95)
-    assert minimum_detectable_shift(0.02, 0.95) == pytest.approx(2 * one)
-    assert minimum_detectable_shift(0.01, 0.99) > one
-    assert minimum_detectable_shift(0.01, 0.95, df=3) > one
-    assert minimum_detectable_shift(math.inf, 0.95) == math.inf
 
 
 # --- direction --------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from scipy import optimize, stats
+from scipy import optimize
 
 _INV_E = 1.0 / math.e
 
@@ -37,22 +37,3 @@ def p_for_confidence(confidence: float) -> float:
     return float(
         optimize.brentq(lambda p: confidence_from_p(p) - confidence, 1e-300, _INV_E - 1e-12)
     )
-
-
-def minimum_detectable_shift(
-    standard_error: float, confidence: float, power: float = 0.8, df: float | None = None
-) -> float:
-    """Smallest one-sided shift (same units as ``standard_error``) found with ``power``.
-
-    The test rejects when ``shift / se`` exceeds the critical value for the p-value that
-    ``confidence`` requires, so a shift of ``(critical + z_power) · se`` is detected with
-    the requested power. Student's t is used when ``df`` is given (few reference commits).
-    """
-    if not math.isfinite(standard_error) or standard_error < 0:
-        return math.inf
-    alpha = p_for_confidence(confidence)
-    if df is not None and df > 0:
-        critical = float(stats.t.isf(alpha, df))
-    else:
-        critical = float(stats.norm.isf(alpha))
-    return (critical + float(stats.norm.ppf(power))) * standard_error

@@ -108,22 +108,6 @@ def upper_tail(ordered: np.ndarray, fitted: Exceedances | None, t: float) -> flo
     return max(share, fitted.survival(t))
 
 
-def critical_value(ordered: np.ndarray, fitted: Exceedances | None, alpha: float) -> float:
-    """Smallest ``t`` whose :func:`upper_tail` is at most ``alpha``."""
-    n = ordered.size
-    if n == 0:
-        return -math.inf
-    allowed = math.floor(alpha * (n + 1.0))  # residuals that may lie at or beyond t
-    empirical = float(ordered[n - allowed - 1]) if allowed < n else -math.inf
-    if fitted is None:
-        return empirical
-    if fitted.share > alpha:
-        decayed = fitted.threshold + fitted.decay * math.log(fitted.share / alpha)
-    else:
-        decayed = fitted.threshold
-    return max(empirical, decayed)
-
-
 class NoiseLaw(Protocol):
     """A standardized noise distribution (worse positive): density and CDF."""
 

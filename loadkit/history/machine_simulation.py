@@ -36,6 +36,7 @@ from loadkit.history.scoring import (
     shifts_of,
 )
 from loadkit.history.series import Series
+from loadkit.history.simulation import meets_bound, requirement_sign
 
 SIBLINGS = 50
 SIBLING_COMMITS = 40
@@ -299,8 +300,6 @@ def run_machine_cell(
             detectable.append(score.gate.detectable_effect if score.gate else math.inf)
             done += 1
     rate = fails / series
-    sign = ">=" if scenario.at_least else "<="
-    met = rate >= scenario.bound if scenario.at_least else rate <= scenario.bound
     return MachineCell(
         scenario=scenario.name,
         noise=scenario.kind.noise,
@@ -311,8 +310,8 @@ def run_machine_cell(
         regression_rate=regressions / series,
         no_change_rate=unchanged / series,
         median_detectable_effect=float(np.median(detectable)),
-        requirement=f"check fails {sign} {scenario.bound:.0%}",
-        met=met,
+        requirement=f"check fails {requirement_sign(scenario)} {scenario.bound:.0%}",
+        met=meets_bound(rate, scenario),
     )
 
 

@@ -35,7 +35,6 @@ from loadkit.history.laws import (
     Exceedances,
     GridLaw,
     NoiseLaw,
-    critical_value,
     fit_exceedances,
     fitted_two_piece,
     upper_tail,
@@ -186,14 +185,6 @@ class NoisePrior:
     def lower_tail(self, t: float) -> float:
         """P(z ≤ t) on the better side (0 when nothing is pooled)."""
         return upper_tail(-self.tail[::-1], self._lower, -t)
-
-    def critical(self, alpha: float) -> float:
-        """Smallest ``t`` whose upper tail is at most ``alpha`` (-inf if nothing pooled)."""
-        return critical_value(self.tail, self._upper, alpha)
-
-    def quantile(self, q: float) -> float:
-        """The ``q`` quantile of the pooled standardized residuals."""
-        return float(np.quantile(self.tail, q)) if self.tail.size else 0.0
 
     @property
     def reach(self) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 from asv import step_detect
@@ -138,17 +139,27 @@ class Cell:
         return asdict(self)
 
 
-def _sign(scenario: Scenario | GateScenario) -> str:
+class Bounded(Protocol):
+    """A scenario's requirement on a rate: at least or at most ``bound``."""
+
+    @property
+    def bound(self) -> float: ...
+
+    @property
+    def at_least(self) -> bool: ...
+
+
+def requirement_sign(scenario: Bounded) -> str:
     """How a scenario's rate must compare with its bound."""
     return ">=" if scenario.at_least else "<="
 
 
-def _meets(rate: float, scenario: Scenario | GateScenario) -> bool:
+def meets_bound(rate: float, scenario: Bounded) -> bool:
     return rate >= scenario.bound if scenario.at_least else rate <= scenario.bound
 
 
 def _requirement(scenario: Scenario) -> str:
-    text = f"flags {_sign(scenario)} {scenario.bound:.0%}"
+    text = f"flags {requirement_sign(scenario)} {scenario.bound:.0%}"
     if scenario.localized_at_least is not None:
         text += f", localized ±1 >= {scenario.localized_at_least:.0%}"
     return text
@@ -186,7 +197,7 @@ def run_cell(
         asv_flagged += asv_flags(values)
     flag_rate = flagged / series
     localized_rate = localized / series if scenario.step is not None else None
-    met = _meets(flag_rate, scenario)
+    met = meets_bound(flag_rate, scenario)
     if scenario.localized_at_least is not None and localized_rate is not None:
         met = met and localized_rate >= scenario.localized_at_least
     return Cell(
@@ -277,7 +288,7 @@ def run_gate_cell(
         regressions += score.verdict.value == "REGRESSION"
         detectable.append(score.gate.detectable_effect if score.gate else math.inf)
     fail_rate = fails / series
-    met = _meets(fail_rate, scenario)
+    met = meets_bound(fail_rate, scenario)
     return GateCell(
         scenario=scenario.name,
         n=n,
@@ -288,6 +299,6 @@ def run_gate_cell(
         check_fail_rate=fail_rate,
         regression_rate=regressions / series,
         median_detectable_effect=float(np.median(detectable)),
-        requirement=f"check fails {_sign(scenario)} {scenario.bound:.0%}",
+        requirement=f"check fails {requirement_sign(scenario)} {scenario.bound:.0%}",
         met=met,
     )
