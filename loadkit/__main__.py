@@ -1,5 +1,20 @@
-"""Allow ``python -m loadkit``."""
+"""Allow ``python -m loadkit``; the console script ``loadkit`` runs :func:`main` too.
 
-from loadkit.cli import main
+Secrets typed on the command line are hidden from the process table before the command
+line interface (and the libraries it imports) is loaded: see :mod:`loadkit.process_title`.
+"""
 
-raise SystemExit(main())
+from __future__ import annotations
+
+from loadkit.process_title import hide_secrets_in_command_line
+
+
+def main() -> int:
+    hide_secrets_in_command_line()
+    from loadkit.cli import main as cli_main
+
+    return cli_main()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

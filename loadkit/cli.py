@@ -30,6 +30,7 @@ from loadkit.argtypes import positive_float, positive_int
 from loadkit.dashboard.cli import add_command as add_dashboard_command
 from loadkit.errors import exit_code_of
 from loadkit.history.commands import add_commands as add_history_commands
+from loadkit.process_title import hide_secrets_in_command_line
 from loadkit.redis_server import ENV_URL, PERSISTENCE_MODES, RedisServer, check_url, redis_url
 
 
@@ -222,6 +223,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # this process's own command line: hide any password in it first
+        hide_secrets_in_command_line()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

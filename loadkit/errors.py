@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from loadkit.redaction import redact_text
+
 
 class UsageError(Exception):
     """Bad input or an unusable environment: print the message, exit with code 2."""
@@ -24,7 +26,9 @@ def exit_code_of(prog: str, command: Callable[[], int]) -> int:
     try:
         return int(command())
     except UsageError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        # Messages are written to hide credentials; redacting again catches one that quotes
+        # a URL from elsewhere (a library's message, a file's contents).
+        print(f"{prog}: error: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

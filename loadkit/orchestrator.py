@@ -1,7 +1,8 @@
 """Run workloads one after another, each in its own child process, with a deadline.
 
 The parent starts (or checks) Redis once, then for each workload launches
-``python -m loadkit.worker``, follows its JSON progress lines on a rich progress bar,
+``python -m loadkit.worker`` (the Redis URL in its environment, never on its command
+line, since it may carry a password), follows its JSON progress lines on a rich progress bar,
 and kills the whole child process group if it overruns its timeout. The outcome of
 each child - metrics, an error, or a timeout - becomes one workload block of the report.
 """
@@ -26,6 +27,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadkit import workload
+from loadkit.redaction import redact_text, url_secrets
+from loadkit.redis_server import ENV_URL
 from loadkit.report import workload_entry
 from loadkit.targets import Target
 
@@ -63,8 +66,6 @@ def run_child(
             name,
             "--scale",
             scale,
-            "--redis-url",
-            redis_url,
             "--out",
             str(out),
         ]
@@ -77,6 +78,9 @@ def run_child(
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
+            # The URL may hold a password: by environment (private to this user), never
+            # in argv (which every local user can read in ps).
+            env={**os.environ, ENV_URL: redis_url},
             start_new_session=True,  # its own process group: a timeout kills all of it
         )
         lines: queue.Queue[str | None] = queue.Queue()
@@ -114,7 +118,9 @@ def run_child(
                 "passed", duration, data["metrics"], None, data.get("artifacts") or {}
             )
         error = data.get("error") or _last_line(stderr_tail) or f"exit code {proc.returncode}"
-        return ChildOutcome("error", duration, data.get("metrics"), error)
+        return ChildOutcome(
+            "error", duration, data.get("metrics"), redact_text(error, url_secrets(redis_url))
+        )
 
 
 def _last_line(tail: deque[str]) -> str | None:

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import redis
 
 from loadkit.errors import UsageError
+from loadkit.redaction import redact_text, redact_url, url_secrets
 
 Persistence = Literal["none", "aof-everysec", "aof-always"]
 PERSISTENCE_MODES: tuple[str, ...] = ("none", "aof-everysec", "aof-always")
@@ -164,6 +165,8 @@ class RedisServer:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 preexec_fn=_die_with_parent,
+                # A server of ours has no use for the URL (and password) of another.
+                env={k: v for k, v in os.environ.items() if k != ENV_URL},
             )
             _live_servers.add(self)
             ok, last_error = self._wait_ready()
@@ -275,40 +278,52 @@ def check_url(url: str, timeout_s: float = 2.0) -> None:
 
     Non-loopback servers are refused unless ``LOADKIT_ALLOW_REMOTE=1``: loadkit generates
     load, and pointing it at a shared server by accident should take a deliberate step.
+    Messages show the URL with its password hidden (:func:`loadkit.redaction.redact_url`).
     """
+    shown = redact_url(url)
     if not url.startswith(("redis://", "rediss://", "unix://", CLUSTER_SCHEME + "://")):
         raise UsageError(
-            f"not a Redis URL: {url!r} (expected redis://host:port/db or "
+            f"not a Redis URL: {shown!r} (expected redis://host:port/db or "
             f"{CLUSTER_SCHEME}://host:port)"
         )
-    if not is_loopback_url(url) and os.environ.get(ENV_ALLOW_REMOTE) != "1":
+    try:
+        loopback = is_loopback_url(url)
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+        raise UsageError(f"bad Redis URL {shown!r}: {_quiet(exc, url)}") from None
+    if not loopback and os.environ.get(ENV_ALLOW_REMOTE) != "1":
         raise UsageError(
-            f"refusing non-loopback Redis {url}: set {ENV_ALLOW_REMOTE}=1 to load a remote server"
+            f"refusing non-loopback Redis {shown}: set {ENV_ALLOW_REMOTE}=1 to load a remote server"
         )
     try:
         client = redis.Redis.from_url(
             node_url(url), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
     except ValueError as exc:
-        raise UsageError(f"bad Redis URL {url!r}: {exc}") from None
+        raise UsageError(f"bad Redis URL {shown!r}: {_quiet(exc, url)}") from None
     try:
         client.ping()
         if is_cluster_url(url):
             _check_cluster(client, url)
     except redis.RedisError as exc:
-        raise UsageError(f"Redis at {url} does not answer: {exc}") from None
+        raise UsageError(f"Redis at {shown} does not answer: {_quiet(exc, url)}") from None
     finally:
         client.close()
 
 
+def _quiet(exc: BaseException, url: str) -> str:
+    """A client library's message, with any credential of ``url`` taken out."""
+    return redact_text(str(exc), url_secrets(url))
+
+
 def _check_cluster(client: redis.Redis, url: str) -> None:
+    shown = redact_url(url)
     try:
         info = client.execute_command("CLUSTER", "INFO")
     except redis.ResponseError as exc:
-        raise UsageError(f"Redis at {url} is not a cluster node: {exc}") from None
+        raise UsageError(f"Redis at {shown} is not a cluster node: {_quiet(exc, url)}") from None
     text = info.decode() if isinstance(info, bytes) else str(info)
     if "cluster_state:ok" not in text:
-        raise UsageError(f"Redis Cluster at {url} is not ready (cluster_state is not ok)")
+        raise UsageError(f"Redis Cluster at {shown} is not ready (cluster_state is not ok)")
 
 
 def is_cluster_url(url: str) -> bool:

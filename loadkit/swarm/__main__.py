@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from loadkit.errors import UsageError, exit_code_of
+from loadkit.process_title import hide_secrets_in_command_line
 from loadkit.redis_server import ENV_URL, redis_url
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.rig import SwarmRig
@@ -54,6 +55,8 @@ async def _run(config: SwarmConfig, rate: float, duration: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a password typed in --redis-url leaves the process table first
+        hide_secrets_in_command_line()
     args = build_parser().parse_args(argv)
     return exit_code_of("loadkit swarm", lambda: _command(args))
 
