@@ -23,6 +23,7 @@ from pathlib import Path
 from rich.console import Console
 
 from loadkit.errors import UsageError
+from loadkit.path_checks import check_html_dir, check_output_dir, check_output_file
 
 
 def _repo_root() -> Path:
@@ -46,12 +47,25 @@ def _asv(root: Path, *args: str) -> int:
     return subprocess.run([sys.executable, "-m", "asv", *args], cwd=root, check=False).returncode
 
 
+def _check_paths(results: Path, html: Path) -> None:
+    """Where asv and loadkit will write, checked before asv runs a single benchmark."""
+    from loadkit.history.paths import report_dir
+
+    check_output_dir(results, "results_dir of asv.conf.json")
+    check_output_dir(html, "html_dir of asv.conf.json")
+    check_html_dir(html, "html_dir of asv.conf.json")
+    run_dir = report_dir(html) / "run"
+    check_output_file(run_dir / "report.json", "run report")
+    check_output_file(run_dir / "report.md", "run report")
+
+
 def run_bench(args: argparse.Namespace) -> int:
     root = _repo_root()
     console = Console(stderr=True)
     commit = _head(root)
     conf = json.loads((root / "asv.conf.json").read_text())
     html = root / conf.get("html_dir", "html")
+    _check_paths(root / conf.get("results_dir", "results"), html)
     if not (Path.home() / ".asv-machine.json").exists():
         _asv(root, "machine", "--yes")
     console.rule(f"asv run on {commit[:8]}")

@@ -28,8 +28,9 @@ from rich.table import Table
 from loadkit import workload
 from loadkit.argtypes import positive_float, positive_int
 from loadkit.dashboard.cli import add_command as add_dashboard_command
-from loadkit.errors import exit_code_of
+from loadkit.errors import UsageError, exit_code_of
 from loadkit.history.commands import add_commands as add_history_commands
+from loadkit.path_checks import check_input_file, check_output_dir, check_output_file
 from loadkit.process_title import hide_secrets_in_command_line
 from loadkit.redis_server import ENV_URL, PERSISTENCE_MODES, RedisServer, check_url, redis_url
 
@@ -39,13 +40,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _writable(path: str) -> Path:
-    p = Path(path)
-    if p.exists() and p.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a directory")
-    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"workloads to run (default: all of {', '.join(workload.WORKLOADS)})",
     )
     run.add_argument("--scale", choices=workload.SCALES, default="quick")
-    run.add_argument("--json", type=_writable, metavar="PATH", help="write the JSON report")
-    run.add_argument("--markdown", type=_writable, metavar="PATH", help="write the Markdown report")
+    run.add_argument("--json", metavar="PATH", help="write the JSON report")
+    run.add_argument("--markdown", metavar="PATH", help="write the Markdown report")
     run.add_argument("--redis-url", help=f"use this Redis instead of an embedded one (${ENV_URL})")
     run.add_argument(
         "--timeout",
@@ -129,10 +123,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from loadkit.report import build_report, git_commit, load_report, to_markdown
 
     names = workload.resolve(args.workloads)
+    plots = _check_run_paths(args)
     baseline = load_report(args.baseline) if args.baseline else None
     console = Console(stderr=True)
-    report_path = args.markdown or args.json
-    plots = Path(report_path).parent / "plots" if report_path else None
     with redis_url(args.redis_url) as url:
         entries, targets = run_workloads(names, args.scale, url, args.timeout, console, plots)
     links = {}
@@ -158,6 +151,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
+def _check_run_paths(args: argparse.Namespace) -> Path | None:
+    """Every path of ``run`` checked before Redis starts or a workload runs; returns the
+    folder for plots (beside the report) or None when no report is written."""
+    args.json = check_output_file(args.json, "--json")
+    args.markdown = check_output_file(args.markdown, "--markdown")
+    check_input_file(args.baseline, "--baseline")
+    report_path = args.markdown or args.json
+    if report_path is None:
+        return None
+    plots = report_path.parent / "plots"
+    check_output_dir(plots, "plots folder")
+    return plots
+
+
 def _history_page(markdown: Path) -> str | None:
     """The history page for this repository's asv site (if ``loadkit report`` wrote it),
     as a link relative to the Markdown report."""
@@ -175,11 +182,15 @@ def _history_page(markdown: Path) -> str | None:
 
 
 def _write(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so a crash never leaves half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    """Write via a temp file and rename, so a crash never leaves half a report. The path
+    was checked before the run; a disk that fills up meanwhile is still one line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_agents(args: argparse.Namespace) -> int:

@@ -44,8 +44,9 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _write_json(path: Path, document: dict[str, object]) -> None:
+def _write_json(path: Path | str, document: dict[str, object]) -> None:
     """Write via a temporary file so an interrupted run never leaves half a document."""
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(path.name + ".tmp")

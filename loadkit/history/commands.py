@@ -14,6 +14,12 @@ from pathlib import Path
 
 from loadkit.argtypes import confidence_level, fraction, positive_int
 from loadkit.history.paths import PAGE_NAME, report_dir
+from loadkit.path_checks import (
+    check_html_dir,
+    check_input_dir,
+    check_input_file,
+    check_output_file,
+)
 
 DEFAULT_SERIES = 500
 DEFAULT_SEED = 2026
@@ -25,12 +31,24 @@ def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     would otherwise pay just to build the parser."""
 
     def run(args: argparse.Namespace) -> int:
+        check_paths(args)  # a path that cannot work costs one line, not a read of results
         from loadkit.history import actions
 
         return int(getattr(actions, name)(args))
 
     run.__name__ = name
     return run
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """The paths of ``check``, ``calibrate`` and ``report``, checked before any work."""
+    if getattr(args, "results", None) is not None:
+        check_input_dir(args.results, "--results")
+    check_input_file(getattr(args, "config", None), "--config")
+    if hasattr(args, "json"):  # kept as typed until here: "out/" names a folder
+        args.json = check_output_file(args.json, "--json")
+    if getattr(args, "html", None) is not None:
+        check_html_dir(args.html, "--html")
 
 
 def _add_history_options(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +104,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--results", type=Path, default=Path("results"), help="asv results dir")
     _add_history_options(check)
-    check.add_argument("--json", type=Path, help="also write the scores as JSON here")
+    check.add_argument("--json", help="also write the scores as JSON here")
     check.set_defaults(func=_lazy("run_check"))
 
     calibration = subparsers.add_parser(
@@ -98,7 +116,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--series", type=positive_int, default=DEFAULT_SERIES, help="series per scenario"
     )
     calibration.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
-    calibration.add_argument("--json", type=Path, help="also write the table as JSON here")
+    calibration.add_argument("--json", help="also write the table as JSON here")
     calibration.set_defaults(func=_lazy("run_calibrate"))
 
     report = subparsers.add_parser(
