@@ -42,8 +42,23 @@ def position(source: bytes, offset: int) -> tuple[int, int]:
 
 
 def as_bytes(source: str | bytes) -> bytes:
-    """The document as UTF-8 bytes, refused past the size limit (both parsers call this)."""
-    data = source.encode() if isinstance(source, str) else bytes(source)
+    """The document as UTF-8 bytes, refused past the size limit (both parsers call this,
+    so they refuse the same documents with the same error)."""
+    if isinstance(source, str):
+        try:
+            data = source.encode()
+        except UnicodeEncodeError as exc:
+            # A str can hold half of a surrogate pair, which is no character: no UTF-8
+            # (and no document) has it. Where it is, in bytes of the text before it.
+            before = source[: exc.start].encode()
+            raise ParseError(
+                len(before),
+                f"lone surrogate U+{ord(source[exc.start]):04X} (not a character; "
+                "the document is not valid Unicode text)",
+                before,
+            ) from None
+    else:
+        data = bytes(source)
     if len(data) > MAX_INPUT_BYTES:
         raise ParseError(
             MAX_INPUT_BYTES,

@@ -192,9 +192,10 @@ class WasmParser:
         message = ctypes.string_at(base + result + 4 * RESULT_WORDS, msg_len).decode()
         if status == 1:
             raise ParseError(err_pos, message, data)
+        # err_pos is how far the parse got: the end of the node that found no room.
         raise MemoryLimitExceeded(
             f"the AST of a {size} byte document outgrew the {self._limit_text()} memory "
-            f"limit of a parser instance (stopped at byte {err_pos})"
+            f"limit of a parser instance; parsing stopped after byte {err_pos} of {size}"
         )
 
     def _make_room(self, inst: _Instance, size: int) -> None:

@@ -29,7 +29,8 @@
  * Exports: memory; __heap_base, where the input goes (the host grows memory to hold
  * len + INPUT_PADDING bytes there and copies the document in); parse(len, max_depth),
  * the one call per document, -> pointer to the result record {status, nodes, count,
- * err_pos, msg_len, msg[]}: status 0 ok, 1 syntax error, 2 out of memory.
+ * err_pos, msg_len, msg[]}: status 0 ok, 1 syntax error (err_pos: where), 2 out of
+ * memory (err_pos: the bytes parsed when the node array could grow no more).
  */
 
 #include <stdint.h>
@@ -193,7 +194,8 @@ COLD static int grow(void) {
 
 static int emit(u32 word, i32 start, i32 end) {
     if (next_node == nodes_end && grow() < 0) {
-        fail_at(start, "out of memory: the AST outgrew the memory limit");
+        /* err_pos: how far the parse got (the end of the node that did not fit). */
+        fail_at(end, "out of memory: the AST outgrew the memory limit");
         result.status = 2;
         return -1;
     }
