@@ -62,10 +62,15 @@ def _check_paths(results: Path, html: Path) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     root = _repo_root()
     console = Console(stderr=True)
-    commit = _head(root)
-    conf = json.loads((root / "asv.conf.json").read_text())
+    try:
+        conf = json.loads((root / "asv.conf.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{root / 'asv.conf.json'} is not readable JSON: {exc}") from None
+    if not isinstance(conf, dict):
+        raise UsageError(f"{root / 'asv.conf.json'} is not an asv config (not a JSON object)")
     html = root / conf.get("html_dir", "html")
     _check_paths(root / conf.get("results_dir", "results"), html)
+    commit = _head(root)
     if not (Path.home() / ".asv-machine.json").exists():
         _asv(root, "machine", "--yes")
     console.rule(f"asv run on {commit[:8]}")
