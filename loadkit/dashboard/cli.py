@@ -21,13 +21,14 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadkit.argtypes import positive_float, positive_int
 from loadkit.dashboard.protocol import is_loopback
-from loadkit.dashboard.server import DashboardServer, ServerConfig
-from loadkit.dashboard.sources import FleetSource, RedisFleetSource, SimulatedFleet
 from loadkit.errors import UsageError
+
+if TYPE_CHECKING:  # imported where used: every loadkit command builds this parser
+    from loadkit.dashboard.server import DashboardServer, ServerConfig
 
 ENV_TOKEN = "LOADKIT_DASHBOARD_TOKEN"
 TASK_MS = 400.0  # simulated work per task in fleet mode
@@ -72,6 +73,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 def _config(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
     """The server settings; True when the token was generated here (so print it)."""
+    from loadkit.dashboard.server import ServerConfig
+
     token = args.token or os.environ.get(ENV_TOKEN) or None
     generated = False
     if token is None and not is_loopback(args.host):
@@ -118,6 +121,8 @@ async def _source(
     stop: asyncio.Event,
 ) -> tuple[Callable[[float], Any], str]:
     """The tick function feeding the board, and what it shows (for the banner)."""
+    from loadkit.dashboard.sources import FleetSource, RedisFleetSource, SimulatedFleet
+
     if url is None:
         sim = SimulatedFleet(args.agents)
         server.publish(sim.snapshot())
@@ -142,6 +147,8 @@ async def _source(
 async def _serve(
     args: argparse.Namespace, config: ServerConfig, generated: bool, url: str | None
 ) -> int:
+    from loadkit.dashboard.server import DashboardServer
+
     server = DashboardServer(config)
     try:
         await server.start()
