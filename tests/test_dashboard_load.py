@@ -83,11 +83,17 @@ def test_open_file_limit_is_raised_or_refused_clearly() -> None:
 def test_cli_config_needs_a_token_off_loopback() -> None:
     import argparse
 
-    local, generated = _config(argparse.Namespace(token=None, host="127.0.0.1", port=0))
+    local, generated = _config(
+        argparse.Namespace(token=None, host="127.0.0.1", port=0, allow_origin=[])
+    )
     assert local.token is None and not generated
-    remote, generated = _config(argparse.Namespace(token=None, host="0.0.0.0", port=0))
+    remote, generated = _config(
+        argparse.Namespace(token=None, host="0.0.0.0", port=0, allow_origin=[])
+    )
     assert generated and remote.token and len(remote.token) >= 20
-    chosen, generated = _config(argparse.Namespace(token="mine", host="0.0.0.0", port=0))
+    chosen, generated = _config(
+        argparse.Namespace(token="mine", host="0.0.0.0", port=0, allow_origin=[])
+    )
     assert chosen.token == "mine" and not generated
 
 

@@ -281,7 +281,8 @@ def test_large_snapshot_reaches_a_slow_poller_whole() -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader
             sock.connect(("127.0.0.1", server.port))
             reader, writer = await asyncio.open_connection(sock=sock)
-            writer.write(b"GET /api/snapshot HTTP/1.1\r\nHost: x\r\n\r\n")
+            host = f"127.0.0.1:{server.port}"
+            writer.write(f"GET /api/snapshot HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
             await asyncio.sleep(0.5)  # the server has long finished "sending" by now
             data = await reader.read()
             writer.close()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loadkit.argtypes import positive_float, positive_int
+from loadkit.dashboard.access import format_origin, parse_origin
 from loadkit.dashboard.protocol import is_loopback
 from loadkit.errors import UsageError
 
@@ -44,6 +45,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _origin(text: str) -> str:
+    try:
+        return format_origin(parse_origin(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``loadkit dashboard`` on the CLI's subparsers."""
     p = subparsers.add_parser("dashboard", help="serve a live dashboard of a simulated fleet")
@@ -51,6 +59,14 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--token", help=f"access token, required off loopback (${ENV_TOKEN})")
+    p.add_argument(
+        "--allow-origin",
+        type=_origin,
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept pages from this origin (scheme://host[:port]; repeatable)",
+    )
     p.add_argument(
         "--interval", type=positive_float, default=0.5, metavar="S", help="update period"
     )
@@ -79,7 +95,10 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
     generated = False
     if token is None and not is_loopback(args.host):
         token, generated = secrets.token_urlsafe(18), True
-    return ServerConfig(host=args.host, port=args.port, token=token), generated
+    config = ServerConfig(
+        host=args.host, port=args.port, token=token, allow_origins=tuple(args.allow_origin)
+    )
+    return config, generated
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -2,35 +2,51 @@
 
 Built on ``websockets``' asyncio API. ``process_request`` answers plain HTTP (the page,
 its two assets, ``/api/snapshot``, 404s, refused tokens) before any WebSocket handshake,
-so one listener serves everything. The broadcast writes one encoded message to every
-connection without awaiting any of them; a connection whose unsent data has grown past
-``max_buffer_bytes`` is a slow or stuck client and is dropped (and counted) instead of
-being allowed to grow the server's memory or delay the others.
+so one listener serves everything. Before anything else it refuses what no dashboard
+viewer sends: another method than GET (405), a malformed request target or a repeated
+header (400), a ``Host`` the server is not known by (421, DNS rebinding) and an
+``Origin`` of a foreign web page (403), see :mod:`.access`.
 
-All the deciding (routing, tokens, messages, diffs, ETags) is in the pure modules
-:mod:`.protocol` and :mod:`.board`; this module only moves bytes.
+The broadcast writes one encoded message to every connection without awaiting any of
+them: first to the connections with nothing unsent, oldest first, then to those with a
+backlog. A sweep every ``stall_s / 4`` reads each connection's unsent bytes (the kernel's
+send queue plus the transport's buffer); one that took nothing for ``stall_s`` has
+stopped reading and is dropped (and counted) with a reset, and so is one whose buffer
+in this process passes ``max_buffer_bytes``, instead of letting it grow the server's
+memory or cost every later broadcast a write; see :mod:`.backpressure`.
+
+All the deciding (routing, access, tokens, messages, diffs, ETags, backlogs) is in the
+pure modules :mod:`.protocol`, :mod:`.access`, :mod:`.board` and :mod:`.backpressure`;
+this module only moves bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import http
 import inspect
 import secrets
 import socket
+import struct
+import sys
+import termios
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 
+import psutil
 from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from loadkit.dashboard import protocol
+from loadkit.dashboard.access import WILDCARDS, AccessPolicy, parse_origin, split_target
+from loadkit.dashboard.backpressure import StallWatch
 from loadkit.dashboard.board import AgentBoard
 from loadkit.dashboard.sources import Tick
 from loadkit.errors import UsageError
@@ -42,6 +58,10 @@ _ASSETS = {
     "/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
 }
 _CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:"
+# Headers that must appear at most once: two values would leave it open which one counts.
+_SINGLE_HEADERS = ("Host", "Origin", "Authorization", "If-None-Match")
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST at once
+_INT = bytes(4)  # room for the C int an ioctl returns
 
 
 @dataclass(frozen=True)
@@ -54,12 +74,14 @@ class ServerConfig:
     token: str | None = None
     max_connections: int = 10_000
     max_message_bytes: int = protocol.MAX_CLIENT_MESSAGE_BYTES
-    max_buffer_bytes: int = 256 * 1024  # unsent bytes before a client counts as stuck
+    max_buffer_bytes: int = 256 * 1024  # bytes buffered in this process before a drop
+    stall_s: float = 0.4  # a client that takes no bytes this long while some wait is stuck
     send_buffer_bytes: int = 128 * 1024  # kernel send buffer per connection (SO_SNDBUF)
     ping_interval_s: float | None = 20.0
     ping_timeout_s: float | None = 20.0
     backlog: int = 4096  # a thousand clients reconnecting at once must not overflow it
     compression: str | None = None
+    allow_origins: tuple[str, ...] = ()  # web origins allowed besides the server's own
 
     def check(self) -> None:
         if not protocol.is_loopback(self.host) and not self.token:
@@ -69,10 +91,45 @@ class ServerConfig:
             )
         if self.max_connections < 1 or self.max_buffer_bytes < 1:
             raise UsageError("max_connections and max_buffer_bytes must be >= 1")
+        if not self.stall_s > 0:
+            raise UsageError(f"stall_s must be > 0, got {self.stall_s}")
+        for origin in self.allow_origins:
+            try:
+                parse_origin(origin)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+
+
+def _kernel_unsent(sock: socket.socket) -> int:
+    """Bytes in a socket's kernel send queue, sent or not, that the peer has not
+    acknowledged (TIOCOUTQ); 0 for a closed socket."""
+    fd = sock.fileno()
+    if fd < 0:
+        return 0
+    try:
+        return int.from_bytes(fcntl.ioctl(fd, termios.TIOCOUTQ, _INT), sys.byteorder)
+    except OSError:
+        return 0
+
+
+def _unsent(conn: ServerConnection, sock: socket.socket | None) -> int:
+    """Bytes handed to a connection that its peer has not taken yet."""
+    kernel = _kernel_unsent(sock) if sock is not None else 0
+    return conn.transport.get_write_buffer_size() + kernel
 
 
 def _read_asset(name: str) -> bytes:
     return resources.files("loadkit.dashboard").joinpath("static", name).read_bytes()
+
+
+def _local_addresses() -> list[str]:
+    """This machine's IP addresses: the names a wildcard-bound server is reached by."""
+    found = []
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family in (socket.AF_INET, socket.AF_INET6) and "%" not in address.address:
+                found.append(address.address)
+    return found
 
 
 class DashboardServer:
@@ -85,14 +142,19 @@ class DashboardServer:
         self.boot = secrets.token_hex(3)
         self.seq = 0
         self.last_ts_ms = time.time() * 1000
-        self.clients: set[ServerConnection] = set()
+        # Connection -> its socket. Insertion-ordered: the broadcast reaches long-standing
+        # viewers first, so a flood of new connections cannot push them back.
+        self.clients: dict[ServerConnection, socket.socket | None] = {}
         self.accept_websockets = True
         self.slow_clients_dropped = 0
+        self.watch = StallWatch(self.config.stall_s)
+        self.access: AccessPolicy | None = None
         self.refused: Counter[str] = Counter()  # reason -> requests/connections refused
         self.polls = 0
         self._assets = {path: (_read_asset(name), ctype) for path, (name, ctype) in _ASSETS.items()}
         self._snapshot: tuple[int, bytes] | None = None
         self._server: Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.port = self.config.port
 
     # -- lifecycle -----------------------------------------------------------------
@@ -112,10 +174,20 @@ class DashboardServer:
             server_header=None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        wildcard = c.host.strip("[]") in WILDCARDS
+        self.access = AccessPolicy.build(
+            c.host, self.port, c.allow_origins, _local_addresses() if wildcard else ()
+        )
+        self._sweeper = asyncio.ensure_future(self._sweep())
         return self
 
     async def close(self) -> None:
         """Stop listening and close every connection (code 1001, going away)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -152,18 +224,55 @@ class DashboardServer:
         return len(message)
 
     def _broadcast(self, message: bytes) -> None:
-        healthy = []
+        """Hand ``message`` to every connection without waiting for any: those with
+        nothing unsent first, then those with a backlog (their count of queued bytes
+        grows); one holding more than ``max_buffer_bytes`` here is dropped."""
+        watch = self.watch
+        limit = self.config.max_buffer_bytes
+        ready: list[ServerConnection] = []
+        behind: list[ServerConnection] = []
         for conn in list(self.clients):
-            if conn.transport.get_write_buffer_size() > self.config.max_buffer_bytes:
+            if conn.transport.get_write_buffer_size() > limit:
                 self.drop(conn)
             else:
-                healthy.append(conn)
-        broadcast(healthy, message, text=True)
+                (behind if conn in watch else ready).append(conn)
+        broadcast(ready, message, text=True)
+        broadcast(behind, message, text=True)
+        for conn in behind:
+            watch.queued(conn, len(message))
+
+    def sweep(self, now: float | None = None) -> int:
+        """Drop every connection that took no bytes for ``stall_s`` while some waited
+        for it; returns how many."""
+        now = time.monotonic() if now is None else now
+        watch = self.watch
+        stuck = [
+            conn
+            for conn, sock in self.clients.items()
+            if watch.look(conn, _unsent(conn, sock), now)
+        ]
+        for conn in stuck:
+            self.drop(conn)
+        return len(stuck)
+
+    async def _sweep(self) -> None:
+        period = self.config.stall_s / 4  # dropped within 1.25 stall_s plus loop lag
+        while True:
+            await asyncio.sleep(period)
+            self.sweep()
 
     def drop(self, conn: ServerConnection) -> None:
-        """Drop a stuck client at once: it cannot read a close frame anyway."""
-        self.slow_clients_dropped += 1
-        self.clients.discard(conn)
+        """Drop a stuck client at once with a reset: it cannot read a close frame anyway,
+        and a plain close would leave the kernel holding its unsent bytes, probing a
+        window that never opens."""
+        self.watch.forget(conn)
+        if conn in self.clients:
+            del self.clients[conn]
+            self.slow_clients_dropped += 1
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
         conn.transport.abort()
 
     def drop_all(self) -> int:
@@ -171,6 +280,7 @@ class DashboardServer:
         conns = list(self.clients)
         self.clients.clear()
         for conn in conns:
+            self.watch.forget(conn)
             conn.transport.abort()
         return len(conns)
 
@@ -216,7 +326,39 @@ class DashboardServer:
     def _text(self, status: http.HTTPStatus, text: str) -> Response:
         return self._response(status, text.encode(), "text/plain; charset=utf-8")
 
+    def _refuse_early(self, request: Request) -> Response | None:
+        """Refuse what no dashboard viewer sends, before routing or tokens (see
+        :mod:`.access`); None when the request may go on."""
+        if request.method != "GET":
+            self.refused["method"] += 1
+            response = self._text(http.HTTPStatus.METHOD_NOT_ALLOWED, "only GET is served\n")
+            response.headers["Allow"] = "GET"
+            return response
+        if split_target(request.path) is None:
+            self.refused["bad_request"] += 1
+            return self._text(http.HTTPStatus.BAD_REQUEST, "malformed request target\n")
+        headers = request.headers
+        for name in _SINGLE_HEADERS:
+            if len(headers.get_all(name)) > 1:
+                self.refused["bad_request"] += 1
+                return self._text(http.HTTPStatus.BAD_REQUEST, f"more than one {name} header\n")
+        access = self.access
+        assert access is not None, "started servers only"
+        if "Host" not in headers:
+            self.refused["bad_request"] += 1
+            return self._text(http.HTTPStatus.BAD_REQUEST, "missing Host header\n")
+        if not access.host_ok(headers["Host"]):
+            self.refused["host"] += 1
+            return self._text(http.HTTPStatus.MISDIRECTED_REQUEST, "unknown Host\n")
+        if not access.origin_ok(headers.get("Origin")):
+            self.refused["origin"] += 1
+            return self._text(http.HTTPStatus.FORBIDDEN, "cross-origin request refused\n")
+        return None
+
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        refused = self._refuse_early(request)
+        if refused is not None:
+            return refused
         kind = protocol.route(request.path)
         if kind == "missing":
             self.refused["not_found"] += 1
@@ -244,7 +386,7 @@ class DashboardServer:
             return self._response(
                 http.HTTPStatus.OK, self.snapshot_message(), "application/json", {"ETag": tag}
             )
-        body, ctype = self._assets[request.path.split("?", 1)[0]]
+        body, ctype = self._assets[request.path.partition("?")[0]]
         return self._response(http.HTTPStatus.OK, body, ctype, {"Content-Security-Policy": _CSP})
 
     # -- WebSocket -------------------------------------------------------------------
@@ -253,9 +395,11 @@ class DashboardServer:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
-        self.clients.add(conn)
+        self.clients[conn] = sock
         try:
             await conn.send(self.snapshot_message(), text=True)
+            # A client that takes none of its first snapshot is stuck from this moment on.
+            self.watch.look(conn, _unsent(conn, sock), time.monotonic())
             async for message in conn:
                 try:
                     kind = protocol.parse_client_message(message)
@@ -264,14 +408,17 @@ class DashboardServer:
                     await conn.close(exc.code, exc.reason)
                     return
                 if kind == "resync":
-                    await conn.send(self.snapshot_message(), text=True)
+                    reply = self.snapshot_message()
                 else:
                     pong = protocol.encode("pong", self.seq, time.time() * 1000, self.boot, {})
-                    await conn.send(pong)
+                    reply = pong.encode()
+                self.watch.queued(conn, len(reply))
+                await conn.send(reply, text=True)
         except ConnectionClosed:
             pass
         finally:
-            self.clients.discard(conn)
+            self.clients.pop(conn, None)
+            self.watch.forget(conn)
             sent = conn.protocol.close_sent
             if sent is not None and sent.code == 1009:  # websockets enforced max_size
                 self.refused["oversize"] += 1
