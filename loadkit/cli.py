@@ -182,7 +182,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    from loadkit.fleet.host import AgentHost
+    from loadkit.fleet.host import AgentHost, deregister_later
 
     check_url(args.redis_url)
 
@@ -197,10 +197,27 @@ def cmd_agents(args: argparse.Namespace) -> int:
             print(
                 f"hosting {host.size} agents as {host.host_id} in fleet {args.fleet!r}", flush=True
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=args.duration)
+            # Until the duration is up, a signal, or Redis lost (then host.stop() raises).
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(host.wait_failed())]
+            try:
+                await asyncio.wait(waits, timeout=args.duration, return_when="FIRST_COMPLETED")
+            finally:
+                for w in waits:
+                    w.cancel()
         finally:
-            requeued = await host.stop()
+            try:
+                requeued = await host.stop()
+            except BaseException:
+                # The agents may still be registered: try again over a fresh connection.
+                left = list(host.agents)
+                if left and not await deregister_later(
+                    args.redis_url, args.fleet, host.host_id, left
+                ):
+                    print(
+                        f"{len(left)} agents may stay registered until their leases run out",
+                        file=sys.stderr,
+                    )
+                raise
         print(f"stopped: {host.completed} tasks completed, {requeued} handed back", flush=True)
         return 0
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from loadkit.redis_health import Liveness
 from loadkit.redis_server import RedisServer
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.coordinator import connect, create_swarms
@@ -182,14 +183,17 @@ async def _poll_recovery(
     t0: float,
     timeout_s: float,
 ) -> dict[int, float]:
-    """Poll Redis until every swarm is intact and ``recovered``; swarm -> seconds."""
+    """Poll Redis until every swarm is intact and ``recovered``; swarm -> seconds. Redis
+    may refuse a moment (it is being restarted); silent for longer, it is lost."""
     done: dict[int, float] = {}
     deadline = t0 + timeout_s
+    liveness = Liveness("recovery poll")
     while len(done) < len(before) and time.monotonic() < deadline:
         try:
             status = await rig.status()
-        except TRANSIENT:
-            await asyncio.sleep(0.02)
+            liveness.ok()
+        except TRANSIENT as exc:
+            await asyncio.sleep(max(liveness.failed(exc), 0.02))
             continue
         now = time.monotonic()
         for i, (st, pre) in enumerate(zip(status, before, strict=True)):
