@@ -123,7 +123,12 @@ def _summary_table(report: dict) -> Table:
     return table
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from loadkit.keyspace import new_run_id
     from loadkit.orchestrator import run_workloads
     from loadkit.report import build_report, git_commit, load_report, to_markdown
 
@@ -132,8 +137,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     report_path = args.markdown or args.json
     plots = Path(report_path).parent / "plots" if report_path else None
+    run_id = new_run_id()  # prefixes every key of this run: clean_run(url, run_id) deletes them
+    # A stop request unwinds like Ctrl-C: the worker is stopped, the run's keys deleted.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with redis_url(args.redis_url) as url:
-        entries, targets = run_workloads(names, args.scale, url, args.timeout, console, plots)
+        entries, targets = run_workloads(
+            names, args.scale, url, args.timeout, console, plots, run_id
+        )
     links = {}
     if args.markdown:
         page = _history_page(Path(args.markdown))

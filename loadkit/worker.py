@@ -4,6 +4,9 @@
 fresh process): a crash, a hang or a leak in one workload cannot take the others down,
 a timeout can kill it outright, and RSS figures start from a clean interpreter.
 Progress goes to stdout as JSON lines; the result goes to the ``--out`` file.
+Whatever happens, the worker's last act is deleting its run's keys (``--run-id``) from
+Redis - SIGTERM included, which ends the run through that same ``finally``; the parent
+does the same after a worker it had to kill.
 """
 
 from __future__ import annotations
@@ -11,12 +14,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 
 from loadkit import workload
+from loadkit.errors import RedisLost
+from loadkit.keyspace import new_run_id, purge_run
+from loadkit.redis_health import REDIS_UNREACHABLE, address
+
+# How long the worker's own clean-up waits for Redis: a healthy server answers at once;
+# after a failure the parent, which outlives the worker, retries for longer.
+PURGE_AFTER_SUCCESS_S = 10.0
+PURGE_AFTER_FAILURE_S = 0.0
 
 
 def _progress_printer(min_interval_s: float = 0.1):
@@ -32,6 +44,11 @@ def _progress_printer(min_interval_s: float = 0.1):
     return emit
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    """A stop request unwinds the run like an error, so its clean-up still happens."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadkit.worker")
     parser.add_argument("workload", choices=sorted(workload.WORKLOADS))
@@ -39,18 +56,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--artifacts", type=Path, help="folder for plots")
+    parser.add_argument("--run-id", default=None, help="run id that prefixes every key")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     module = workload.load(args.workload)
-    ctx = workload.RunContext(args.redis_url, args.scale, _progress_printer(), args.artifacts)
+    run_id = args.run_id or new_run_id()
+    ctx = workload.RunContext(
+        args.redis_url, args.scale, _progress_printer(), args.artifacts, run_id=run_id
+    )
+    ok = False
+    lost = False  # Redis stopped answering: the parent, which outlives us, cleans up
     try:
         output = asyncio.run(module.run(ctx))
+        ok = True
     except Exception as exc:  # reported to the parent as this workload's error
         traceback.print_exc()
-        args.out.write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        lost = isinstance(exc, (*REDIS_UNREACHABLE, RedisLost))
+        args.out.write_text(json.dumps({"error": describe_error(exc, args.redis_url)}))
         return 1
+    finally:
+        if args.workload in workload.USES_REDIS and not lost:
+            budget = PURGE_AFTER_SUCCESS_S if ok else PURGE_AFTER_FAILURE_S
+            purged = purge_run(args.redis_url, run_id, budget_s=budget)
+            if purged.error is not None:
+                print(f"keys of run {run_id} may be left: {purged.error}", file=sys.stderr)
     result = {"metrics": output.metrics, "notes": output.notes, "artifacts": output.artifacts}
     args.out.write_text(json.dumps(result))
     return 0
+
+
+def describe_error(exc: BaseException, url: str) -> str:
+    """One line for the report: Redis failures say which server stopped answering."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+    if isinstance(exc, REDIS_UNREACHABLE) and not isinstance(exc, RedisLost):
+        cause = f"{type(exc).__name__}: {text}"
+        return f"RedisLost: Redis at {address(url)} stopped answering ({cause})"
+    return f"{type(exc).__name__}: {text}"
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ the server it was given.
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass
 
 from loadkit.swarm.config import SwarmConfig
@@ -126,7 +125,7 @@ def bottlenecks(metrics: dict[str, float]) -> list[str]:
 
 async def run(ctx: RunContext) -> WorkloadOutput:
     sc = SCALE[ctx.scale]
-    run_id = "lk" + secrets.token_hex(3)
+    run_id = ctx.run_id  # every key of this run starts with it
     config = SwarmConfig(
         url=ctx.redis_url,
         run=run_id,
