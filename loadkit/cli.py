@@ -5,7 +5,8 @@ continuous-benchmarking job (asv run on this commit, asv publish, history page, 
 report), ``check`` / ``calibrate`` / ``report`` the history scoring
 (:mod:`loadkit.history.commands`), ``agents`` hosts agents that join a fleet through
 Redis from any process or host, ``dashboard`` serves the live page
-(:mod:`loadkit.dashboard.cli`), ``redis`` starts a private Redis and prints its URL.
+(:mod:`loadkit.dashboard.cli`), ``redis`` starts a private Redis and prints its URL,
+``clean`` deletes what loadkit runs left on a Redis (:mod:`loadkit.clean`).
 Expected failures print one line and exit 2; a missed target or a regression exits 1.
 """
 
@@ -27,6 +28,7 @@ from rich.table import Table
 
 from loadkit import workload
 from loadkit.argtypes import positive_float, positive_int
+from loadkit.clean import add_command as add_clean_command
 from loadkit.dashboard.cli import add_command as add_dashboard_command
 from loadkit.errors import exit_code_of
 from loadkit.history.commands import add_commands as add_history_commands
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_history_commands(sub)
     add_dashboard_command(sub)
+    add_clean_command(sub)
     return parser
 
 
