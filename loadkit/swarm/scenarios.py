@@ -358,6 +358,7 @@ async def measure_fencing(
     config = SwarmConfig(url=url, run=run, swarms=swarms, members=2, lease_ms=ttl_ms)
     client = connect(config, f"{run}-fence", max_connections=swarms + 8)
     scripts = Scripts(client)
+    finished = False
     try:
         await scripts.load()
         await create_swarms(scripts, config, "fence", ["a", "b"])
@@ -368,9 +369,11 @@ async def measure_fencing(
         for k in config.keys:
             rejected_in_redis += int(await client.hget(k.state, "stale_rejected") or 0)
         progress(1.0)
+        finished = True
     finally:
-        with contextlib.suppress(Exception):
-            await purge_run(client, run)
+        if finished:  # after a failure Redis may not answer: the run's prefix is purged later
+            with contextlib.suppress(Exception):
+                await purge_run(client, run)
         await client.aclose()
     failovers = np.asarray([f for r in results for f in r["failovers"]], dtype=np.float64)
     pauses = sum(r["pauses"] for r in results)
