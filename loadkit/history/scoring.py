@@ -188,8 +188,9 @@ def _settled_profile(
 ) -> NoiseProfile:
     """Scatter and changes of the recent settled history: a runner replaced a year ago
     says little about how far the next commit can land."""
-    window_start = max(0, tail_start - _NOISE_WINDOW)
-    settled = np.log(series.centres[window_start:tail_start])
+    window = _settled_window(tail_start)
+    window_start = window.start
+    settled = np.log(series.centres[window])
     settled_changes = [cp for cp in change_points if window_start < cp.index < tail_start]
     return series_profile(
         settled,
@@ -197,6 +198,11 @@ def _settled_profile(
         series.direction.sign,
         [math.log(cp.ratio) for cp in settled_changes],
     )
+
+
+def _settled_window(tail_start: int) -> slice:
+    """The recent settled commits noise is learned from (at most ``_NOISE_WINDOW``)."""
+    return slice(max(0, tail_start - _NOISE_WINDOW), tail_start)
 
 
 def shifts_of(reads: Sequence[SeriesHistory]) -> dict[str, dict[str, float]]:
@@ -252,9 +258,7 @@ def judge(
     # taken to change less often than once in its own settled history.
     rate = max(pool.change.rate, 1.0 / (profile.transitions + 2.0))
     change = ChangeLaw(rate=rate, scale=pool.change.scale)
-    window = read.gate_series.measurements[
-        max(0, read.tail_start - _NOISE_WINDOW) : read.tail_start
-    ]
+    window = read.gate_series.measurements[_settled_window(read.tail_start)]
     typical = typical_median_error([np.log(values) for values in window])
     noise = GateNoise(scale=scale, df=df, pool=pool, change=change, typical_within=typical)
     reference_start = read.reference_start
@@ -268,7 +272,7 @@ def judge(
             measurements[start:stop],
             measurements[target],
             series.direction,
-            level or options.confidence,
+            options.confidence if level is None else level,
             options.min_effect,
             noise,
             with_detectable=final,
