@@ -8,8 +8,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from loadkit.errors import RedisLost
+from loadkit.redis_health import LOST_AFTER_S, UNREACHABLE, Liveness
 
 log = logging.getLogger("loadkit")
 
@@ -19,31 +19,48 @@ async def keep_running(
     step: Callable[[], Awaitable[None]],
     running: Callable[[], bool] = lambda: True,
     on_retry: Callable[[BaseException], None] | None = None,
-    max_backoff_s: float = 1.0,
+    lost_after_s: float = LOST_AFTER_S,
 ) -> None:
     """Call ``step`` repeatedly while ``running()``; a lost Redis connection is logged and
     retried with exponential backoff (redis-py reconnects on the next command), so a
     killed connection or a restarted server pauses a loop instead of ending it silently.
-    Cancellation ends the loop; any other exception is a bug and propagates."""
-    backoff = 0.05
+    Retries are bounded: once Redis has not answered for ``lost_after_s``, the loop ends
+    with :class:`RedisLost` (see :func:`first_failure`). Cancellation ends the loop; any
+    other exception is a bug and propagates."""
+    liveness = Liveness(label, lost_after_s)
     while running():
         try:
             await step()
-            backoff = 0.05
-        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+            liveness.ok()
+        except UNREACHABLE as exc:
             if on_retry is not None:
                 on_retry(exc)
-            log.warning("%s: %s; retrying in %.2f s", label, exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, max_backoff_s)
+            wait = liveness.failed(exc)
+            log.warning("%s: %s; retrying in %.2f s", label, exc, wait)
+            await asyncio.sleep(wait)
+
+
+async def first_failure(tasks: Iterable[asyncio.Task[Any]]) -> BaseException:
+    """Wait until one of ``tasks`` ends with an exception and return it (a loop that gave
+    up on Redis); waits forever while they all run or end cleanly."""
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                return task.exception()  # type: ignore[return-value]
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
     """Cancel background tasks and wait until each has finished unwinding, so a stop
-    returns only once no loop of ours still touches its connections."""
+    returns only once no loop of ours still touches its connections. A loop that had
+    already ended with :class:`RedisLost` was reported through :func:`first_failure`
+    (or its owner's check) and is not raised again here."""
     pending = list(tasks)
     for task in pending:
         task.cancel()
     for task in pending:
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, RedisLost):
             await task

@@ -5,7 +5,8 @@ continuous-benchmarking job (asv run on this commit, asv publish, history page, 
 report), ``check`` / ``calibrate`` / ``report`` the history scoring
 (:mod:`loadkit.history.commands`), ``agents`` hosts agents that join a fleet through
 Redis from any process or host, ``dashboard`` serves the live page
-(:mod:`loadkit.dashboard.cli`), ``redis`` starts a private Redis and prints its URL.
+(:mod:`loadkit.dashboard.cli`), ``redis`` starts a private Redis and prints its URL,
+``clean`` deletes what loadkit runs left on a Redis (:mod:`loadkit.clean`).
 Expected failures print one line and exit 2; a missed target or a regression exits 1.
 """
 
@@ -27,6 +28,7 @@ from rich.table import Table
 
 from loadkit import workload
 from loadkit.argtypes import positive_float, positive_int
+from loadkit.clean import add_command as add_clean_command
 from loadkit.dashboard.cli import add_command as add_dashboard_command
 from loadkit.errors import UsageError, exit_code_of
 from loadkit.history.commands import add_commands as add_history_commands
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_history_commands(sub)
     add_dashboard_command(sub)
+    add_clean_command(sub)
     return parser
 
 
@@ -118,7 +121,12 @@ def _summary_table(report: dict) -> Table:
     return table
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from loadkit.keyspace import new_run_id
     from loadkit.orchestrator import run_workloads
     from loadkit.report import build_report, git_commit, load_report, to_markdown
 
@@ -126,8 +134,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     plots = _check_run_paths(args)
     baseline = load_report(args.baseline) if args.baseline else None
     console = Console(stderr=True)
+    run_id = new_run_id()  # prefixes every key of this run: clean_run(url, run_id) deletes them
+    # A stop request unwinds like Ctrl-C: the worker is stopped, the run's keys deleted.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with redis_url(args.redis_url) as url:
-        entries, targets = run_workloads(names, args.scale, url, args.timeout, console, plots)
+        entries, targets = run_workloads(
+            names, args.scale, url, args.timeout, console, plots, run_id
+        )
     links = {}
     if args.markdown:
         page = _history_page(Path(args.markdown))
@@ -194,7 +207,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    from loadkit.fleet.host import AgentHost
+    from loadkit.fleet.host import AgentHost, deregister_later
 
     check_url(args.redis_url)
 
@@ -209,10 +222,27 @@ def cmd_agents(args: argparse.Namespace) -> int:
             print(
                 f"hosting {host.size} agents as {host.host_id} in fleet {args.fleet!r}", flush=True
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=args.duration)
+            # Until the duration is up, a signal, or Redis lost (then host.stop() raises).
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(host.wait_failed())]
+            try:
+                await asyncio.wait(waits, timeout=args.duration, return_when="FIRST_COMPLETED")
+            finally:
+                for w in waits:
+                    w.cancel()
         finally:
-            requeued = await host.stop()
+            try:
+                requeued = await host.stop()
+            except BaseException:
+                # The agents may still be registered: try again over a fresh connection.
+                left = list(host.agents)
+                if left and not await deregister_later(
+                    args.redis_url, args.fleet, host.host_id, left
+                ):
+                    print(
+                        f"{len(left)} agents may stay registered until their leases run out",
+                        file=sys.stderr,
+                    )
+                raise
         print(f"stopped: {host.completed} tasks completed, {requeued} handed back", flush=True)
         return 0
 

@@ -5,6 +5,11 @@ The parent starts (or checks) Redis once, then for each workload launches
 line, since it may carry a password), follows its JSON progress lines on a rich progress bar,
 and kills the whole child process group if it overruns its timeout. The outcome of
 each child - metrics, an error, or a timeout - becomes one workload block of the report.
+Every run has a run id chosen here before any child starts (it prefixes every key the
+workloads write, :mod:`loadkit.keyspace`), so once a child has ended - finished, failed,
+timed out or killed, or the run was interrupted - the parent deletes the run's keys as
+well (:func:`loadkit.run_cleanup.clean_run`, which a process outliving the parent can
+call with the same id).
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadkit import workload
+from loadkit.keyspace import new_run_id
 from loadkit.redaction import redact_text, url_secrets
 from loadkit.redis_server import ENV_URL
 from loadkit.report import workload_entry
+from loadkit.run_cleanup import clean_up_run
 from loadkit.targets import Target
 
 
@@ -55,8 +62,41 @@ def run_child(
     timeout_s: float,
     on_progress: Any = None,
     artifacts_dir: Path | None = None,
+    run_id: str | None = None,
 ) -> ChildOutcome:
-    """Run one workload in a child process; never raises for the workload's own failures."""
+    """Run one workload in a child process; never raises for the workload's own failures.
+    Keys the workload writes start with ``run_id`` (a new one when not given) and are
+    deleted once the child has ended, however it ended."""
+    run_id = (run_id or new_run_id()) if name in workload.USES_REDIS else None
+    spawned: list[int] = []
+    try:
+        outcome = _run_worker(
+            name, scale, redis_url, timeout_s, on_progress, artifacts_dir, run_id, spawned
+        )
+    except BaseException:
+        if run_id is not None and spawned:
+            note = clean_up_run(spawned[0], redis_url, run_id)
+            if note is not None:
+                print(f"loadkit: {note}", file=sys.stderr)
+        raise
+    if run_id is not None and spawned:
+        note = clean_up_run(spawned[0], redis_url, run_id)
+        if note is not None:
+            outcome.status = "error"
+            outcome.error = f"{outcome.error}; {note}" if outcome.error else note
+    return outcome
+
+
+def _run_worker(
+    name: str,
+    scale: str,
+    redis_url: str,
+    timeout_s: float,
+    on_progress: Any,
+    artifacts_dir: Path | None,
+    run_id: str | None,
+    spawned: list[int],
+) -> ChildOutcome:
     with tempfile.TemporaryDirectory(prefix="loadkit-run-") as tmp:
         out = Path(tmp) / "result.json"
         cmd = [
@@ -71,6 +111,8 @@ def run_child(
         ]
         if artifacts_dir is not None:
             cmd += ["--artifacts", str(artifacts_dir)]
+        if run_id is not None:
+            cmd += ["--run-id", run_id]
         start = time.monotonic()
         proc = subprocess.Popen(
             cmd,
@@ -83,6 +125,7 @@ def run_child(
             env={**os.environ, ENV_URL: redis_url},
             start_new_session=True,  # its own process group: a timeout kills all of it
         )
+        spawned.append(proc.pid)  # the worker's pid, and its process group's id
         lines: queue.Queue[str | None] = queue.Queue()
         stderr_tail: deque[str] = deque(maxlen=40)
         threads = [
@@ -99,7 +142,7 @@ def run_child(
                     _kill_group(proc)
                     break
                 _drain(lines, on_progress, wait_s=0.1)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or a signal turned into an exception
             _kill_group(proc)
             raise
         proc.wait()
@@ -165,9 +208,12 @@ def run_workloads(
     timeout_s: float,
     console: Console | None = None,
     artifacts_dir: Path | None = None,
+    run_id: str | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[Target]]]:
     """Run each workload; returns report blocks and the targets used, by workload.
-    Plots go to ``artifacts_dir``; blocks name them relative to its parent folder."""
+    Plots go to ``artifacts_dir``; blocks name them relative to its parent folder. Every
+    workload's keys start with ``run_id`` (one for the whole run, new when not given)."""
+    run_id = run_id or new_run_id()
     console = console or Console(stderr=True)
     entries: dict[str, dict[str, Any]] = {}
     all_targets: dict[str, list[Target]] = {}
@@ -191,7 +237,7 @@ def run_workloads(
 
             progress.start_task(task_id)  # elapsed time counts from here
             update("starting", 0.0)
-            outcome = run_child(name, scale, redis_url, timeout_s, update, artifacts_dir)
+            outcome = run_child(name, scale, redis_url, timeout_s, update, artifacts_dir, run_id)
             progress.update(task_id, completed=1.0, phase=outcome.status)
             progress.stop_task(task_id)
             found = module.bottlenecks(outcome.metrics) if outcome.metrics else []

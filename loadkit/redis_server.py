@@ -37,6 +37,7 @@ import redis
 
 from loadkit.errors import UsageError
 from loadkit.redaction import redact_text, redact_url, url_secrets
+from loadkit.redis_health import CLIENT_OPTIONS
 
 Persistence = Literal["none", "aof-everysec", "aof-always"]
 PERSISTENCE_MODES: tuple[str, ...] = ("none", "aof-everysec", "aof-always")
@@ -340,11 +341,15 @@ def node_url(url: str) -> str:
 def connect_async(url: str, *, max_connections: int = 64, **kwargs: Any) -> Any:
     """An asyncio client for ``url``: a :class:`redis.asyncio.RedisCluster` for a
     ``redis+cluster://`` URL, else a :class:`redis.asyncio.Redis` on a blocking
-    connection pool (a burst waits for a free connection instead of failing)."""
+    connection pool (a burst waits for a free connection instead of failing). Socket
+    and connect timeouts and a health-check interval are set
+    (:data:`loadkit.redis_health.CLIENT_OPTIONS`, overridable), so a server that stops
+    answering is an error within seconds, never a read that waits forever."""
     from redis.asyncio import BlockingConnectionPool
     from redis.asyncio import Redis as AsyncRedis
     from redis.asyncio.cluster import RedisCluster
 
+    kwargs = {**CLIENT_OPTIONS, **kwargs}
     if is_cluster_url(url):
         return RedisCluster.from_url(node_url(url), max_connections=max_connections, **kwargs)
     pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, **kwargs)

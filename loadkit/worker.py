@@ -5,7 +5,9 @@ fresh process): a crash, a hang or a leak in one workload cannot take the others
 a timeout can kill it outright, and RSS figures start from a clean interpreter.
 Progress goes to stdout as JSON lines; the result goes to the ``--out`` file. The Redis
 URL comes in ``$LOADKIT_REDIS_URL``, not on the command line: it may carry a password,
-and any local user can read a command line.
+and any local user can read a command line. Whatever happens, the worker's last act is
+deleting its run's keys (``--run-id``) from Redis - SIGTERM included, which ends the run
+through that same ``finally``; the parent does the same after a worker it had to kill.
 """
 
 from __future__ import annotations
@@ -14,14 +16,23 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 
 from loadkit import workload
+from loadkit.errors import RedisLost
+from loadkit.keyspace import new_run_id, purge_run
 from loadkit.redaction import redact_text, url_secrets
+from loadkit.redis_health import REDIS_UNREACHABLE, address
 from loadkit.redis_server import ENV_URL
+
+# How long the worker's own clean-up waits for Redis: a healthy server answers at once;
+# after a failure the parent, which outlives the worker, retries for longer.
+PURGE_AFTER_SUCCESS_S = 10.0
+PURGE_AFTER_FAILURE_S = 0.0
 
 
 def _progress_printer(min_interval_s: float = 0.1):
@@ -37,30 +48,59 @@ def _progress_printer(min_interval_s: float = 0.1):
     return emit
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    """A stop request unwinds the run like an error, so its clean-up still happens."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadkit.worker")
     parser.add_argument("workload", choices=sorted(workload.WORKLOADS))
     parser.add_argument("--scale", default="quick", choices=workload.SCALES)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--artifacts", type=Path, help="folder for plots")
+    parser.add_argument("--run-id", default=None, help="run id that prefixes every key")
     args = parser.parse_args(argv)
     # Taken out of the environment so that no process this one starts inherits it.
     redis_url = os.environ.pop(ENV_URL, "")
     if not redis_url:
         parser.error(f"${ENV_URL} must name the Redis to use")
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     module = workload.load(args.workload)
-    ctx = workload.RunContext(redis_url, args.scale, _progress_printer(), args.artifacts)
+    run_id = args.run_id or new_run_id()
+    ctx = workload.RunContext(
+        redis_url, args.scale, _progress_printer(), args.artifacts, run_id=run_id
+    )
+    ok = False
+    lost = False  # Redis stopped answering: the parent, which outlives us, cleans up
     try:
         output = asyncio.run(module.run(ctx))
+        ok = True
     except Exception as exc:  # reported to the parent as this workload's error
         secrets = url_secrets(redis_url)
         print(redact_text(traceback.format_exc(), secrets), file=sys.stderr, end="")
-        error = redact_text(f"{type(exc).__name__}: {exc}", secrets)
+        lost = isinstance(exc, (*REDIS_UNREACHABLE, RedisLost))
+        error = redact_text(describe_error(exc, redis_url), secrets)
         args.out.write_text(json.dumps({"error": error}))
         return 1
+    finally:
+        if args.workload in workload.USES_REDIS and not lost:
+            budget = PURGE_AFTER_SUCCESS_S if ok else PURGE_AFTER_FAILURE_S
+            purged = purge_run(redis_url, run_id, budget_s=budget)
+            if purged.error is not None:
+                print(f"keys of run {run_id} may be left: {purged.error}", file=sys.stderr)
     result = {"metrics": output.metrics, "notes": output.notes, "artifacts": output.artifacts}
     args.out.write_text(json.dumps(result))
     return 0
+
+
+def describe_error(exc: BaseException, url: str) -> str:
+    """One line for the report: Redis failures say which server stopped answering."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+    if isinstance(exc, REDIS_UNREACHABLE) and not isinstance(exc, RedisLost):
+        cause = f"{type(exc).__name__}: {text}"
+        return f"RedisLost: Redis at {address(url)} stopped answering ({cause})"
+    return f"{type(exc).__name__}: {text}"
 
 
 if __name__ == "__main__":

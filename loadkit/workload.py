@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 from loadkit.errors import UsageError
+from loadkit.keyspace import new_run_id
 
 SCALES: tuple[str, ...] = ("quick", "full")
 
@@ -26,6 +27,8 @@ WORKLOADS: dict[str, tuple[str, str]] = {
     "dashboard": ("loadkit.dashboard.workload", "1000+ live WebSocket clients, polling, restart"),
     "wasm": ("loadkit.wasm.workload", "WASM expression parser vs pure Python: speed, limits"),
 }
+# Workloads that write to the Redis they are given (under their run id's prefixes).
+USES_REDIS: frozenset[str] = frozenset({"fleet", "swarm"})
 
 
 @dataclass
@@ -37,6 +40,9 @@ class RunContext:
     progress: Callable[[str, float], None] = field(default=lambda phase, fraction: None)
     # Where a workload may write plots; None when the run keeps no files.
     artifacts_dir: Path | None = None
+    # Starts the name of every key the run writes (see loadkit.keyspace), so the run's
+    # keys can be deleted by whoever knows it, even after the run was killed.
+    run_id: str = field(default_factory=new_run_id)
 
     def artifact(self, filename: str) -> Path | None:
         """A path for a plot inside the run's artifacts folder (None: don't plot)."""

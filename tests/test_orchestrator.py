@@ -123,7 +123,8 @@ def test_run_child_reports_a_crashing_workload_as_an_error() -> None:
     outcome = run_child("fleet", "quick", dead, timeout_s=60)
     assert outcome.status == "error"
     assert outcome.metrics is None
-    assert outcome.error is not None and outcome.error.startswith("ConnectionError")
+    assert outcome.error is not None and outcome.error.startswith("RedisLost: Redis at")
+    assert "\n" not in outcome.error
     assert outcome.duration_s < 30
 
 

@@ -19,6 +19,7 @@ import math
 import os
 import secrets
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 from loadkit.argtypes import positive_float, positive_int
 from loadkit.dashboard.access import format_origin, parse_origin
 from loadkit.dashboard.protocol import is_loopback
-from loadkit.errors import UsageError
+from loadkit.errors import RedisLost, UsageError
+
+# How long a dashboard that lost Redis waits for it to come back to delete its fleet.
+PURGE_BUDGET_S = 10.0
 
 if TYPE_CHECKING:  # imported where used: every loadkit command builds this parser
     from loadkit.dashboard.server import DashboardServer, ServerConfig
@@ -116,20 +120,43 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             )
         check_url(url)
         return asyncio.run(_serve(args, config, generated, url))
+    from loadkit.keyspace import new_run_id, purge_run
+
+    args.run_id = new_run_id()  # names the fleet this dashboard runs: its keys' prefix
     with redis_url(args.redis_url) as url:
-        return asyncio.run(_serve(args, config, generated, url))
+        try:
+            return asyncio.run(_serve(args, config, generated, url))
+        except RedisLost as exc:
+            # Said at once: deleting the keys below may wait for Redis to come back.
+            print(f"loadkit: error: {exc}", file=sys.stderr, flush=True)
+            return exc.exit_code
+        finally:
+            # The fleet deletes its keys when it stops; this catches what a failed stop
+            # left (Redis back after a pause) and is a no-op otherwise.
+            purged = purge_run(url, args.run_id, budget_s=PURGE_BUDGET_S)
+            if purged.error is not None:
+                print(
+                    f"loadkit: keys of fleet {args.run_id}-dashboard may be left "
+                    f"({purged.error}); `loadkit clean` deletes them",
+                    file=sys.stderr,
+                )
 
 
 async def _drive_fleet(manager, agents: int, stop: asyncio.Event) -> None:
-    """Tasks at a rate that swings between ~15% and ~85% of the fleet busy (period 60 s)."""
+    """Tasks at a rate that swings between ~15% and ~85% of the fleet busy (period 60 s).
+    Ends with :class:`loadkit.errors.RedisLost` once Redis stays silent."""
+    from loadkit.aio import keep_running
     from loadkit.fleet.host import Work
     from loadkit.fleet.scenarios import open_loop
 
     start = time.monotonic()
-    while not stop.is_set():
+
+    async def one_second() -> None:
         utilization = 0.5 + 0.35 * math.sin((time.monotonic() - start) / 60 * 2 * math.pi)
         rate = max(1.0, utilization * agents / (TASK_MS / 1000))
         await open_loop(manager, [(1.0, rate)], Work(sleep_ms=TASK_MS))
+
+    await keep_running("dashboard load", one_second, lambda: not stop.is_set())
 
 
 async def _source(
@@ -138,29 +165,34 @@ async def _source(
     server: DashboardServer,
     stack: contextlib.AsyncExitStack,
     stop: asyncio.Event,
-) -> tuple[Callable[[float], Any], str]:
-    """The tick function feeding the board, and what it shows (for the banner)."""
+) -> tuple[Callable[[float], Any], str, list[asyncio.Future[Any]]]:
+    """The tick function feeding the board, what it shows (for the banner), and the
+    background work whose failure (Redis lost) ends the dashboard."""
     from loadkit.dashboard.sources import FleetSource, RedisFleetSource, SimulatedFleet
 
     if url is None:
         sim = SimulatedFleet(args.agents)
         server.publish(sim.snapshot())
-        return lambda dt: sim.tick(max(1, args.agents // 20), dt), f"{args.agents} simulated agents"
+        tick = lambda dt: sim.tick(max(1, args.agents // 20), dt)  # noqa: E731
+        return tick, f"{args.agents} simulated agents", []
     if args.fleet:
-        from redis.asyncio import Redis
+        from loadkit.redis_server import connect_async
 
-        client = Redis.from_url(url)
+        client = connect_async(url, max_connections=4)
         stack.push_async_callback(client.aclose)
-        return RedisFleetSource(client, args.fleet).tick, f"fleet {args.fleet!r}"
+        return RedisFleetSource(client, args.fleet).tick, f"fleet {args.fleet!r}", []
     from loadkit.fleet.manager import FleetManager
 
-    manager = FleetManager(url, f"dashboard-{secrets.token_hex(3)}")
+    manager = FleetManager(url, f"{args.run_id}-dashboard")
     await manager.start()
     stack.push_async_callback(manager.close)
     await manager.spawn(args.agents)
     driver = asyncio.ensure_future(_drive_fleet(manager, args.agents, stop))
+    failed = asyncio.ensure_future(manager.wait_failed())
     stack.callback(driver.cancel)
-    return FleetSource(manager).tick, f"{args.agents} agents of fleet {manager.fleet!r}"
+    stack.callback(failed.cancel)
+    what = f"{args.agents} agents of fleet {manager.fleet!r}"
+    return FleetSource(manager).tick, what, [driver, failed]
 
 
 async def _serve(
@@ -181,17 +213,33 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(server.close)
-        tick, what = await _source(args, url, server, stack, stop)
+        tick, what, background = await _source(args, url, server, stack, stop)
         link = server.url + (f"?token={config.token}" if config.token else "")
         print(f"dashboard for {what}: {link}", flush=True)
         if generated:
             print("(access token generated for this run; pass --token to choose one)", flush=True)
         runner = asyncio.ensure_future(server.run(tick, args.interval, args.duration))
         stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait([runner, stopped], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([runner, stopped, *background], return_when=asyncio.FIRST_COMPLETED)
+        failure = _failure_of([runner, *background])
         runner.cancel()
         stopped.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
+        if failure is not None:
+            raise failure
     print("dashboard stopped", flush=True)
     return 0
+
+
+def _failure_of(futures: list[asyncio.Future[Any]]) -> BaseException | None:
+    """The error a finished future ended with, if any: a fleet loop that gave up on Redis
+    (its RedisLost), or a fleet manager returning what ended it."""
+    for future in futures:
+        if future.done() and not future.cancelled():
+            exc = future.exception()
+            if exc is None and isinstance(future.result(), BaseException):
+                exc = future.result()
+            if exc is not None:
+                return exc
+    return None

@@ -27,6 +27,7 @@ from loadkit.fleet.host import BUSY, DEAD, IDLE, NEW
 from loadkit.fleet.manager import FleetManager
 from loadkit.fleet.store import FleetStore
 from loadkit.metrics import LatencyRecorder
+from loadkit.redis_health import LOST_AFTER_S, Liveness
 
 log = logging.getLogger("loadkit")
 
@@ -113,20 +114,26 @@ def _text(value: bytes | str) -> str:
 class RedisFleetSource:
     """Reads a fleet's registry from Redis each tick (a few commands, two round trips)."""
 
-    def __init__(self, client: Redis, fleet: str) -> None:
+    def __init__(self, client: Redis, fleet: str, lost_after_s: float = LOST_AFTER_S) -> None:
         self.store = FleetStore(client, fleet)
         self._last_completed: int | None = None
         self.errors = 0
+        self.liveness = Liveness(f"dashboard reading fleet {fleet}", lost_after_s)
 
     async def tick(self, dt_s: float) -> Tick:
         """A full sample; while Redis is unreachable, no change (the board keeps the last
-        known states) and ``redis_errors`` counts up, so the page shows it and recovers."""
+        known states) and ``redis_errors`` counts up, so the page shows it and recovers
+        from a short outage. Silent for ``lost_after_s``, Redis is lost: the tick raises
+        :class:`loadkit.errors.RedisLost` and the dashboard ends with that error."""
         try:
-            return await self._read(dt_s)
+            tick = await self._read(dt_s)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             self.errors += 1
             log.warning("dashboard: reading fleet %s failed: %s", self.store.fleet, exc)
+            self.liveness.failed(exc)
             return Tick(stats={"redis_errors": float(self.errors)})
+        self.liveness.ok()
+        return tick
 
     async def _read(self, dt_s: float) -> Tick:
         store = self.store

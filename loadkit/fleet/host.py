@@ -22,9 +22,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from loadkit.aio import cancel_and_wait, keep_running
+from loadkit.aio import cancel_and_wait, first_failure, keep_running
 from loadkit.fleet.store import FleetStore
 from loadkit.metrics import LatencyRecorder
+from loadkit.redis_health import UNREACHABLE, Patience
 from loadkit.redis_server import connect_async
 
 # NEW: created here, registration in Redis not yet confirmed.
@@ -132,6 +133,24 @@ class AgentHost:
         ]
         return self
 
+    def failure(self) -> BaseException | None:
+        """The error that ended one of this host's loops (Redis lost), if any."""
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                return task.exception()
+        return None
+
+    def check(self) -> None:
+        """Raise the error that ended one of this host's loops, so a caller waiting on
+        agents learns that Redis is gone instead of waiting for work that cannot come."""
+        failure = self.failure()
+        if failure is not None:
+            raise failure
+
+    async def wait_failed(self) -> BaseException:
+        """Wait until one of this host's loops gives up on Redis; returns its error."""
+        return await first_failure(self._tasks)
+
     async def stop(self, drain_timeout_s: float = 5.0) -> int:
         """Stop taking work, let running tasks finish (bounded), deregister every agent and
         release this host's keys and connections. Returns tasks handed back to the queue.
@@ -139,29 +158,46 @@ class AgentHost:
         While draining, a task that reaches one of our agents (the next queued task handed
         out with a result, or an inbox message) is not started: it stays with the agent in
         Redis and deregistering hands it back, so under sustained load stopping takes as
-        long as the running tasks, not the whole ``drain_timeout_s``."""
+        long as the running tasks, not the whole ``drain_timeout_s``.
+
+        The loops end and the connections close however it goes. When Redis is lost (a
+        loop gave up) or a request of the stop fails, the error is raised without trying
+        further requests, which would only wait out their timeouts: ``agents`` then still
+        holds the agents that may be registered (their leases run out and any manager of
+        the fleet reaps them)."""
         if not self._running:
             return 0
         self._draining = True
-        deadline = time.monotonic() + drain_timeout_s
-        # Retire idle agents first so no new work is assigned to them.
-        await self.retire(len(self.agents))
-        while any(a.state == BUSY for a in self.agents.values()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        self._running = False
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
-        self._outbox_ready.set()
-        await cancel_and_wait(self._tasks)
-        self._tasks = []
-        await self._flush_once()
-        remaining = list(self.agents)
-        requeued = await self.store.deregister(self.host_id, remaining, drop_inbox=True)
-        self.agents.clear()
-        await self._blocking.aclose()
-        await self.client.aclose()
-        return requeued
+        try:
+            try:
+                self.check()
+                deadline = time.monotonic() + drain_timeout_s
+                # Retire idle agents first so no new work is assigned to them.
+                await self.retire(len(self.agents))
+                while (
+                    any(a.state == BUSY for a in self.agents.values())
+                    and time.monotonic() < deadline
+                    and self.failure() is None
+                ):
+                    await asyncio.sleep(0.01)
+            finally:
+                failure = self.failure()
+                self._running = False
+                for timer in self._timers:
+                    timer.cancel()
+                self._timers.clear()
+                self._outbox_ready.set()
+                await cancel_and_wait(self._tasks)
+                self._tasks = []
+            if failure is not None:
+                raise failure
+            await self._flush_once()
+            requeued = await self.store.deregister(self.host_id, list(self.agents), True)
+            self.agents.clear()
+            return requeued
+        finally:
+            await self._blocking.aclose()
+            await self.client.aclose()
 
     # -- spawning and retiring -----------------------------------------------------
     def _new_ids(self, n: int) -> list[str]:
@@ -330,3 +366,26 @@ class AgentHost:
             if expiry is None and agent is not None and agent.state == IDLE:
                 agent.state = DEAD
                 del self.agents[agent_id]
+
+
+async def deregister_later(
+    url: str, fleet: str, host_id: str, agents: list[str], budget_s: float = 10.0
+) -> bool:
+    """Deregister the agents of a host whose own stop could not reach Redis, over a fresh
+    connection, waiting for a paused Redis to come back for up to ``budget_s`` (a gone one
+    for a second: :class:`loadkit.redis_health.Patience`). True when it was done; if not,
+    the agents' leases run out and any manager of the fleet reaps them."""
+    client = connect_async(url, max_connections=2)
+    store = FleetStore(client, fleet)
+    patience = Patience(budget_s)
+    try:
+        while True:
+            try:
+                await store.deregister(host_id, agents, drop_inbox=True)
+                return True
+            except UNREACHABLE as exc:
+                if not patience.retry(exc):
+                    return False
+                await asyncio.sleep(0.2)
+    finally:
+        await client.aclose()

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from loadkit.aio import cancel_and_wait, keep_running
+from loadkit.aio import cancel_and_wait, first_failure, keep_running
 from loadkit.fleet.autoscaler import (
     AutoscalerConfig,
     AutoscalerState,
@@ -152,17 +152,34 @@ class FleetManager:
             )
         )
 
+    def check(self) -> None:
+        """Raise the error that ended one of the fleet's loops (Redis lost), if any."""
+        for task in self._loops:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        self.host.check()
+
+    async def wait_failed(self) -> BaseException:
+        """Wait until a loop of the manager or of its host gives up on Redis."""
+        return await first_failure([*self._loops, *self.host._tasks])
+
     async def stop(self) -> None:
         """Stop the loops and the local host (its agents deregister); keep the connection
         so the caller can still inspect what is left in Redis."""
-        await cancel_and_wait(self._loops)
-        self._loops = []
-        await self.host.stop()
+        try:
+            await cancel_and_wait(self._loops)
+        finally:
+            self._loops = []
+            await self.host.stop()
 
     async def close(self, purge: bool = True) -> None:
         """Stop, then with ``purge`` delete the fleet's remaining keys (counters, results;
-        only keys under this fleet's prefix) and close the connection."""
-        await self.stop()
-        if purge:
-            await self.store.purge()
-        await self.client.aclose()
+        only keys under this fleet's prefix) and close the connection. When stopping
+        fails (Redis lost) no purge is tried - it would only wait out its timeouts; the
+        run that named the fleet deletes its keys by prefix once Redis answers again."""
+        try:
+            await self.stop()
+            if purge:
+                await self.store.purge()
+        finally:
+            await self.client.aclose()

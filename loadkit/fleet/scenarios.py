@@ -79,6 +79,7 @@ async def wait_completed(manager: FleetManager, expected: int, timeout_s: float)
     """Poll the fleet's completion counter until ``expected`` or the timeout."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        manager.check()
         completed = (await manager.store.counts())["completed"]
         if completed >= expected:
             return completed
@@ -156,6 +157,7 @@ async def measure_reclaim(manager: FleetManager, victims: int = 5) -> dict[str, 
         held: set[str] = set()
         deadline = time.monotonic() + 2
         while len(held) < victims and time.monotonic() < deadline:
+            manager.check()
             await asyncio.sleep(0.005)
             held = {a.task_id for a in manager.host.agents.values() if a.task_id is not None}
         holders = [a for a in manager.host.agents.values() if a.task_id in held]
@@ -164,6 +166,7 @@ async def measure_reclaim(manager: FleetManager, victims: int = 5) -> dict[str, 
             manager.host.crash(agent.id)
         deadline = time.monotonic() + 3 * manager.lease_ms / 1000 + 2
         while time.monotonic() < deadline and not held <= finished.keys():
+            manager.check()
             await asyncio.sleep(0.01)
     finally:
         manager.host.on_complete = None

@@ -10,7 +10,6 @@ once the allocator has warmed up (allocator caching stays flat, a leak does not)
 from __future__ import annotations
 
 import asyncio
-import secrets
 from dataclasses import dataclass
 
 from loadkit.fleet.manager import FleetManager
@@ -112,7 +111,7 @@ def bottlenecks(metrics: dict[str, float]) -> list[str]:
 
 async def run(ctx: RunContext) -> WorkloadOutput:
     sc = SCALE[ctx.scale]
-    run_id = secrets.token_hex(3)
+    run_id = ctx.run_id  # every fleet of this run is named <run_id>-<part>
     baseline_tasks = set(asyncio.all_tasks())
     fds_before = open_fds()
     rss_cold = settled_rss_bytes()
@@ -122,7 +121,7 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         return lambda f: ctx.progress(name, lo + (hi - lo) * f)
 
     main = await FleetManager(
-        ctx.redis_url, f"bench-{run_id}", lease_ms=sc.lease_ms, batch_size=BATCH_SIZE
+        ctx.redis_url, f"{run_id}-bench", lease_ms=sc.lease_ms, batch_size=BATCH_SIZE
     ).start()
     try:
         metrics |= await measure_spawn(main, sc.agents, phase("spawn", 0.0, 0.05))
@@ -138,14 +137,14 @@ async def run(ctx: RunContext) -> WorkloadOutput:
     trace: list[tuple[float, int]] = []
     metrics |= await measure_autoscale(
         ctx.redis_url,
-        f"scale-{run_id}",
+        f"{run_id}-scale",
         sc.step,
         sc.lease_ms,
         phase("autoscale", 0.4, 0.9),
         trace,
     )
     metrics |= await measure_cycles(
-        ctx.redis_url, f"cycle-{run_id}", sc.agents, sc.cycles, phase("cleanup", 0.9, 1.0)
+        ctx.redis_url, f"{run_id}-cycle", sc.agents, sc.cycles, phase("cleanup", 0.9, 1.0)
     )
     await asyncio.sleep(0)
     leaked_tasks = [t for t in asyncio.all_tasks() if t not in baseline_tasks and not t.done()]

@@ -7,7 +7,9 @@ progress with its fencing token. Everything it knows is in Redis: a coordinator 
 replaces a killed one re-registers the same members, reclaims what the dead one had read
 but not applied (XAUTOCLAIM, from any live coordinator), and its members win leases as
 the dead one's expire. Loops survive dropped connections and a restarted Redis
-(any Redis error is retried with backoff).
+(any Redis error is retried with backoff) but not a Redis that stays silent: after
+:data:`loadkit.redis_health.LOST_AFTER_S` without an answer the coordinator stops its
+loops and reports the loss to whoever asks it next.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from loadkit.aio import cancel_and_wait
+from loadkit.errors import RedisLost
+from loadkit.redis_health import Liveness
 from loadkit.redis_server import connect_async, is_cluster_url
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.election import Candidacy, ElectionBoard, snapshot
@@ -100,6 +104,7 @@ class Coordinator:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._pubsub: Any = None
+        self.lost: RedisLost | None = None
 
     async def start(self) -> Coordinator:
         await self.scripts.load()
@@ -143,18 +148,30 @@ class Coordinator:
     async def _keep(self, what: str, step: Any) -> None:
         """Run ``step`` until stopped. Any Redis error is logged, counted and retried
         with backoff - a dropped connection, a restarting server (LOADING), a cluster
-        that is re-routing - so no loop of a coordinator ends silently."""
-        backoff = 0.01
-        while self._running:
+        that is re-routing - so no loop of a coordinator ends silently. Once Redis has
+        not answered for ``LOST_AFTER_S`` the coordinator is lost: every loop ends and
+        :meth:`check` raises."""
+        liveness = Liveness(f"swarm coordinator {self.name} {what}", max_backoff_s=0.1)
+        while self._running and self.lost is None:
             try:
                 await step()
-                backoff = 0.01
+                liveness.ok()
             except (RedisError, OSError) as exc:
                 self.errors += 1
                 self.last_error = f"{what}: {type(exc).__name__}: {exc}"
                 log.warning("swarm coordinator %s %s", self.name, self.last_error)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 0.1)
+                try:
+                    wait = liveness.failed(exc)
+                except RedisLost as lost:
+                    self.lost = lost
+                    log.error("%s", lost)
+                    return
+                await asyncio.sleep(wait)
+
+    def check(self) -> None:
+        """Raise :class:`RedisLost` once the coordinator has given up on Redis."""
+        if self.lost is not None:
+            raise self.lost
 
     async def _elect_step(self) -> None:
         await self.board.tick()
@@ -199,13 +216,14 @@ class Coordinator:
         self._running = False
         await cancel_and_wait(self._tasks)
         self._tasks = []
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.consumer.drain(), 5)
+        if self.lost is None:  # a lost Redis would only time out each request
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.consumer.drain(), 5)
         await self.consumer.close()
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
-        if release:
+        if release and self.lost is None:
             with contextlib.suppress(Exception):
                 await self.board.release_all()
         await self.client.aclose()

@@ -9,8 +9,9 @@ dropped connection - only counts as a duplicate. ``scheduled_ns`` is a
 process measures latency from when the message was *due*, not when it left.
 
 Connection errors are the caller's to retry: a producer re-sends a batch until Redis
-answers (same seqs, so nothing is applied twice); a consumer keeps a batch it could not
-apply and applies it again first.
+answers (same seqs, so nothing is applied twice) or has been silent for
+:data:`loadkit.redis_health.LOST_AFTER_S` (then :class:`loadkit.errors.RedisLost`); a
+consumer keeps a batch it could not apply and applies it again first.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from redis.exceptions import ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from loadkit.redis_health import LOST_AFTER_S, Liveness
 from loadkit.swarm.keys import GROUP, SwarmKeys
 from loadkit.swarm.scripts import Call, Scripts
 
@@ -72,7 +74,7 @@ class Producer:
     keys: Sequence[SwarmKeys]
     index: int
     stream_cap: int = 200_000
-    retry_for_s: float = 30.0
+    retry_for_s: float = LOST_AFTER_S  # Redis silent this long: RedisLost, not a retry
     on_sent: Callable[[int], None] | None = None
     # paced mode: per message, scheduled time -> Redis acknowledged its XADD
     enqueue_ns: array = field(default_factory=lambda: array("q"))
@@ -97,8 +99,7 @@ class Producer:
             self._next_swarm = (s + 1) % n_swarms
             entries.append((self._xadd[s], encode(self.index, self.seq[s], t).encode()))
             self.seq[s] += 1
-        deadline = time.monotonic() + self.retry_for_s
-        backoff = 0.01
+        liveness = Liveness(f"swarm producer {self.index}", self.retry_for_s, max_backoff_s=0.2)
         while True:
             pipe = self.client.pipeline(transaction=False)
             for head, payload in entries:
@@ -106,14 +107,11 @@ class Producer:
             try:
                 await pipe.execute()
                 break
-            except TRANSIENT:
+            except TRANSIENT as exc:
                 # At-least-once: some of the batch may be in; re-sending the same seqs
                 # makes those duplicates, which consumers recognise.
                 self.retries += 1
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 0.2)
+                await asyncio.sleep(liveness.failed(exc))
         self.sent += len(entries)
         if self.on_sent is not None:
             self.on_sent(len(entries))

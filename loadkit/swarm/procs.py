@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
+from loadkit.errors import RedisLost
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.coordinator import Coordinator, connect
 from loadkit.swarm.messaging import Producer
@@ -107,6 +108,7 @@ class _CoordinatorService:
         return self
 
     async def handle(self, cmd: tuple[Any, ...]) -> Any:
+        self.coordinator.check()  # a coordinator that lost Redis says so
         if cmd[0] == "stats":
             return self.coordinator.stats(reset_latencies=bool(cmd[1]))
         raise ValueError(f"unknown coordinator command {cmd[0]!r}")
@@ -214,6 +216,9 @@ class Child:
         self.conn.send(cmd)
         kind, value = await self._reply(timeout_s)
         if kind != "ok":
+            lost = str(value).removeprefix(f"{RedisLost.__name__}: ")
+            if lost != value:  # the child gave up on Redis: the same error here
+                raise RedisLost(f"swarm {self.role} {self.name}: {lost}")
             raise RuntimeError(f"swarm {self.role} {self.name}: {value}")
         return value
 

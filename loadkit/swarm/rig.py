@@ -250,8 +250,16 @@ class SwarmRig:
             "lost": sum(lost_per_swarm),
         }
 
-    async def close(self, purge: bool = True) -> None:
+    async def close(self, purge: bool = True, kill: bool = False) -> None:
+        """Stop the children and, with ``purge``, delete the run's keys. ``kill`` is for a
+        run that already failed (Redis lost, say): the children are SIGKILLed instead of
+        asked to finish work that can no longer reach Redis, and the keys are left to
+        whoever deletes the run's keys by its prefix afterwards."""
         children = self.coordinators + self.producers
+        if kill:
+            await asyncio.gather(*(asyncio.to_thread(c.kill) for c in children))
+            await self.client.aclose()
+            return
         await asyncio.gather(*(c.stop() for c in children), return_exceptions=True)
         if purge:
             with contextlib.suppress(Exception):

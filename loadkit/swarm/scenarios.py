@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from loadkit.redis_health import Liveness
 from loadkit.redis_server import RedisServer
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.coordinator import connect, create_swarms
@@ -182,14 +183,17 @@ async def _poll_recovery(
     t0: float,
     timeout_s: float,
 ) -> dict[int, float]:
-    """Poll Redis until every swarm is intact and ``recovered``; swarm -> seconds."""
+    """Poll Redis until every swarm is intact and ``recovered``; swarm -> seconds. Redis
+    may refuse a moment (it is being restarted); silent for longer, it is lost."""
     done: dict[int, float] = {}
     deadline = t0 + timeout_s
+    liveness = Liveness("recovery poll")
     while len(done) < len(before) and time.monotonic() < deadline:
         try:
             status = await rig.status()
-        except TRANSIENT:
-            await asyncio.sleep(0.02)
+            liveness.ok()
+        except TRANSIENT as exc:
+            await asyncio.sleep(max(liveness.failed(exc), 0.02))
             continue
         now = time.monotonic()
         for i, (st, pre) in enumerate(zip(status, before, strict=True)):
@@ -354,6 +358,7 @@ async def measure_fencing(
     config = SwarmConfig(url=url, run=run, swarms=swarms, members=2, lease_ms=ttl_ms)
     client = connect(config, f"{run}-fence", max_connections=swarms + 8)
     scripts = Scripts(client)
+    finished = False
     try:
         await scripts.load()
         await create_swarms(scripts, config, "fence", ["a", "b"])
@@ -364,9 +369,11 @@ async def measure_fencing(
         for k in config.keys:
             rejected_in_redis += int(await client.hget(k.state, "stale_rejected") or 0)
         progress(1.0)
+        finished = True
     finally:
-        with contextlib.suppress(Exception):
-            await purge_run(client, run)
+        if finished:  # after a failure Redis may not answer: the run's prefix is purged later
+            with contextlib.suppress(Exception):
+                await purge_run(client, run)
         await client.aclose()
     failovers = np.asarray([f for r in results for f in r["failovers"]], dtype=np.float64)
     pauses = sum(r["pauses"] for r in results)

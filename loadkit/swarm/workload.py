@@ -11,7 +11,6 @@ the server it was given.
 from __future__ import annotations
 
 import math
-import secrets
 from dataclasses import dataclass
 
 from loadkit.swarm.config import SwarmConfig
@@ -126,7 +125,7 @@ def bottlenecks(metrics: dict[str, float]) -> list[str]:
 
 async def run(ctx: RunContext) -> WorkloadOutput:
     sc = SCALE[ctx.scale]
-    run_id = "lk" + secrets.token_hex(3)
+    run_id = ctx.run_id  # every key of this run starts with it
     config = SwarmConfig(
         url=ctx.redis_url,
         run=run_id,
@@ -145,6 +144,7 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         await client.aclose()
     ctx.progress("swarms", 0.08)
     rig = await SwarmRig(config).start()
+    finished = False
     try:
         metrics["swarms_created"] = float(await rig.swarms_created())
         led, _ = await rig.wait_leaders()
@@ -157,8 +157,10 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         ctx.progress("kill coord", 0.55)
         metrics |= await measure_coordinator_kill(rig, sc.kill_rate_per_s, sc.kill_s, sc.kill_at_s)
         main = await rig.verify()
+        finished = True
     finally:
-        await rig.close(purge=True)
+        # A failed run ends fast: its keys are deleted by the run's prefix afterwards.
+        await rig.close(purge=True, kill=not finished)
     ctx.progress("fencing", 0.7)
     metrics |= await measure_fencing(
         ctx.redis_url, run_id + "-fence", sc.swarms, sc.fence_rounds, sc.fence_ttl_ms
