@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import REPO, child_env
+from test_dashboard_server import run, started
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -47,10 +48,6 @@ STUCK_RATE = 600.0  # new stuck clients a second, all processes together
 AGENTS = 1000  # a 19 KB snapshot: more than a stuck client's receive buffer takes
 TICK_S = 0.05
 DROP_WITHIN_S = 1.0  # from a stuck client's handshake (its first untaken message) to reset
-
-
-def run(coro: Any, timeout_s: float = 30) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
 
 
 async def raw_request(port: int, head: str) -> tuple[int, bytes]:
@@ -143,10 +140,7 @@ def test_cross_origin_websocket_and_rebinding_host_are_refused(
     caplog.set_level(logging.INFO)
 
     async def scenario() -> None:
-        sim = SimulatedFleet(50)
-        config = ServerConfig(port=0, allow_origins=("https://dash.example",))
-        server = await DashboardServer(config).start()
-        server.publish(sim.snapshot())
+        server, _ = await started(50, allow_origins=("https://dash.example",))
         url = f"ws://127.0.0.1:{server.port}/ws"
         try:
             for origin in ("http://evil.example", "null", f"http://127.0.0.1:{server.port + 1}"):
@@ -186,9 +180,7 @@ def test_malformed_requests_get_400_without_traceback_and_serving_goes_on(
     caplog.set_level(logging.DEBUG)
 
     async def scenario() -> None:
-        sim = SimulatedFleet(50)
-        server = await DashboardServer(ServerConfig(port=0)).start()
-        server.publish(sim.snapshot())
+        server, sim = await started(50)
         host = f"Host: 127.0.0.1:{server.port}\r\n"
         try:
             async with connect(f"ws://127.0.0.1:{server.port}/ws") as viewer:
