@@ -28,6 +28,7 @@ from rich.table import Table
 
 from loadkit import workload
 from loadkit.argtypes import positive_float, positive_int
+from loadkit.atomic_file import write_text_atomically
 from loadkit.clean import add_command as add_clean_command
 from loadkit.dashboard.cli import add_command as add_dashboard_command
 from loadkit.errors import UsageError, exit_code_of
@@ -158,9 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         + ("PASSED" if report["passed"] else "NOT PASSED")
     )
     if args.json:
-        _write(args.json, json.dumps(report, indent=2) + "\n")
+        write_text_atomically(args.json, json.dumps(report, indent=2) + "\n")
     if args.markdown:
-        _write(args.markdown, to_markdown(report))
+        write_text_atomically(args.markdown, to_markdown(report))
     return 0 if report["passed"] else 1
 
 
@@ -181,29 +182,18 @@ def _check_run_paths(args: argparse.Namespace) -> Path | None:
 def _history_page(markdown: Path) -> str | None:
     """The history page for this repository's asv site (if ``loadkit report`` wrote it),
     as a link relative to the Markdown report."""
+    from loadkit.history.asv_config import load_config
+    from loadkit.history.commands import report_page_link
+
     conf = Path("asv.conf.json")
     if not conf.is_file():
         return None
     try:
-        html_dir = json.loads(conf.read_text()).get("html_dir", "html")
-    except (OSError, ValueError, AttributeError):
+        html_dir = load_config(conf).html_dir
+    except UsageError:
         return None
-    from loadkit.history.commands import report_page_link
-
     page = report_page_link(html_dir)
     return os.path.relpath(page, markdown.resolve().parent) if page else None
-
-
-def _write(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so a crash never leaves half a report. The path
-    was checked before the run; a disk that fills up meanwhile is still one line."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_agents(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from loadkit.dashboard.loadclient import client_process, now_ms, raise_nofile
 from loadkit.dashboard.server import DashboardServer, ServerConfig
 from loadkit.dashboard.sources import SimulatedFleet
 from loadkit.errors import UsageError
-from loadkit.metrics import settled_rss_bytes
+from loadkit.metrics import percentile, settled_rss_bytes
 
 Progress = Callable[[str, float], None]
 RECONNECT_WINDOW_S = 5.0
@@ -104,11 +104,6 @@ class _Clients:
                 proc.join()
         for pipe in self.pipes:
             pipe.close()
-
-
-def _pct(values: Any, q: float) -> float:
-    arr = np.asarray(values, dtype=np.float64)
-    return float(np.percentile(arr, q)) if arr.size else math.nan
 
 
 async def _publish_rounds(
@@ -213,14 +208,14 @@ async def measure_dashboard(
     metrics = {
         "ws_connections": float(open_conns),
         "ws_connect_s": max(c["connect_s"] for c in connected),
-        "ws_latency_p50_ms": _pct(latencies, 50),
-        "ws_latency_p99_ms": _pct(latencies, 99),
-        "broadcast_all_received_p99_ms": _pct(all_received, 99),
-        "poll_latency_p95_ms": _pct(polls, 95),
-        "poll_refresh_s": _pct(refresh, 95),
-        "update_process_ms": _pct(process_ms, 95),
+        "ws_latency_p50_ms": percentile(latencies, 50),
+        "ws_latency_p99_ms": percentile(latencies, 99),
+        "broadcast_all_received_p99_ms": percentile(all_received, 99),
+        "poll_latency_p95_ms": percentile(polls, 95),
+        "poll_refresh_s": percentile(refresh, 95),
+        "update_process_ms": percentile(process_ms, 95),
         "reconnect_ratio": sum(t <= RECONNECT_WINDOW_S for t in reconnect_s) / max(total, 1),
-        "reconnect_p95_s": _pct(reconnect_s, 95),
+        "reconnect_p95_s": percentile(reconnect_s, 95),
         "memory_per_connection_kib": (rss_after - rss_before) / 1024 / max(open_conns, 1),
         "slow_clients_dropped": float(dropped),
         "messages_missed": float(sum(r["messages_missed"] for r in results)),

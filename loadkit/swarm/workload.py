@@ -70,7 +70,7 @@ SCALE = {
 
 
 def targets(scale: str) -> list[Target]:
-    """The original suite's targets, plus the two correctness ones (nothing lost,
+    """The workload's targets, plus the two correctness ones (nothing lost,
     no stale leader write accepted)."""
     return [
         Target("swarms_created", ">=", SCALE[scale].swarms, "create 100 swarms"),
