@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.protocol import State
 
+from loadkit.child_messages import GONE, OK, receive, send, send_error
 from loadkit.dashboard.protocol import GapTracker, backoff_s, peek_header
 from loadkit.errors import UsageError
 
@@ -295,11 +296,14 @@ async def _serve_commands(conn: Connection, url: str) -> None:
         "finish": session.cmd_finish,
     }
     while True:
-        command: dict[str, Any] = await loop.run_in_executor(None, conn.recv)
-        name = command.pop("cmd")
-        reply = await handlers[name](**command)
-        conn.send(reply)
-        if name == "finish":
+        command = await loop.run_in_executor(None, receive, conn, 1.0)
+        if command is None:
+            continue
+        if command is GONE:
+            return  # the parent went away (it failed or timed out); nothing to report to
+        reply = await handlers[command.kind](**command.body)
+        send(conn, OK, reply)
+        if command.kind == "finish":
             return
 
 
@@ -308,10 +312,8 @@ def client_process(conn: Connection, url: str, max_fds: int) -> None:
     try:
         raise_nofile(max_fds)
         asyncio.run(_serve_commands(conn, url))
-    except EOFError:
-        return  # the parent went away (it failed or timed out); nothing to report to
     except (UsageError, InvalidHandshake, OSError) as exc:
         with contextlib.suppress(OSError):
-            conn.send({"error": f"{type(exc).__name__}: {exc}"})
+            send_error(conn, exc)
     finally:
         conn.close()

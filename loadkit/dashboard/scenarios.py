@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from loadkit.child_messages import OK, ChildFailed, expect, send
 from loadkit.dashboard.loadclient import client_process, now_ms, raise_nofile
 from loadkit.dashboard.server import DashboardServer, ServerConfig
 from loadkit.dashboard.sources import SimulatedFleet
@@ -75,23 +76,19 @@ class _Clients:
             self.procs.append(proc)
 
     async def ask(self, commands: list[dict[str, Any]], timeout_s: float = 60) -> list[dict]:
-        loop = asyncio.get_running_loop()
+        """Send each process its command (``cmd`` names it, the rest are its arguments)
+        and wait for every answer; a process that fails or falls silent fails the run."""
         for pipe, command in zip(self.pipes, commands, strict=True):
-            pipe.send(command)
+            arguments = dict(command)
+            send(pipe, arguments.pop("cmd"), arguments)
 
-        def recv(pipe: Any) -> dict:
-            if not pipe.poll(timeout_s):
-                raise TimeoutError(f"load client gave no answer within {timeout_s} s")
-            try:
-                return pipe.recv()
-            except (EOFError, OSError):
-                raise RuntimeError("a load-client process exited without answering") from None
+        def answer(pipe: Any) -> dict:
+            return expect(pipe, OK, timeout_s, "load client")
 
-        replies = await asyncio.gather(*(loop.run_in_executor(None, recv, p) for p in self.pipes))
-        for reply in replies:
-            if "error" in reply:
-                raise UsageError(f"load client failed: {reply['error']}")
-        return list(replies)
+        try:
+            return list(await asyncio.gather(*(asyncio.to_thread(answer, p) for p in self.pipes)))
+        except ChildFailed as exc:
+            raise UsageError(str(exc)) from None
 
     async def ask_all(self, timeout_s: float = 60, **command: Any) -> list[dict]:
         return await self.ask([dict(command) for _ in self.pipes], timeout_s)
