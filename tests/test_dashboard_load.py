@@ -8,14 +8,13 @@ import json
 import math
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, child_env, run_loadkit
+from helpers import REPO, child_env, loadkit_cmd, run_loadkit
 from test_dashboard_protocol import REPORTED_METRICS
 
 from loadkit.dashboard.cli import _config
@@ -97,28 +96,9 @@ def test_cli_config_needs_a_token_off_loopback() -> None:
     assert chosen.token == "mine" and not generated
 
 
-# `loadkit dashboard` through the real argument parser, whether or not loadkit.cli has
-# wired the command in yet (add_command is what it calls).
-_CLI = """
-import sys
-import time
-import loadkit.cli as cli
-build = cli.build_parser
-def build_parser():
-    parser = build()
-    sub = next(a for a in parser._actions if hasattr(a, "choices") and "run" in (a.choices or {}))
-    if "dashboard" not in sub.choices:
-        from loadkit.dashboard.cli import add_command
-        add_command(sub)
-    return parser
-cli.build_parser = build_parser
-sys.exit(cli.main(sys.argv[1:]))
-"""
-
-
 def _dashboard(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", _CLI, "dashboard", *args],
+        loadkit_cmd("dashboard", *args),
         cwd=REPO,
         env=child_env(),
         stdout=subprocess.PIPE,
