@@ -187,6 +187,7 @@ def test_the_password_is_in_no_command_line_and_no_output(
     assert all(at < 0.5 for at, _, _ in table.leaks), table.leaks
 
 
+@pytest.mark.slow
 def test_a_typed_password_leaves_the_process_title_as_the_process_starts(
     secret_redis: str, tmp_path: Path
 ) -> None:

@@ -121,6 +121,7 @@ def test_only_run_shaped_prefixes_are_loadkit_s() -> None:
 # -- failed, timed-out and killed runs ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fleet_notices_a_paused_redis_and_leaves_no_keys(
     server: RedisServer, client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -149,6 +150,7 @@ def test_fleet_notices_a_paused_redis_and_leaves_no_keys(
     assert_foreign_intact(client)
 
 
+@pytest.mark.slow
 def test_swarm_timeout_leaves_no_keys(
     server: RedisServer, client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -164,6 +166,7 @@ def test_swarm_timeout_leaves_no_keys(
     assert_foreign_intact(client)
 
 
+@pytest.mark.slow
 def test_swarm_notices_a_killed_redis_within_5_s(server: RedisServer, tmp_path: Path) -> None:
     report = tmp_path / "r.json"
     proc = start("run", "swarm", "--redis-url", server.url, "--json", str(report))
@@ -194,6 +197,7 @@ def test_sigterm_of_run_deletes_its_keys(server: RedisServer, client: redis.Redi
     assert_foreign_intact(client)
 
 
+@pytest.mark.slow
 def test_sigkill_of_run_is_cleaned_by_run_id_and_by_loadkit_clean(
     server: RedisServer, client: redis.Redis
 ) -> None:
@@ -235,6 +239,7 @@ def test_clean_refuses_a_remote_redis() -> None:
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_dashboard_notices_a_paused_redis_and_deletes_its_fleet(
     server: RedisServer, client: redis.Redis
 ) -> None:
@@ -258,6 +263,7 @@ def test_dashboard_notices_a_paused_redis_and_deletes_its_fleet(
     assert_foreign_intact(client)
 
 
+@pytest.mark.slow
 def test_agents_notice_a_killed_redis_within_5_s(server: RedisServer) -> None:
     proc = start("agents", "--redis-url", server.url, "--fleet", "watched", "--count", "20")
     wait_for(lambda: proc.stdout is not None and "hosting" in proc.stdout.readline(), 15, "agents")

@@ -106,6 +106,7 @@ def updates(page: Any) -> int:
     return int(page.inner_text("#c-updates"))
 
 
+@pytest.mark.slow
 def test_page_shows_live_data_then_falls_back_to_polling(
     live: LiveServer, browser: Any, tmp_path: Path
 ) -> None:

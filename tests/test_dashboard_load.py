@@ -26,6 +26,7 @@ from loadkit.errors import UsageError
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_small_load_run_measures_what_it_claims() -> None:
     plan = LoadPlan(
         clients=60,
@@ -107,6 +108,7 @@ def _dashboard(*args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow
 def test_cli_serves_the_page_of_a_simulated_fleet_and_stops_by_itself() -> None:
     proc = _dashboard("--simulate", "--agents", "40", "--port", "0", "--duration", "2")
     try:
@@ -122,6 +124,7 @@ def test_cli_serves_the_page_of_a_simulated_fleet_and_stops_by_itself() -> None:
         proc.wait()
 
 
+@pytest.mark.slow
 def test_cli_shows_a_real_fleet_on_redis(redis_url: str) -> None:
     """Default mode: real agents of loadkit.fleet under load, sampled into the board."""
     proc = _dashboard("--agents", "30", "--port", "0", "--duration", "5", "--redis-url", redis_url)

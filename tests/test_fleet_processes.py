@@ -167,6 +167,7 @@ def test_two_hosts_share_work_and_sigterm_deregisters_cleanly(
         assert not any("Traceback" in line for line in child.stderr), child.stderr
 
 
+@pytest.mark.slow
 def test_sigkilled_hosts_agents_are_reaped_and_their_tasks_finished_elsewhere(
     redis_url: str, fleet_name: str
 ) -> None:
