@@ -6,11 +6,19 @@ of decoding the whole body::
 
     {"type": "update", "seq": 41, "ts": 1764222000123.456, "boot": "3fa1c2", ...}
 
-* ``seq`` counts broadcasts of one server instance (``boot``); a client that sees
-  ``seq`` jump by more than one on the same connection missed messages and asks for a
-  ``snapshot`` with ``{"type": "resync"}``.
-* ``ts`` is the server's wall-clock send time in milliseconds since the epoch, so a
-  browser (``Date.now()``) or a load client on the same host measures latency with it.
+* ``boot`` names the board (its publisher, chosen when it starts) and ``seq`` counts
+  that board's updates, whichever server process forwards them; a client that sees
+  ``seq`` jump by more than one missed messages and asks for a ``snapshot`` with
+  ``{"type": "resync"}``. A client that reconnects asks to resume with
+  ``/ws?resume=<boot>-<seq>`` (the last it applied): a server of the same board that
+  still holds the updates after it sends those instead of a snapshot, so nothing is
+  missed on the way from one server process to another.
+* ``ts`` is the publisher's wall-clock time of the update in milliseconds since the
+  epoch, so a browser (``Date.now()``) or a load client on the same host measures
+  latency from the board's change to its arrival.
+
+An ``update`` is a delta (changed agents by slot) or a keyframe (every agent); see
+:mod:`.board` for the compact body.
 
 Client -> server messages are small JSON objects (``resync`` or ``ping``). Anything else
 closes that connection with the matching RFC 6455 close code. The HTTP snapshot carries
@@ -36,6 +44,7 @@ CLOSE_TRY_AGAIN_LATER = 1013  # connection limit reached
 
 MAX_CLIENT_MESSAGE_BYTES = 1024  # clients only ever send tiny control messages
 
+_RESUME = re.compile(r"(\w{1,32})-(\d{1,18})")
 _HEADER = re.compile(r'^\{"type":"(\w+)","seq":(\d+),"ts":([0-9.]+),"boot":"(\w+)"')
 
 
@@ -94,10 +103,10 @@ def parse_client_message(message: str | bytes) -> str:
 
 @dataclass
 class GapTracker:
-    """Sequence bookkeeping of one client: counts messages missed on a connection.
+    """Sequence bookkeeping of one client: counts messages missed.
 
-    A new connection (or a new server ``boot``) starts over, so the gap a reconnect
-    explains is never counted as missed."""
+    A snapshot (or a new board ``boot``) starts over, so the gap a reconnect explains
+    is never counted as missed; a resumed connection goes on counting from before."""
 
     boot: str | None = None
     last_seq: int | None = None
@@ -111,7 +120,7 @@ class GapTracker:
     def see(self, header: Header) -> int:
         """Account for one message; returns how many were missed right before it."""
         self.received += 1
-        if header.boot != self.boot or self.last_seq is None:
+        if header.type == "snapshot" or header.boot != self.boot or self.last_seq is None:
             self.boot, self.last_seq = header.boot, header.seq
             return 0
         gap = header.seq - self.last_seq - 1
@@ -121,6 +130,18 @@ class GapTracker:
             self.missed += gap
             return gap
         return 0
+
+
+def resume_from(path: str) -> tuple[str, int] | None:
+    """The ``(boot, seq)`` a WebSocket request asks to resume after, if any."""
+    values = parse_qs(urlsplit(path).query).get("resume")
+    match = _RESUME.fullmatch(values[0]) if values else None
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def resume_query(boot: str | None, seq: int | None) -> str:
+    """The query parameter that asks to resume after ``seq`` of board ``boot``."""
+    return "" if boot is None or seq is None else f"resume={boot}-{seq}"
 
 
 def etag(boot: str, version: int) -> str:

@@ -7,6 +7,15 @@ viewer sends: another method than GET (405), a malformed request target or a rep
 header (400), a ``Host`` the server is not known by (421, DNS rebinding) and an
 ``Origin`` of a foreign web page (403), see :mod:`.access`.
 
+The messages come from the board's one publisher (:mod:`.publisher`): from one in this
+process (:meth:`DashboardServer.publish`, a single server), or through Redis from
+another process when several server processes share the clients
+(:meth:`DashboardServer.deliver`, see :mod:`.fanout`); either way the server forwards
+the publisher's bytes unchanged and keeps its own copy of the board for the snapshots
+new viewers get. It also keeps the last :data:`RESUME_WINDOW` updates, so a viewer that
+reconnects with ``?resume=<boot>-<seq>`` (to this process or another one of the same
+board) gets the updates it lacks instead of a snapshot.
+
 The broadcast writes one encoded message to every connection without awaiting any of
 them: first to the connections with nothing unsent, oldest first, then to those with a
 backlog. A sweep every ``stall_s / 4`` reads each connection's unsent bytes (the kernel's
@@ -26,14 +35,13 @@ import asyncio
 import contextlib
 import fcntl
 import http
-import inspect
-import secrets
+import json
 import socket
 import struct
 import sys
 import termios
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -48,6 +56,7 @@ from loadkit.dashboard import protocol
 from loadkit.dashboard.access import WILDCARDS, AccessPolicy, parse_origin, split_target
 from loadkit.dashboard.backpressure import StallWatch
 from loadkit.dashboard.board import AgentBoard
+from loadkit.dashboard.publisher import BoardPublisher, run_ticks, snapshot_message
 from loadkit.dashboard.sources import Tick
 from loadkit.errors import UsageError
 
@@ -62,6 +71,8 @@ _CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:"
 _SINGLE_HEADERS = ("Host", "Origin", "Authorization", "If-None-Match")
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST at once
 _INT = bytes(4)  # room for the C int an ioctl returns
+RESUME_WINDOW = 64  # updates kept for viewers that reconnect and resume
+WORKER_HEADER = "X-Dashboard-Worker"  # which server process answered (load tests read it)
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,8 @@ class ServerConfig:
     backlog: int = 4096  # a thousand clients reconnecting at once must not overflow it
     compression: str | None = None
     allow_origins: tuple[str, ...] = ()  # web origins allowed besides the server's own
+    reuse_port: bool = False  # several server processes listen on one port (SO_REUSEPORT)
+    worker: str | None = None  # this process's name among them, told in WORKER_HEADER
 
     def check(self) -> None:
         if not protocol.is_loopback(self.host) and not self.token:
@@ -133,15 +146,20 @@ def _local_addresses() -> list[str]:
 
 
 class DashboardServer:
-    """Serves one :class:`AgentBoard`; :meth:`publish` ingests a tick and broadcasts it."""
+    """Serves one :class:`AgentBoard`: :meth:`publish` ingests a tick and broadcasts it
+    (this process owns the board), :meth:`deliver` broadcasts an update made by the
+    board's publisher elsewhere (this process follows it)."""
 
     def __init__(self, config: ServerConfig | None = None, board: AgentBoard | None = None):
         self.config = config or ServerConfig()
         self.config.check()
         self.board = board or AgentBoard()
-        self.boot = secrets.token_hex(3)
+        self.publisher = BoardPublisher(self.board)
+        self.boot = self.publisher.boot  # the board's id: the same in every server of it
         self.seq = 0
         self.last_ts_ms = time.time() * 1000
+        self.recent: deque[tuple[int, bytes]] = deque(maxlen=RESUME_WINDOW)
+        self.resumed = 0  # connections that resumed instead of taking a snapshot
         # Connection -> its socket. Insertion-ordered: the broadcast reaches long-standing
         # viewers first, so a flood of new connections cannot push them back.
         self.clients: dict[ServerConnection, socket.socket | None] = {}
@@ -152,7 +170,7 @@ class DashboardServer:
         self.refused: Counter[str] = Counter()  # reason -> requests/connections refused
         self.polls = 0
         self._assets = {path: (_read_asset(name), ctype) for path, (name, ctype) in _ASSETS.items()}
-        self._snapshot: tuple[int, bytes] | None = None
+        self._snapshot: tuple[str, int, bytes] | None = None
         self._server: Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.port = self.config.port
@@ -172,6 +190,8 @@ class DashboardServer:
             ping_timeout=c.ping_timeout_s,
             backlog=c.backlog,
             server_header=None,
+            process_response=self._process_response if c.worker is not None else None,
+            reuse_port=c.reuse_port or None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         wildcard = c.host.strip("[]") in WILDCARDS
@@ -209,19 +229,60 @@ class DashboardServer:
     # -- publishing ----------------------------------------------------------------
     def publish(self, tick: Tick, now_s: float | None = None) -> int:
         """Ingest one tick from a source and broadcast the update; returns its size."""
-        board = self.board
-        delta = (
-            board.replace(tick.full)
-            if tick.full is not None
-            else board.update(tick.changed, tick.removed)
-        )
-        point = board.set_stats(tick.stats, time.monotonic() if now_s is None else now_s)
-        self.seq += 1
-        self.last_ts_ms = time.time() * 1000
-        body = board.update_body(delta, point)
-        message = protocol.encode("update", self.seq, self.last_ts_ms, self.boot, body).encode()
-        self._broadcast(message)
+        publisher = self.publisher
+        message = publisher.publish(tick, now_s)
+        self.seq, self.last_ts_ms = publisher.seq, publisher.ts_ms
+        self._send(message)
         return len(message)
+
+    def deliver(self, message: bytes) -> bool:
+        """Follow the board's publisher: apply and broadcast its next update (an older
+        one is ignored). False when this one does not follow on from what this server
+        has (a gap, another board): then it needs the current snapshot (:meth:`load`)."""
+        header = protocol.peek_header(message)
+        if header is None:
+            return True
+        if header.type == "snapshot":
+            self.load(message)
+            return True
+        if header.boot == self.boot and header.seq <= self.seq:
+            return True
+        if header.boot != self.boot or header.seq != self.seq + 1:
+            return False
+        try:
+            self.board.follow(json.loads(message))
+        except (ValueError, KeyError, TypeError):
+            return False
+        self.seq, self.last_ts_ms = header.seq, header.ts_ms
+        self._send(message)
+        return True
+
+    def load(self, snapshot: bytes) -> None:
+        """Take the board a snapshot message of its publisher describes; viewers already
+        connected get it too (they may have missed what came between)."""
+        header = protocol.peek_header(snapshot)
+        if header is None or header.type != "snapshot":
+            raise ValueError("not a snapshot message")
+        self.board.load(json.loads(snapshot))
+        self.boot, self.seq, self.last_ts_ms = header.boot, header.seq, header.ts_ms
+        self.recent.clear()
+        if self.clients:
+            self._broadcast(self.snapshot_message())
+
+    def _send(self, message: bytes) -> None:
+        self.recent.append((self.seq, message))
+        self._broadcast(message)
+
+    def missed_since(self, boot: str, seq: int) -> list[bytes] | None:
+        """The updates after ``seq`` of board ``boot``, when this server still has all of
+        them (none when it is the latest); None when it cannot resume that viewer."""
+        if boot != self.boot or not 0 <= seq <= self.seq:
+            return None
+        if seq == self.seq:
+            return []
+        if not self.recent or self.recent[0][0] > seq + 1:
+            return None
+        return [message for s, message in self.recent if s > seq]
 
     def _broadcast(self, message: bytes) -> None:
         """Hand ``message`` to every connection without waiting for any: those with
@@ -292,23 +353,14 @@ class DashboardServer:
     ) -> None:
         """Publish ``tick(seconds since the last)`` (a plain or async callable) every
         ``interval_s`` for ``duration_s``."""
-        start = last = time.monotonic()
-        due = start
-        while time.monotonic() - start < duration_s:
-            now = time.monotonic()
-            result = tick(now - last)
-            self.publish(await result if inspect.isawaitable(result) else result, now)
-            last = now
-            due += interval_s
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
+        await run_ticks(self.publish, tick, interval_s, duration_s)
 
     def snapshot_message(self) -> bytes:
         """The full board as a ``snapshot`` message, encoded once per broadcast."""
-        if self._snapshot is None or self._snapshot[0] != self.seq:
-            body = self.board.snapshot_body()
-            text = protocol.encode("snapshot", self.seq, self.last_ts_ms, self.boot, body)
-            self._snapshot = (self.seq, text.encode())
-        return self._snapshot[1]
+        if self._snapshot is None or self._snapshot[:2] != (self.boot, self.seq):
+            message = snapshot_message(self.board, self.seq, self.last_ts_ms, self.boot)
+            self._snapshot = (self.boot, self.seq, message)
+        return self._snapshot[2]
 
     # -- HTTP ----------------------------------------------------------------------
     def _response(
@@ -355,6 +407,13 @@ class DashboardServer:
             return self._text(http.HTTPStatus.FORBIDDEN, "cross-origin request refused\n")
         return None
 
+    def _process_response(
+        self, conn: ServerConnection, request: Request, response: Response
+    ) -> Response:
+        assert self.config.worker is not None
+        response.headers[WORKER_HEADER] = self.config.worker
+        return response
+
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         refused = self._refuse_early(request)
         if refused is not None:
@@ -395,9 +454,18 @@ class DashboardServer:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.send_buffer_bytes)
-        self.clients[conn] = sock
+        resume = protocol.resume_from(conn.request.path if conn.request else "")
+        missed = self.missed_since(*resume) if resume is not None else None
         try:
-            await conn.send(self.snapshot_message(), text=True)
+            if missed is None:
+                self.clients[conn] = sock
+                await conn.send(self.snapshot_message(), text=True)
+            else:
+                # Written before any later broadcast can be: no await until it joins.
+                for message in missed:
+                    broadcast([conn], message, text=True)
+                self.clients[conn] = sock
+                self.resumed += 1
             # A client that takes none of its first snapshot is stuck from this moment on.
             self.watch.look(conn, _unsent(conn, sock), time.monotonic())
             async for message in conn:
