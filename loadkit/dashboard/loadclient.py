@@ -5,33 +5,49 @@ It runs in processes of its own (:func:`client_process`, started by
 memory never show up as the server's. The parent steers it with small command dicts
 over a :class:`multiprocessing.connection.Connection`; each command gets one reply.
 
-Latency is the server's send timestamp (wall clock, in the message header) to receipt
-here, per message per client; both processes read the same system clock. A client
-reconnects with exponential backoff and full jitter (:func:`.protocol.backoff_s`), and
-counts sequence gaps on one connection as missed messages (a reconnect starts over).
+Latency is the publisher's timestamp (wall clock, in the message header) to receipt
+here, per message per client; all processes read the same system clock. A client
+reconnects with exponential backoff and full jitter (:func:`.protocol.backoff_s`),
+asking to resume after the last update it applied, and counts sequence gaps as missed
+messages (a snapshot starts over).
+
+Every client keeps its own copy of the board, as the page does: a snapshot, then each
+delta and keyframe applied to it. All clients of a process receive the same bytes, so
+each distinct message is decoded once per process (:class:`Decoder`, into numpy arrays)
+and applied per client with one indexed assignment. At the end every client reports a
+digest of its board, which the parent compares with the publisher's board at the same
+update.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import resource
 import socket
 import time
 from array import array
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.protocol import State
 
 from loadkit.child_messages import GONE, OK, receive, send, send_error
-from loadkit.dashboard.protocol import GapTracker, backoff_s, peek_header
+from loadkit.dashboard.board import CODES
+from loadkit.dashboard.protocol import GapTracker, Header, backoff_s, peek_header, resume_query
+from loadkit.dashboard.server import WORKER_HEADER
 from loadkit.errors import UsageError
 
 STUCK_RCVBUF = 4096  # a stuck client's receive buffer: fills after a message or two
+DECODED_KEPT = 16  # distinct messages kept decoded (clients are at most a few apart)
+_RESYNC = '{"type":"resync"}'
 
 
 def raise_nofile(needed: int) -> int:
@@ -53,14 +69,67 @@ def now_ms() -> float:
     return time.time() * 1000
 
 
+def board_digest(codes: bytes | bytearray | np.ndarray) -> str:
+    """What two copies of a board compare by: a hash of every slot's state letter."""
+    data = codes.tobytes() if isinstance(codes, np.ndarray) else bytes(codes)
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One server message, ready to apply: ``full`` replaces every slot's letter,
+    otherwise ``slots`` get ``letters``; ``ids`` renumber the slots."""
+
+    ids: list[str] | None = None
+    full: np.ndarray | None = None
+    slots: np.ndarray | None = None
+    letters: np.ndarray | None = None
+
+
+def decode(message: str | bytes) -> Decoded:
+    body = json.loads(message)
+    if body.get("type") == "snapshot":
+        ids = body["ids"]
+        agents = body["agents"]
+        text = "".join(CODES[agents[a]] for a in ids)
+        return Decoded(ids=ids, full=np.frombuffer(text.encode("ascii"), np.uint8))
+    if "k" in body:
+        return Decoded(ids=body.get("ids"), full=np.frombuffer(body["k"].encode(), np.uint8))
+    if "s" in body:
+        slots = np.asarray(body["s"], dtype=np.int64)
+    else:
+        bits = np.unpackbits(np.frombuffer(bytes.fromhex(body.get("m", "")), np.uint8))
+        slots = np.flatnonzero(bits)
+    return Decoded(slots=slots, letters=np.frombuffer(body.get("c", "").encode(), np.uint8))
+
+
+class Decoder:
+    """Decodes each distinct message once for all the clients of a process."""
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[tuple[str, str, int], Decoded] = OrderedDict()
+
+    def get(self, header: Header, message: str | bytes) -> Decoded:
+        key = (header.type, header.boot, header.seq)
+        found = self._kept.get(key)
+        if found is None:
+            found = self._kept[key] = decode(message)
+            if len(self._kept) > DECODED_KEPT:
+                self._kept.popitem(last=False)
+        return found
+
+
 @dataclass
 class Shared:
     """Everything the clients of one process record."""
 
     recording: bool = True
-    latencies_ms: array = field(default_factory=lambda: array("d"))
-    # (boot, seq) -> [server ts, last receipt]: when the last client had each broadcast
+    # server process -> latencies of the messages its clients received
+    latencies_ms: dict[str, array] = field(default_factory=dict)
+    # (boot, seq) -> [publisher ts, last receipt]: when the last client had each update
     last_receipt: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    decoder: Decoder = field(default_factory=Decoder)
+    resumed: int = 0  # connections that went on without a snapshot
 
 
 class WsClient:
@@ -70,26 +139,56 @@ class WsClient:
         self.url = url
         self.shared = shared
         self.gaps = GapTracker()
-        self.connected_at: list[float] = []  # wall ms of each snapshot on a new connection
+        self.connected_at: list[float] = []  # wall ms of the first message of each connection
         self.first_snapshot = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.ws: ClientConnection | None = None
+        self.worker = "0"  # the server process of the current connection
+        self.codes: np.ndarray | None = None  # the board: each slot's state letter
+        self.ids: list[str] = []
+        self.applied: int | None = None  # seq of the last update in self.codes
+
+    def _url(self) -> str:
+        """The stream's URL, asking to resume after the last update applied."""
+        resume = resume_query(self.gaps.boot, self.applied) if self.codes is not None else ""
+        if not resume:
+            return self.url
+        return self.url + ("&" if "?" in self.url else "?") + resume
 
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
         while not stop.is_set():
             with contextlib.suppress(OSError, TimeoutError, WebSocketException):
                 async with connect(
-                    self.url, compression=None, max_size=None, open_timeout=10, close_timeout=2
+                    self._url(), compression=None, max_size=None, open_timeout=10, close_timeout=2
                 ) as ws:
                     attempt = 0
-                    self.gaps.reset()
                     self.ws = ws
+                    response = ws.response
+                    self.worker = (response.headers.get(WORKER_HEADER) if response else None) or "0"
                     await self._read(ws)
             if stop.is_set():
                 break
             await asyncio.sleep(backoff_s(attempt))
             attempt += 1
+
+    def _apply(self, header: Header, message: str | bytes) -> bool:
+        """Apply a snapshot or an update to this client's board; False: it did not fit."""
+        decoded = self.shared.decoder.get(header, message)
+        if decoded.ids is not None:
+            self.ids = decoded.ids
+        if decoded.full is not None:
+            if len(decoded.full) != len(self.ids):
+                return False
+            self.codes = decoded.full.copy()
+        else:
+            codes, slots = self.codes, decoded.slots
+            assert slots is not None
+            if codes is None or (slots.size and slots[-1] >= codes.size):
+                return False
+            codes[slots] = decoded.letters
+        self.applied = header.seq
+        return True
 
     async def _read(self, ws: ClientConnection) -> None:
         shared = self.shared
@@ -99,13 +198,30 @@ class WsClient:
             header = peek_header(message)
             if header is None:
                 continue
-            if fresh and header.type == "snapshot":
+            if fresh:
                 fresh = False
                 self.connected_at.append(received)
                 self.first_snapshot.set()
-            self.gaps.see(header)
+                shared.resumed += header.type == "update"
+            if header.type not in ("snapshot", "update"):
+                continue
+            last = self.gaps.last_seq
+            if header.type == "update":
+                if header.boot == self.gaps.boot and last is not None and header.seq <= last:
+                    continue  # already applied (sent again on a resume)
+                if self.codes is None and last is not None:
+                    self.gaps.see(header)
+                    continue  # a snapshot is on its way
+            gap = self.gaps.see(header)
+            if gap or not self._apply(header, message):
+                self.codes = None
+                await ws.send(_RESYNC)
+                continue
             if header.type == "update" and shared.recording:
-                shared.latencies_ms.append(received - header.ts_ms)
+                latencies = shared.latencies_ms.get(self.worker)
+                if latencies is None:
+                    latencies = shared.latencies_ms[self.worker] = array("d")
+                latencies.append(received - header.ts_ms)
                 entry = shared.last_receipt.setdefault((header.boot, header.seq), [header.ts_ms, 0])
                 entry[1] = max(entry[1], received)
 
@@ -271,7 +387,13 @@ class ClientSession:
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)
         await self.cmd_wake_stuck()
         return {
-            "latencies_ms": self.shared.latencies_ms.tolist(),
+            "latencies_ms": {w: a.tolist() for w, a in self.shared.latencies_ms.items()},
+            "boards": [
+                [c.applied, board_digest(c.codes) if c.codes is not None else ""]
+                for c in self.clients
+            ],
+            "workers": [c.worker for c in self.clients],
+            "resumed": self.shared.resumed,
             "last_receipt": [
                 [b, s, ts, last] for (b, s), (ts, last) in self.shared.last_receipt.items()
             ],

@@ -1,39 +1,49 @@
 """The dashboard load test, shared by the ``dashboard`` workload and the asv benchmarks.
 
-The server runs in this process (so its RSS growth per connection is measured here,
-after a GC and ``malloc_trim``); the clients run in ``plan.client_procs`` processes of
-their own (:mod:`.loadclient`). Phases, each bounded in time:
+The board's publisher runs in this process and publishes through Redis (embedded
+unless a URL is given) to ``plan.workers`` server processes on one port
+(:mod:`.fanout`), whose RSS growth per connection they measure themselves after a GC
+and ``malloc_trim``; the clients run in ``plan.client_procs`` processes of their own
+(:mod:`.loadclient`). Phases, each bounded in time:
 
 1. connect ``plan.clients`` WebSocket clients at once -> ``ws_connect_s``, server RSS
-   growth per connection; polling clients start;
+   growth per connection, clients per server process; polling clients start;
 2. stuck clients connect and stop reading, then ``plan.rounds`` rounds in which every
    agent of a simulated ``plan.agents`` fleet changes and is broadcast ->
-   ``ws_latency_*``, ``broadcast_all_received_p99_ms``, ``update_process_ms``; the stuck
-   clients must be dropped (``slow_clients_dropped``) without delaying the others;
-3. the server is crash-restarted on the same port (connections cut without a close
-   frame, new boot id) -> ``reconnect_ratio``, ``reconnect_p95_s`` from the cut;
-4. the clients report -> ``messages_missed``, ``poll_latency_p95_ms``, ``poll_refresh_s``.
+   ``ws_latency_*`` (overall and per server process), ``broadcast_all_received_p99_ms``,
+   ``update_process_ms``; the stuck clients must be dropped (``slow_clients_dropped``)
+   without delaying the others;
+3. every server process is crash-restarted on the same port (connections cut without
+   a close frame) while the publisher goes on -> ``reconnect_ratio``,
+   ``reconnect_p95_s`` from the cut, ``ws_resumed``;
+4. the clients report -> ``messages_missed``, ``poll_latency_p95_ms``,
+   ``poll_refresh_s``, and ``boards_wrong``: clients whose board, built from the
+   snapshot and every delta and keyframe after it, differs from the publisher's at the
+   same update.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import math
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from loadkit.child_messages import OK, ChildFailed, expect, send
-from loadkit.dashboard.loadclient import client_process, now_ms, raise_nofile
-from loadkit.dashboard.server import DashboardServer, ServerConfig
-from loadkit.dashboard.sources import SimulatedFleet
+from loadkit.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool
+from loadkit.dashboard.loadclient import board_digest, client_process, now_ms, raise_nofile
+from loadkit.dashboard.publisher import KEYFRAME_EVERY, BoardPublisher
+from loadkit.dashboard.server import ServerConfig
+from loadkit.dashboard.sources import SimulatedFleet, Tick
 from loadkit.errors import UsageError
-from loadkit.metrics import percentile, settled_rss_bytes
+from loadkit.keyspace import new_run_id
+from loadkit.metrics import percentile
 
 Progress = Callable[[str, float], None]
 RECONNECT_WINDOW_S = 5.0
@@ -51,6 +61,8 @@ class LoadPlan:
     stuck_clients: int = 4
     max_buffer_bytes: int = ServerConfig.max_buffer_bytes  # unsent bytes before a drop
     send_buffer_bytes: int = ServerConfig.send_buffer_bytes  # kernel buffer per connection
+    workers: int = 1  # server processes sharing the clients
+    keyframe_every: int = KEYFRAME_EVERY
 
 
 def _noop(_phase: str, _fraction: float) -> None:
@@ -103,19 +115,24 @@ class _Clients:
             pipe.close()
 
 
+Publish = Callable[[Tick], Awaitable[int]]
+
+
 async def _publish_rounds(
-    server: DashboardServer,
+    publish: Publish,
     sim: SimulatedFleet,
     plan: LoadPlan,
     rounds: int,
     on_round: Callable[[int], None] | None = None,
 ) -> list[float]:
-    """Broadcast ``rounds`` rounds of all agents changing; returns processing times (ms)."""
+    """Publish ``rounds`` rounds of all agents changing; returns processing times (ms):
+    diff, encode and hand to Redis."""
     process_ms = []
     due = time.monotonic()
     for r in range(rounds):
+        tick = sim.tick(plan.agents, plan.round_interval_s)
         start = time.perf_counter_ns()
-        server.publish(sim.tick(plan.agents, plan.round_interval_s))
+        await publish(tick)
         process_ms.append((time.perf_counter_ns() - start) / 1e6)
         if on_round is not None:
             on_round(r)
@@ -125,23 +142,50 @@ async def _publish_rounds(
 
 
 async def measure_dashboard(
-    plan: LoadPlan, progress: Progress = _noop
+    plan: LoadPlan,
+    progress: Progress = _noop,
+    redis_url: str | None = None,
+    run_id: str | None = None,
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Run the whole load test; returns the metrics and the per-message latencies (ms)."""
+    """Run the whole load test; returns the metrics and the per-message latencies (ms).
+    Without ``redis_url`` a private Redis is started for it."""
+    from loadkit.redis_server import redis_url as usable_redis
+
+    with usable_redis(redis_url) as url:
+        return await _measure(plan, progress, url, run_id or new_run_id())
+
+
+async def _measure(
+    plan: LoadPlan, progress: Progress, url: str, run_id: str
+) -> tuple[dict[str, float], np.ndarray]:
+    from loadkit.redis_server import connect_async
+
     raise_nofile(plan.clients + plan.stuck_clients + plan.pollers + 256)
     sim = SimulatedFleet(plan.agents)
-    server = await DashboardServer(
-        ServerConfig(
-            port=0,
-            max_buffer_bytes=plan.max_buffer_bytes,
-            send_buffer_bytes=plan.send_buffer_bytes,
-        )
-    ).start()
-    server.publish(sim.snapshot())
-    config = dataclasses.replace(server.config, port=server.port)
-    rss_before = settled_rss_bytes()
-    clients = _Clients(f"ws://127.0.0.1:{server.port}/ws", plan)
+    keys = BoardKeys.for_run(run_id)
+    redis = connect_async(url, max_connections=4)
+    publisher = BoardPublisher(keyframe_every=plan.keyframe_every)
+    out = RedisPublisher(redis, keys, publisher)
+    truth: dict[int, str] = {}  # seq -> digest of the publisher's board after it
+
+    async def publish(tick: Tick) -> int:
+        size = await out.publish(tick)
+        truth[publisher.seq] = board_digest(publisher.board.codes().encode("ascii"))
+        return size
+
+    await publish(sim.snapshot())
+    config = ServerConfig(
+        port=0,
+        max_connections=plan.clients + plan.stuck_clients + 64,
+        max_buffer_bytes=plan.max_buffer_bytes,
+        send_buffer_bytes=plan.send_buffer_bytes,
+    )
+    pool = ServerPool(config, url, keys, plan.workers)
+    clients: _Clients | None = None
     try:
+        await pool.start()
+        rss_before = [r["rss"] for r in await pool.ask("rss")]
+        clients = _Clients(f"ws://127.0.0.1:{pool.port}/ws", plan)
         progress("connect", 0.0)
         connected = await clients.ask(
             [
@@ -154,44 +198,58 @@ async def measure_dashboard(
                 for n in clients.shares
             ]
         )
-        open_conns = len(server.clients)
-        rss_after = settled_rss_bytes()
+        per_worker = [s["clients"] for s in await pool.ask("stats")]
+        open_conns = sum(per_worker)
+        rss_after = [r["rss"] for r in await pool.ask("rss")]
         progress("broadcast", 0.1)
         await clients.ask_all(cmd="stuck", n=plan.stuck_clients // plan.client_procs or 1)
         stuck = len(clients.shares) * (plan.stuck_clients // plan.client_procs or 1)
         process_ms = await _publish_rounds(
-            server,
+            publish,
             sim,
             plan,
             plan.rounds,
             lambda r: progress("broadcast", 0.1 + 0.6 * r / plan.rounds),
         )
-        dropped = server.slow_clients_dropped
+        dropped = sum(s["dropped"] for s in await pool.ask("stats"))
         seen = await clients.ask_all(cmd="wake_stuck")
         progress("restart", 0.7)
         await clients.ask_all(cmd="pause")
-        # A crash-restart: every connection ends at once with no close frame (as when the
-        # process dies), then a new server with a new boot id listens on the same port.
+        # A crash-restart of every server process: connections end at once with no close
+        # frame (as when a process dies), then new servers listen on the same port and
+        # start from the board's snapshot; the publisher goes on meanwhile.
         down_ms = now_ms()
         down = time.perf_counter()
-        server.drop_all()
-        await server.close()
-        server = await DashboardServer(config).start()
-        down_s = time.perf_counter() - down
-        server.publish(sim.snapshot())
+        restarting = asyncio.ensure_future(pool.ask("restart"))
         waiting = asyncio.ensure_future(
             clients.ask_all(cmd="reconnect", since_ms=down_ms, wait_s=RECONNECT_WINDOW_S + 1)
         )
+        down_s = None
         while not waiting.done():
-            server.publish(sim.tick(plan.agents // 10, plan.round_interval_s))
+            await publish(sim.tick(plan.agents // 10, plan.round_interval_s))
             await asyncio.wait([waiting], timeout=plan.round_interval_s)
+            if down_s is None and restarting.done():
+                down_s = time.perf_counter() - down
         back = await waiting
+        await restarting
+        if down_s is None:
+            down_s = time.perf_counter() - down
+        resumed_by_servers = sum(s["resumed"] for s in await pool.ask("stats"))
         progress("report", 0.95)
         results = await clients.ask_all(cmd="finish")
     finally:
-        await server.close()
-        clients.close()
-    latencies = np.concatenate([np.asarray(r["latencies_ms"]) for r in results])
+        if clients is not None:
+            clients.close()
+        pool.close()
+        with contextlib.suppress(Exception):
+            await redis.delete(keys.snapshot)
+        await redis.aclose()
+    by_worker: dict[str, list[np.ndarray]] = {}
+    for r in results:
+        for worker, values in r["latencies_ms"].items():
+            by_worker.setdefault(worker, []).append(np.asarray(values))
+    worker_latencies = {w: np.concatenate(parts) for w, parts in sorted(by_worker.items())}
+    latencies = np.concatenate(list(worker_latencies.values())) if worker_latencies else np.empty(0)
     receipts: dict[tuple[str, int], list[float]] = {}
     for r in results:
         for boot, seq, ts, last in r["last_receipt"]:
@@ -202,6 +260,9 @@ async def measure_dashboard(
     total = sum(r["clients"] for r in back)
     polls = [x for r in results for x in r["poll_latencies_ms"]]
     refresh = [x for r in results for x in r["poll_refresh_s"]]
+    boards = [b for r in results for b in r["boards"]]
+    wrong = sum(seq is None or truth.get(seq) != digest for seq, digest in boards)
+    grown = sum(after - before for before, after in zip(rss_before, rss_after, strict=True))
     metrics = {
         "ws_connections": float(open_conns),
         "ws_connect_s": max(c["connect_s"] for c in connected),
@@ -213,12 +274,15 @@ async def measure_dashboard(
         "update_process_ms": percentile(process_ms, 95),
         "reconnect_ratio": sum(t <= RECONNECT_WINDOW_S for t in reconnect_s) / max(total, 1),
         "reconnect_p95_s": percentile(reconnect_s, 95),
-        "memory_per_connection_kib": (rss_after - rss_before) / 1024 / max(open_conns, 1),
+        "memory_per_connection_kib": grown / 1024 / max(open_conns, 1),
         "slow_clients_dropped": float(dropped),
         "messages_missed": float(sum(r["messages_missed"] for r in results)),
+        "boards_wrong": float(wrong),
         # context for the figures above
         "ws_clients": float(plan.clients),
         "ws_connected_clients": float(sum(c["connected"] for c in connected)),
+        "server_workers": float(plan.workers),
+        "ws_resumed": float(resumed_by_servers),
         "stuck_clients": float(stuck),
         "stuck_clients_seen_dropped": float(sum(r["stuck_dropped_seen"] for r in seen)),
         "ws_messages_received": float(sum(r["messages_received"] for r in results)),
@@ -228,5 +292,10 @@ async def measure_dashboard(
         "poll_not_modified": float(sum(r["poll_not_modified"] for r in results)),
         "poll_errors": float(sum(r["poll_errors"] for r in results)),
     }
+    for i, n in enumerate(per_worker):
+        metrics[f"worker{i}_ws_connections"] = float(n)
+    for worker, values in worker_latencies.items():
+        metrics[f"worker{worker}_ws_latency_p50_ms"] = percentile(values, 50)
+        metrics[f"worker{worker}_ws_latency_p99_ms"] = percentile(values, 99)
     progress("done", 1.0)
     return metrics, latencies
