@@ -7,6 +7,10 @@ watches an existing fleet on that Redis, whoever hosts its agents; ``--simulate`
 the in-process simulator (no Redis). It binds 127.0.0.1 unless ``--host`` says otherwise,
 and any other address needs an access token: ``--token``, ``$LOADKIT_DASHBOARD_TOKEN``,
 or a random one printed in the URL.
+
+``--workers N`` (N > 1) serves the viewers from N server processes on the one port:
+this process owns the source and the board and publishes each update through Redis
+(:mod:`.fanout`; ``--simulate`` then starts an embedded Redis too).
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import inspect
 import math
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -33,10 +39,12 @@ from loadkit.errors import RedisLost, UsageError
 PURGE_BUDGET_S = 10.0
 
 if TYPE_CHECKING:  # imported where used: every loadkit command builds this parser
-    from loadkit.dashboard.server import DashboardServer, ServerConfig
+    from loadkit.dashboard.server import ServerConfig
+    from loadkit.dashboard.sources import Tick
 
 ENV_TOKEN = "LOADKIT_DASHBOARD_TOKEN"
 TASK_MS = 400.0  # simulated work per task in fleet mode
+MAX_WORKERS = 64
 
 
 def _port(text: str) -> int:
@@ -81,6 +89,13 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="stop by itself after this many seconds (default 3600)",
     )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the viewers on one port, fed through Redis (default 1)",
+    )
     p.add_argument("--simulate", action="store_true", help="in-process simulator, no Redis")
     p.add_argument("--redis-url", help="use this Redis instead of an embedded one")
     p.add_argument(
@@ -105,13 +120,36 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
     return config, generated
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on: server processes bind it with
+    SO_REUSEPORT, which would otherwise let them join another program's listeners."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} is in use; pick another with --port") from None
+            raise UsageError(f"cannot listen on {host}:{port}: {exc}") from None
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     config, generated = _config(args)
     config.check()
-    if args.simulate:
+    workers = getattr(args, "workers", 1)
+    if workers > MAX_WORKERS:
+        raise UsageError(f"--workers must be 1-{MAX_WORKERS}, got {workers}")
+    if workers > 1:
+        _check_port_free(config.host, config.port)
+    if args.simulate and workers == 1:
         return asyncio.run(_serve(args, config, generated, None))
+    from loadkit.keyspace import new_run_id
     from loadkit.redis_server import ENV_URL, check_url, redis_url
 
+    # Names the keys this dashboard writes (its fleet's, its board's): their prefix.
+    args.run_id = new_run_id()
     if args.fleet:
         url = args.redis_url or os.environ.get(ENV_URL)
         if not url:
@@ -119,27 +157,32 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
                 f"--fleet watches a fleet on an existing Redis: give --redis-url or set ${ENV_URL}"
             )
         check_url(url)
-        return asyncio.run(_serve(args, config, generated, url))
-    from loadkit.keyspace import new_run_id, purge_run
-
-    args.run_id = new_run_id()  # names the fleet this dashboard runs: its keys' prefix
+        return _run_and_purge(args, config, generated, url)
     with redis_url(args.redis_url) as url:
-        try:
-            return asyncio.run(_serve(args, config, generated, url))
-        except RedisLost as exc:
-            # Said at once: deleting the keys below may wait for Redis to come back.
-            print(f"loadkit: error: {exc}", file=sys.stderr, flush=True)
-            return exc.exit_code
-        finally:
-            # The fleet deletes its keys when it stops; this catches what a failed stop
-            # left (Redis back after a pause) and is a no-op otherwise.
-            purged = purge_run(url, args.run_id, budget_s=PURGE_BUDGET_S)
-            if purged.error is not None:
-                print(
-                    f"loadkit: keys of fleet {args.run_id}-dashboard may be left "
-                    f"({purged.error}); `loadkit clean` deletes them",
-                    file=sys.stderr,
-                )
+        return _run_and_purge(args, config, generated, url)
+
+
+def _run_and_purge(
+    args: argparse.Namespace, config: ServerConfig, generated: bool, url: str
+) -> int:
+    from loadkit.keyspace import purge_run
+
+    try:
+        return asyncio.run(_serve(args, config, generated, url))
+    except RedisLost as exc:
+        # Said at once: deleting the keys below may wait for Redis to come back.
+        print(f"loadkit: error: {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    finally:
+        # The fleet deletes its keys when it stops; this catches what a failed stop
+        # left (Redis back after a pause) and the board's keys, and is a no-op otherwise.
+        purged = purge_run(url, args.run_id, budget_s=PURGE_BUDGET_S)
+        if purged.error is not None:
+            print(
+                f"loadkit: keys of {args.run_id}-dashboard may be left "
+                f"({purged.error}); `loadkit clean` deletes them",
+                file=sys.stderr,
+            )
 
 
 async def _drive_fleet(manager, agents: int, stop: asyncio.Event) -> None:
@@ -162,19 +205,23 @@ async def _drive_fleet(manager, agents: int, stop: asyncio.Event) -> None:
 async def _source(
     args: argparse.Namespace,
     url: str | None,
-    server: DashboardServer,
+    publish: Callable[[Tick], Any],
     stack: contextlib.AsyncExitStack,
     stop: asyncio.Event,
 ) -> tuple[Callable[[float], Any], str, list[asyncio.Future[Any]]]:
     """The tick function feeding the board, what it shows (for the banner), and the
-    background work whose failure (Redis lost) ends the dashboard."""
+    background work whose failure (Redis lost) ends the dashboard. ``publish`` takes
+    the source's first state (a plain or async callable)."""
     from loadkit.dashboard.sources import FleetSource, RedisFleetSource, SimulatedFleet
 
-    if url is None:
+    if args.simulate:
         sim = SimulatedFleet(args.agents)
-        server.publish(sim.snapshot())
+        first = publish(sim.snapshot())
+        if inspect.isawaitable(first):
+            await first
         tick = lambda dt: sim.tick(max(1, args.agents // 20), dt)  # noqa: E731
         return tick, f"{args.agents} simulated agents", []
+    assert url is not None
     if args.fleet:
         from loadkit.redis_server import connect_async
 
@@ -198,6 +245,9 @@ async def _source(
 async def _serve(
     args: argparse.Namespace, config: ServerConfig, generated: bool, url: str | None
 ) -> int:
+    if getattr(args, "workers", 1) > 1:
+        assert url is not None
+        return await _serve_fanout(args, config, generated, url)
     from loadkit.dashboard.server import DashboardServer
 
     server = DashboardServer(config)
@@ -213,7 +263,7 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(server.close)
-        tick, what, background = await _source(args, url, server, stack, stop)
+        tick, what, background = await _source(args, url, server.publish, stack, stop)
         link = server.url + (f"?token={config.token}" if config.token else "")
         print(f"dashboard for {what}: {link}", flush=True)
         if generated:
@@ -230,6 +280,63 @@ async def _serve(
             raise failure
     print("dashboard stopped", flush=True)
     return 0
+
+
+async def _serve_fanout(
+    args: argparse.Namespace, config: ServerConfig, generated: bool, url: str
+) -> int:
+    """This process owns the source and the board; ``args.workers`` server processes
+    on the one port follow it through Redis."""
+    from loadkit.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool
+    from loadkit.dashboard.publisher import BoardPublisher, run_ticks
+    from loadkit.redis_server import connect_async
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    keys = BoardKeys.for_run(args.run_id)
+    async with contextlib.AsyncExitStack() as stack:
+        client = connect_async(url, max_connections=4)
+        stack.push_async_callback(client.aclose)
+        out = RedisPublisher(client, keys, BoardPublisher())
+        tick, what, background = await _source(args, url, out.publish, stack, stop)
+        if out.publisher.seq == 0:  # the board's first state, before any server looks
+            first = tick(args.interval)
+            await out.publish(await first if inspect.isawaitable(first) else first)
+        pool = ServerPool(config, url, keys, args.workers)
+        stack.callback(pool.close)
+        await pool.start()
+        host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
+        host = f"[{host}]" if ":" in host else host
+        link = f"http://{host}:{pool.port}/" + (f"?token={config.token}" if config.token else "")
+        print(f"dashboard for {what}: {link} ({args.workers} server processes)", flush=True)
+        if generated:
+            print("(access token generated for this run; pass --token to choose one)", flush=True)
+        runner = asyncio.ensure_future(run_ticks(out.publish, tick, args.interval, args.duration))
+        stopped = asyncio.ensure_future(stop.wait())
+        watcher = asyncio.ensure_future(_watch(pool))
+        await asyncio.wait(
+            [runner, stopped, watcher, *background], return_when=asyncio.FIRST_COMPLETED
+        )
+        failure = _failure_of([runner, *background])
+        for future in (runner, stopped, watcher):
+            future.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await runner
+        if failure is not None:
+            raise failure
+        if watcher.done() and not watcher.cancelled():
+            raise UsageError(watcher.result())
+    print("dashboard stopped", flush=True)
+    return 0
+
+
+async def _watch(pool: Any) -> str:
+    """Returns why a server process ended, should one end before the dashboard does."""
+    while (why := pool.failed()) is None:
+        await asyncio.sleep(0.5)
+    return why
 
 
 def _failure_of(futures: list[asyncio.Future[Any]]) -> BaseException | None:
