@@ -42,6 +42,10 @@ class StallWatch:
     def __len__(self) -> int:
         return len(self._backlog)
 
+    def clients(self) -> list[Hashable]:
+        """The clients with a backlog at their last look."""
+        return list(self._backlog)
+
     def queued(self, client: Hashable, size: int) -> None:
         """``size`` more bytes were handed to ``client``'s connection. Only clients with
         a backlog need telling: for the others the next backlog starts the clock."""

@@ -33,6 +33,7 @@ import ipaddress
 import json
 import random
 import re
+import struct
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -74,6 +75,18 @@ def encode(kind: str, seq: int, ts_ms: float, boot: str, body: dict[str, Any]) -
 
 
 _COMPACT: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": True}
+
+
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` as one unfragmented, unmasked RFC 6455 text frame (a server's)."""
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", 0x81, n)
+    elif n < 1 << 16:
+        head = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, n)
+    return head + payload
 
 
 def peek_header(message: str | bytes) -> Header | None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import psutil
 
 from loadkit.child_messages import OK, ChildFailed, expect, send
 from loadkit.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool
@@ -116,6 +117,16 @@ class _Clients:
 
 
 Publish = Callable[[Tick], Awaitable[int]]
+
+
+def _cpu_s(procs: list[Any]) -> float:
+    """CPU seconds (user and system) the processes have used so far."""
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(proc.pid).cpu_times()
+            total += times.user + times.system
+    return total
 
 
 async def _publish_rounds(
@@ -204,6 +215,7 @@ async def _measure(
         progress("broadcast", 0.1)
         await clients.ask_all(cmd="stuck", n=plan.stuck_clients // plan.client_procs or 1)
         stuck = len(clients.shares) * (plan.stuck_clients // plan.client_procs or 1)
+        cpu_before = _cpu_s(pool.procs), _cpu_s(clients.procs)
         process_ms = await _publish_rounds(
             publish,
             sim,
@@ -211,6 +223,7 @@ async def _measure(
             plan.rounds,
             lambda r: progress("broadcast", 0.1 + 0.6 * r / plan.rounds),
         )
+        cpu_after = _cpu_s(pool.procs), _cpu_s(clients.procs)
         dropped = sum(s["dropped"] for s in await pool.ask("stats"))
         seen = await clients.ask_all(cmd="wake_stuck")
         progress("restart", 0.7)
@@ -262,6 +275,10 @@ async def _measure(
     refresh = [x for r in results for x in r["poll_refresh_s"]]
     boards = [b for r in results for b in r["boards"]]
     wrong = sum(seq is None or truth.get(seq) != digest for seq, digest in boards)
+    sent = open_conns * plan.rounds
+    server_cpu_us, client_cpu_us = (
+        1e6 * (b - a) / max(sent, 1) for a, b in zip(cpu_before, cpu_after, strict=True)
+    )
     grown = sum(after - before for before, after in zip(rss_before, rss_after, strict=True))
     metrics = {
         "ws_connections": float(open_conns),
@@ -287,6 +304,9 @@ async def _measure(
         "stuck_clients_seen_dropped": float(sum(r["stuck_dropped_seen"] for r in seen)),
         "ws_messages_received": float(sum(r["messages_received"] for r in results)),
         "update_process_max_ms": max(process_ms),
+        # CPU time per message delivered in the steady phase: where a round's time goes
+        "server_cpu_us_per_message": server_cpu_us,
+        "client_cpu_us_per_message": client_cpu_us,
         "restart_down_s": down_s,
         "poll_requests": float(len(polls)),
         "poll_not_modified": float(sum(r["poll_not_modified"] for r in results)),

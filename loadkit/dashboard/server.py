@@ -47,10 +47,11 @@ from dataclasses import dataclass
 from importlib import resources
 
 import psutil
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from loadkit.dashboard import protocol
 from loadkit.dashboard.access import WILDCARDS, AccessPolicy, parse_origin, split_target
@@ -160,6 +161,7 @@ class DashboardServer:
         self.last_ts_ms = time.time() * 1000
         self.recent: deque[tuple[int, bytes]] = deque(maxlen=RESUME_WINDOW)
         self.resumed = 0  # connections that resumed instead of taking a snapshot
+        self._wrote = False  # bytes written since the last sweep looked at everyone
         # Connection -> its socket. Insertion-ordered: the broadcast reaches long-standing
         # viewers first, so a flood of new connections cannot push them back.
         self.clients: dict[ServerConnection, socket.socket | None] = {}
@@ -297,21 +299,31 @@ class DashboardServer:
                 self.drop(conn)
             else:
                 (behind if conn in watch else ready).append(conn)
-        broadcast(ready, message, text=True)
-        broadcast(behind, message, text=True)
+        # The frame is the same for every viewer (a server's frames are not masked), so
+        # it is made once and written whole: websockets writes its own frames (the
+        # snapshot, pongs, pings, close) whole too, so they never interleave.
+        frame = protocol.text_frame(message)
+        for conns in (ready, behind):
+            for conn in conns:
+                if conn.protocol.state is State.OPEN:
+                    conn.transport.write(frame)
         for conn in behind:
-            watch.queued(conn, len(message))
+            watch.queued(conn, len(frame))
+        self._wrote = True
 
     def sweep(self, now: float | None = None) -> int:
         """Drop every connection that took no bytes for ``stall_s`` while some waited
-        for it; returns how many."""
+        for it; returns how many. Only after a write can a connection without a backlog
+        have one, so between broadcasts only those with a backlog are looked at."""
         now = time.monotonic() if now is None else now
         watch = self.watch
-        stuck = [
-            conn
-            for conn, sock in self.clients.items()
-            if watch.look(conn, _unsent(conn, sock), now)
-        ]
+        clients = self.clients
+        if self._wrote:
+            self._wrote = False
+            looked = list(clients.items())
+        else:
+            looked = [(conn, clients[conn]) for conn in watch.clients() if conn in clients]
+        stuck = [conn for conn, sock in looked if watch.look(conn, _unsent(conn, sock), now)]
         for conn in stuck:
             self.drop(conn)
         return len(stuck)
@@ -463,9 +475,10 @@ class DashboardServer:
             else:
                 # Written before any later broadcast can be: no await until it joins.
                 for message in missed:
-                    broadcast([conn], message, text=True)
+                    conn.transport.write(protocol.text_frame(message))
                 self.clients[conn] = sock
                 self.resumed += 1
+                self._wrote = True
             # A client that takes none of its first snapshot is stuck from this moment on.
             self.watch.look(conn, _unsent(conn, sock), time.monotonic())
             async for message in conn:
@@ -481,6 +494,7 @@ class DashboardServer:
                     pong = protocol.encode("pong", self.seq, time.time() * 1000, self.boot, {})
                     reply = pong.encode()
                 self.watch.queued(conn, len(reply))
+                self._wrote = True
                 await conn.send(reply, text=True)
         except ConnectionClosed:
             pass

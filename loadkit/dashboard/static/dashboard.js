@@ -11,8 +11,11 @@ const CHART_SECONDS = 300;
 const token = new URLSearchParams(location.search).get("token");
 const query = token ? "?token=" + encodeURIComponent(token) : "";
 
+const STATE_OF = {i: "idle", b: "busy", n: "new", d: "dead"};  // one letter on the wire
+
 const view = {
   agents: new Map(),   // id -> state
+  ids: [],             // agent ids in slot order: updates name agents by slot
   cells: new Map(),    // id -> grid element
   boot: null, seq: null, updates: 0, missed: 0,
   throughput: [],      // [time s, tasks/s] from the server
@@ -42,8 +45,12 @@ function connect() {
   reconnectTimer = null;
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
   let opened = false;
+  // Ask to resume after the last update applied: any server of this board that still
+  // has the updates since then sends those instead of a whole snapshot.
+  const resume = view.boot !== null && view.seq !== null ? "resume=" + view.boot + "-" + view.seq : "";
+  const params = [query.slice(1), resume].filter((p) => p).join("&");
   try {
-    ws = new WebSocket(scheme + location.host + "/ws" + query);
+    ws = new WebSocket(scheme + location.host + "/ws" + (params ? "?" + params : ""));
   } catch (err) {
     return scheduleReconnect();
   }
@@ -89,10 +96,47 @@ async function poll() {
 }
 
 // -- messages --------------------------------------------------------------------------
+// Updates name agents by slot (see loadkit/dashboard/board.py): a delta gives the changed
+// slots as a hex bitmap ("m") or a list ("s") and their new state letters ("c"); a
+// keyframe gives every slot's letter ("k"), and the ids in slot order ("ids") when
+// agents joined or left.
+function slotsOf(msg) {
+  if (msg.s) return msg.s;
+  const slots = [], bitmap = msg.m || "";
+  for (let p = 0; p < bitmap.length; p++) {
+    const nibble = parseInt(bitmap[p], 16);
+    if (nibble) for (let b = 0; b < 4; b++) if (nibble & (8 >> b)) slots.push(4 * p + b);
+  }
+  return slots;
+}
+
+// Applies an update to view.agents; returns what changed, or null when it does not fit.
+function applyUpdate(msg) {
+  if (msg.k !== undefined) {
+    const ids = msg.ids || view.ids;
+    if (msg.k.length !== ids.length) return null;
+    const fresh = new Map(), changed = [], removed = [];
+    for (let s = 0; s < ids.length; s++) {
+      const state = STATE_OF[msg.k[s]];
+      fresh.set(ids[s], state);
+      if (view.agents.get(ids[s]) !== state) changed.push([ids[s], state]);
+    }
+    for (const id of view.agents.keys()) if (!fresh.has(id)) removed.push(id);
+    view.ids = ids; view.agents = fresh;
+    return {changed, removed};
+  }
+  const slots = slotsOf(msg), letters = msg.c || "";
+  if (slots.length !== letters.length || slots.some((s) => s >= view.ids.length)) return null;
+  const changed = slots.map((s, i) => [view.ids[s], STATE_OF[letters[i]]]);
+  for (const [id, state] of changed) view.agents.set(id, state);
+  return {changed, removed: []};
+}
+
 function handle(msg, receivedMs) {
   if (msg.type === "snapshot") {
     if (msg.seq === view.seq && msg.boot === view.boot) return;  // a poll of the same data
     view.agents = new Map(Object.entries(msg.agents));
+    view.ids = msg.ids || [...view.agents.keys()];
     view.boot = msg.boot; view.seq = msg.seq;
     view.throughput = []; view.fleetLatency = [];
     for (const point of msg.history) addPoint(point);
@@ -103,13 +147,13 @@ function handle(msg, receivedMs) {
     if (msg.boot !== view.boot) return resync();
     if (msg.seq <= view.seq) return;
     if (msg.seq > view.seq + 1) { view.missed += msg.seq - view.seq - 1; return resync(); }
+    const applied = applyUpdate(msg);
+    if (applied === null) return resync();
     view.seq = msg.seq;
     view.updates += 1;
-    for (const [id, state] of Object.entries(msg.changed)) view.agents.set(id, state);
-    for (const id of msg.removed || []) view.agents.delete(id);
     if (msg.point) addPoint(msg.point);
     addLatency(receivedMs - msg.ts);
-    renderChanges(msg);
+    if (msg.ids) renderAll(msg); else renderChanges(msg, applied);
   }
 }
 
@@ -144,10 +188,10 @@ function renderAll(msg) {
   renderCounters(msg);
 }
 
-function renderChanges(msg) {
+function renderChanges(msg, applied) {
   const grid = document.getElementById("grid");
-  for (const [id, state] of Object.entries(msg.changed)) setCell(grid, id, state);
-  for (const id of msg.removed || []) {
+  for (const [id, state] of applied.changed) setCell(grid, id, state);
+  for (const id of applied.removed) {
     const cell = view.cells.get(id);
     if (cell) { cell.remove(); view.cells.delete(id); }
   }
