@@ -10,9 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loadkit.dashboard import protocol
-from loadkit.dashboard.board import AgentBoard, apply_update
+from loadkit.dashboard.board import AgentBoard, BoardView, decode_slots, encode_slots
+from loadkit.dashboard.loadclient import board_digest, decode
 from loadkit.dashboard.protocol import GapTracker, Header, ProtocolViolation
-from loadkit.dashboard.sources import SimulatedFleet
+from loadkit.dashboard.publisher import BoardPublisher
+from loadkit.dashboard.sources import SimulatedFleet, Tick
 from loadkit.dashboard.workload import bottlenecks, targets
 from loadkit.errors import UsageError
 
@@ -30,6 +32,7 @@ REPORTED_METRICS = {
     "memory_per_connection_kib",
     "slow_clients_dropped",
     "messages_missed",
+    "boards_wrong",
 }
 
 states = st.sampled_from(["idle", "busy", "new", "dead"])
@@ -178,23 +181,114 @@ def test_backoff_spreads_over_its_whole_window_and_grows() -> None:
     st.lists(
         st.tuples(st.dictionaries(agent_ids, states), st.lists(agent_ids, max_size=3)),
         max_size=15,
-    )
+    ),
+    st.booleans(),
 )
-def test_board_updates_replay_to_the_same_state(steps: list) -> None:
-    """A client applying every update body ends up with the server's agents, the version
-    moves exactly when something changed, and counts match the states."""
+def test_board_updates_replay_to_the_same_state(steps: list, keyframes: bool) -> None:
+    """A viewer applying every update body, and a board following them, end up with
+    the source's agents (slots renumbered as agents join and leave); the version moves
+    exactly when something changed, and counts match the states."""
     board = AgentBoard()
-    client = dict(board.snapshot_body()["agents"])
+    view, follower = BoardView(), AgentBoard()
+    view.load(board.snapshot_body())
+    follower.load(json.loads(json.dumps(board.snapshot_body())))
     for changed, removed in steps:
         before = board.version
         delta = board.update(changed, removed)
-        apply_update(client, board.update_body(delta, None))
+        body = json.loads(json.dumps(board.update_body(delta, None, keyframe=keyframes)))
+        assert view.apply(body)
+        follower.follow(body)
         assert board.version == before + (1 if delta else 0)
-        assert client == board.states
+        assert view.agents() == board.states == follower.states
+        assert list(follower.states) == list(board.states)  # the same slot order
         expected: dict[str, int] = {}
         for s in board.states.values():
             expected[s] = expected.get(s, 0) + 1
-        assert board.counts() == expected
+        assert board.counts() == expected == follower.counts()
+
+
+@given(st.integers(1, 3000), st.data())
+def test_slots_encode_both_ways_and_pick_the_shorter(total: int, data: st.DataObject) -> None:
+    slots = sorted(data.draw(st.sets(st.integers(0, total - 1), max_size=total)))
+    form, value = encode_slots(slots, total)
+    assert decode_slots({form: value}) == slots
+    bitmap = bytearray((total + 7) // 8)
+    for slot in slots:
+        bitmap[slot // 8] |= 0x80 >> (slot % 8)
+    compact = {"separators": (",", ":")}
+    sizes = {"m": len(json.dumps(bitmap.hex())), "s": len(json.dumps(slots, **compact))}
+    assert sizes[form] <= min(sizes.values()) + 1
+
+
+def test_a_round_of_every_agent_changing_is_small_on_the_wire() -> None:
+    sim = SimulatedFleet(1000)
+    publisher = BoardPublisher(keyframe_every=0)
+    publisher.publish(sim.snapshot())
+    update = publisher.publish(sim.tick(1000))
+    assert len(update) < 1600  # a bitmap and a letter per changed agent, not their ids
+    assert len(publisher.snapshot()) > 20 * len(update)
+
+
+def test_keyframes_come_every_n_updates_and_when_agents_join_or_leave() -> None:
+    publisher = BoardPublisher(keyframe_every=4)
+    publisher.publish(Tick(stats={}, full={"a": "idle", "b": "busy"}))  # joined: keyframe
+    bodies = [
+        json.loads(publisher.publish(Tick(stats={}, changed={"a": s})))
+        for s in ("busy", "idle", "busy", "idle")
+    ]
+    bodies[1]["changed"] = None
+    assert ["k" in b for b in bodies] == [False, False, True, False]
+    assert all("ids" not in b for b in bodies)
+    left = json.loads(publisher.publish(Tick(stats={}, full={"b": "dead", "c": "new"})))
+    assert left["ids"] == ["b", "c"] and left["k"] == "dn"
+
+
+def test_the_load_clients_decoding_matches_the_view() -> None:
+    """The load client decodes into numpy arrays once per message; applied to its board,
+    it gives what the page's plain application gives."""
+    sim = SimulatedFleet(700)
+    publisher = BoardPublisher(keyframe_every=3)
+    publisher.publish(sim.snapshot())
+    snapshot = publisher.snapshot()
+    view = BoardView()
+    view.load(json.loads(snapshot))
+    codes = decode(snapshot).full.copy()
+    for per_tick in (5, 700, 40, 700, 1, 300):
+        message = publisher.publish(sim.tick(per_tick))
+        assert view.apply(json.loads(message))
+        decoded = decode(message)
+        if decoded.full is not None:
+            codes = decoded.full.copy()
+        else:
+            codes[decoded.slots] = decoded.letters
+        assert board_digest(codes) == board_digest(bytes(view.codes))
+    assert view.agents() == sim.states
+    assert board_digest(codes) == board_digest(publisher.board.codes().encode())
+
+
+def test_a_view_refuses_an_update_that_does_not_fit() -> None:
+    view = BoardView()
+    view.load({"ids": ["a", "b"], "agents": {"a": "idle", "b": "busy"}})
+    assert not view.apply({"k": "iii"})
+    assert not view.apply({"s": [5], "c": "b"})
+    assert not view.apply({"s": [0, 1], "c": "b"})
+    with pytest.raises(ValueError, match="unknown agent state"):
+        AgentBoard().update({"a": "sleeping"})
+
+
+def test_frames_resume_and_gaps() -> None:
+    assert protocol.text_frame(b"hi") == b"\x81\x02hi"
+    assert protocol.text_frame(b"x" * 300)[:4] == b"\x81\x7e\x01\x2c"
+    assert protocol.text_frame(b"x" * 70_000)[:2] == b"\x81\x7f"
+    assert protocol.resume_from("/ws?resume=ab12cd-41&token=x") == ("ab12cd", 41)
+    assert protocol.resume_from("/ws?resume=nonsense") is None
+    assert protocol.resume_from("/ws") is None
+    assert protocol.resume_query("ab12cd", 41) == "resume=ab12cd-41"
+    g = GapTracker()
+    g.see(Header("update", 7, 0.0, "a"))
+    g.see(Header("snapshot", 20, 0.0, "a"))  # a snapshot starts over
+    g.see(Header("update", 21, 0.0, "a"))
+    assert g.missed == 0
 
 
 def test_board_replace_diffs_a_full_sample() -> None:

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from loadkit.dashboard.board import apply_update
+from loadkit.dashboard.board import BoardView
 from loadkit.dashboard.loadclient import Shared, WsClient, http_get, stuck_client
 from loadkit.dashboard.protocol import peek_header
 from loadkit.dashboard.server import DashboardServer, ServerConfig
@@ -58,15 +58,17 @@ def test_broadcast_reaches_every_client_in_order() -> None:
             for ws in clients:
                 snap = json.loads(await ws.recv())
                 assert snap["type"] == "snapshot"
-                views.append((snap["seq"], dict(snap["agents"])))
+                view = BoardView()
+                view.load(snap)
+                views.append((snap["seq"], view))
             for _ in range(30):
                 server.publish(sim.tick(50))
-            for ws, (seq, agents) in zip(clients, views, strict=True):
+            for ws, (seq, view) in zip(clients, views, strict=True):
                 for expected in range(seq + 1, seq + 31):
                     msg = json.loads(await ws.recv())
                     assert (msg["type"], msg["seq"]) == ("update", expected)
-                    apply_update(agents, msg)
-                assert agents == server.board.states == sim.states
+                    assert view.apply(msg)
+                assert view.agents() == server.board.states == sim.states
             for ws in clients:
                 await ws.close()
         finally:

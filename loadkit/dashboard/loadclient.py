@@ -35,7 +35,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.protocol import State
 
@@ -43,6 +43,7 @@ from loadkit.child_messages import GONE, OK, receive, send, send_error
 from loadkit.dashboard.board import CODES
 from loadkit.dashboard.protocol import GapTracker, Header, backoff_s, peek_header, resume_query
 from loadkit.dashboard.server import WORKER_HEADER
+from loadkit.dashboard.streamclient import HandshakeFailed, StreamClient, open_stream
 from loadkit.errors import UsageError
 
 STUCK_RCVBUF = 4096  # a stuck client's receive buffer: fills after a message or two
@@ -142,7 +143,8 @@ class WsClient:
         self.connected_at: list[float] = []  # wall ms of the first message of each connection
         self.first_snapshot = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.ws: ClientConnection | None = None
+        self.ws: StreamClient | None = None
+        self.fresh = True  # no message yet on the current connection
         self.worker = "0"  # the server process of the current connection
         self.codes: np.ndarray | None = None  # the board: each slot's state letter
         self.ids: list[str] = []
@@ -158,21 +160,17 @@ class WsClient:
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
         while not stop.is_set():
-            with contextlib.suppress(OSError, TimeoutError, WebSocketException):
-                async with connect(
-                    self._url(), compression=None, max_size=None, open_timeout=10, close_timeout=2
-                ) as ws:
-                    attempt = 0
-                    self.ws = ws
-                    response = ws.response
-                    self.worker = (response.headers.get(WORKER_HEADER) if response else None) or "0"
-                    await self._read(ws)
+            with contextlib.suppress(OSError, TimeoutError, HandshakeFailed):
+                self.fresh = True
+                ws = self.ws = await open_stream(self._url(), self._message, timeout_s=10)
+                attempt = 0
+                await ws.closed
             if stop.is_set():
                 break
             await asyncio.sleep(backoff_s(attempt))
             attempt += 1
 
-    def _apply(self, header: Header, message: str | bytes) -> bool:
+    def _apply(self, header: Header, message: bytes) -> bool:
         """Apply a snapshot or an update to this client's board; False: it did not fit."""
         decoded = self.shared.decoder.get(header, message)
         if decoded.ids is not None:
@@ -190,40 +188,42 @@ class WsClient:
         self.applied = header.seq
         return True
 
-    async def _read(self, ws: ClientConnection) -> None:
+    def _message(self, ws: StreamClient, message: bytes) -> None:
+        """One message of the stream, as it arrives."""
+        received = now_ms()
         shared = self.shared
-        fresh = True
-        async for message in ws:
-            received = now_ms()
-            header = peek_header(message)
-            if header is None:
-                continue
-            if fresh:
-                fresh = False
-                self.connected_at.append(received)
-                self.first_snapshot.set()
-                shared.resumed += header.type == "update"
-            if header.type not in ("snapshot", "update"):
-                continue
-            last = self.gaps.last_seq
-            if header.type == "update":
-                if header.boot == self.gaps.boot and last is not None and header.seq <= last:
-                    continue  # already applied (sent again on a resume)
-                if self.codes is None and last is not None:
-                    self.gaps.see(header)
-                    continue  # a snapshot is on its way
-            gap = self.gaps.see(header)
-            if gap or not self._apply(header, message):
-                self.codes = None
-                await ws.send(_RESYNC)
-                continue
-            if header.type == "update" and shared.recording:
-                latencies = shared.latencies_ms.get(self.worker)
-                if latencies is None:
-                    latencies = shared.latencies_ms[self.worker] = array("d")
-                latencies.append(received - header.ts_ms)
-                entry = shared.last_receipt.setdefault((header.boot, header.seq), [header.ts_ms, 0])
-                entry[1] = max(entry[1], received)
+        header = peek_header(message)
+        if header is None:
+            return
+        if self.fresh:
+            self.fresh = False
+            self.ws = ws
+            self.worker = ws.headers.get(WORKER_HEADER.lower()) or "0"
+            self.connected_at.append(received)
+            self.first_snapshot.set()
+            shared.resumed += header.type == "update"
+        if header.type not in ("snapshot", "update"):
+            return
+        last = self.gaps.last_seq
+        if header.type == "update":
+            if header.boot == self.gaps.boot and last is not None and header.seq <= last:
+                return  # already applied (sent again on a resume)
+            if self.codes is None and last is not None:
+                self.gaps.see(header)
+                return  # a snapshot is on its way
+        gap = self.gaps.see(header)
+        if gap or not self._apply(header, message):
+            self.codes = None
+            if self.ws is not None:
+                self.ws.send_text(_RESYNC)
+            return
+        if header.type == "update" and shared.recording:
+            latencies = shared.latencies_ms.get(self.worker)
+            if latencies is None:
+                latencies = shared.latencies_ms[self.worker] = array("d")
+            latencies.append(received - header.ts_ms)
+            entry = shared.last_receipt.setdefault((header.boot, header.seq), [header.ts_ms, 0])
+            entry[1] = max(entry[1], received)
 
 
 async def stuck_client(url: str, stop: asyncio.Event) -> bool:
@@ -381,7 +381,7 @@ class ClientSession:
         self.stop.set()
         for c in self.clients:
             if c.ws is not None:
-                c.ws.transport.abort()
+                c.ws.abort()
         tasks = [c.task for c in self.clients if c.task] + self.background
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15)

@@ -11,8 +11,9 @@ of decoding the whole body::
   ``seq`` jump by more than one missed messages and asks for a ``snapshot`` with
   ``{"type": "resync"}``. A client that reconnects asks to resume with
   ``/ws?resume=<boot>-<seq>`` (the last it applied): a server of the same board that
-  still holds the updates after it sends those instead of a snapshot, so nothing is
-  missed on the way from one server process to another.
+  still holds the updates after it sends ``resumed`` (with that ``seq``) and those
+  updates instead of a snapshot, so nothing is missed on the way from one server
+  process to another.
 * ``ts`` is the publisher's wall-clock time of the update in milliseconds since the
   epoch, so a browser (``Date.now()``) or a load client on the same host measures
   latency from the board's change to its arrival.

@@ -474,6 +474,10 @@ class DashboardServer:
                 await conn.send(self.snapshot_message(), text=True)
             else:
                 # Written before any later broadcast can be: no await until it joins.
+                # "resumed" tells the viewer at once that it goes on from its seq.
+                assert resume is not None
+                said = protocol.encode("resumed", resume[1], self.last_ts_ms, self.boot, {})
+                conn.transport.write(protocol.text_frame(said.encode()))
                 for message in missed:
                     conn.transport.write(protocol.text_frame(message))
                 self.clients[conn] = sock
