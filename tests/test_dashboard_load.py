@@ -30,7 +30,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_small_load_run_measures_what_it_claims() -> None:
     plan = LoadPlan(
         clients=60,
-        agents=300,
+        agents=1000,  # a snapshot bigger than a stuck client's buffers
         pollers=2,
         poll_interval_s=0.2,
         rounds=12,
@@ -38,6 +38,8 @@ def test_small_load_run_measures_what_it_claims() -> None:
         stuck_clients=2,
         max_buffer_bytes=16 * 1024,
         send_buffer_bytes=8 * 1024,
+        workers=2,
+        keyframe_every=5,
     )
     phases: list[str] = []
     metrics, latencies = asyncio.run(
@@ -55,6 +57,10 @@ def test_small_load_run_measures_what_it_claims() -> None:
     assert metrics["reconnect_ratio"] == 1.0
     assert 0 < metrics["reconnect_p95_s"] < 5
     assert metrics["messages_missed"] == 0
+    # Every client's board, built from deltas and keyframes, is the publisher's.
+    assert metrics["boards_wrong"] == 0
+    assert metrics["worker0_ws_connections"] + metrics["worker1_ws_connections"] == 60
+    assert metrics["worker0_ws_latency_p99_ms"] > 0 and metrics["worker1_ws_latency_p99_ms"] > 0
     assert metrics["poll_requests"] > 0 and metrics["poll_errors"] == 0
     assert 0 < metrics["poll_refresh_s"] < 2
     assert metrics["memory_per_connection_kib"] > 0

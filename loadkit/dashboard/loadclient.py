@@ -201,7 +201,7 @@ class WsClient:
             self.worker = ws.headers.get(WORKER_HEADER.lower()) or "0"
             self.connected_at.append(received)
             self.first_snapshot.set()
-            shared.resumed += header.type == "update"
+            shared.resumed += header.type == "resumed"
         if header.type not in ("snapshot", "update"):
             return
         last = self.gaps.last_seq
