@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from loadkit.dashboard.server import DashboardServer, ServerConfig
-from loadkit.dashboard.sources import SimulatedFleet
+from loadkit.dashboard.sources import SimulatedFleet, Tick
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -45,16 +45,18 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 class LiveServer:
     """A dashboard server on an event loop in a background thread, ticking by itself."""
 
-    def __init__(self, **config: Any) -> None:
+    def __init__(self, ticking: bool = True, **config: Any) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = DashboardServer(ServerConfig(port=0, **config))
-        sim = SimulatedFleet(AGENTS)
+        self.sim = sim = SimulatedFleet(AGENTS)
         self.call(lambda: self.server.publish(sim.tick(AGENTS)))
         self._await(self.server.start())
-        runner = self.server.run(lambda dt: sim.tick(15, dt), interval_s=0.2, duration_s=120)
-        self.ticker = asyncio.run_coroutine_threadsafe(runner, self.loop)
+        self.ticker = None
+        if ticking:
+            runner = self.server.run(lambda dt: sim.tick(15, dt), interval_s=0.2, duration_s=120)
+            self.ticker = asyncio.run_coroutine_threadsafe(runner, self.loop)
 
     def _await(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
@@ -66,7 +68,8 @@ class LiveServer:
         return self._await(wrapped())
 
     def close(self) -> None:
-        self.ticker.cancel()
+        if self.ticker is not None:
+            self.ticker.cancel()
         self._await(self.server.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=5)
@@ -173,3 +176,54 @@ def test_page_needs_the_token_when_one_is_set(browser: Any) -> None:
         page.close()
     finally:
         server.close()
+
+
+def _page_board(page: Any) -> tuple[int, dict[str, str], int, int]:
+    return page.evaluate(
+        "[window.dashboard.seq, Object.fromEntries(window.dashboard.agents),"
+        " document.querySelectorAll('#grid .cell').length, window.dashboard.missed]"
+    )
+
+
+def test_page_applies_deltas_and_keyframes_to_the_board_a_snapshot_gives(browser: Any) -> None:
+    """Deltas of a few agents and of all of them, keyframes (periodic, and when agents
+    join and leave): the page's board is the server's after each; after a dropped
+    connection it resumes (no snapshot) and still agrees."""
+    live = LiveServer(ticking=False)
+    try:
+        live.call(lambda: setattr(live.server.publisher, "keyframe_every", 3))
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(live.server.url)
+        page.wait_for_function("document.body.dataset.mode === 'websocket'", timeout=10_000)
+        sim = live.sim
+
+        def publish_and_compare(make_tick: Callable[[], Any]) -> None:
+            seq = live.call(lambda: (live.server.publish(make_tick()), live.server.seq)[1])
+            page.wait_for_function(f"window.dashboard.seq === {seq}", timeout=10_000)
+            shown_seq, shown, cells, missed = _page_board(page)
+            states = live.call(lambda: dict(live.server.board.states))
+            assert (shown_seq, shown, cells, missed) == (seq, states, len(states), 0)
+
+        for per_tick in (3, AGENTS, 20, AGENTS, 1, 50, 7):
+            publish_and_compare(lambda n=per_tick: sim.tick(n))
+        # Agents leave and join: a keyframe with the new slot order.
+        full = dict(sim.states)
+        for gone in list(full)[:5]:
+            del full[gone]
+        full.update({f"late-{i}": "new" for i in range(8)})
+        publish_and_compare(lambda: Tick(stats={}, full=full))
+        publish_and_compare(lambda: Tick(stats={}, changed={"late-3": "busy", "late-7": "dead"}))
+        # The connection drops; the page comes back asking to resume and gets no snapshot.
+        before = live.call(lambda: live.server.resumed)
+        live.call(live.server.drop_all)
+        deadline = time.monotonic() + 15
+        while live.call(lambda: live.server.resumed) == before:
+            assert time.monotonic() < deadline, "the page never resumed"
+            page.wait_for_timeout(50)
+        publish_and_compare(lambda: Tick(stats={}, changed={"late-0": "busy"}))
+        assert errors == []
+        page.close()
+    finally:
+        live.close()
