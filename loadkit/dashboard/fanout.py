@@ -158,6 +158,7 @@ class _Worker:
             "resumed": server.resumed,
             "seq": server.seq,
             "polls": server.polls,
+            "write_ms": list(server.write_ms),
         }
 
     async def command(self, kind: str) -> dict[str, Any]:

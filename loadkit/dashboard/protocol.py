@@ -36,7 +36,7 @@ import random
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 # RFC 6455 close codes used by the server.
@@ -47,7 +47,8 @@ CLOSE_TRY_AGAIN_LATER = 1013  # connection limit reached
 MAX_CLIENT_MESSAGE_BYTES = 1024  # clients only ever send tiny control messages
 
 _RESUME = re.compile(r"(\w{1,32})-(\d{1,18})")
-_HEADER = re.compile(r'^\{"type":"(\w+)","seq":(\d+),"ts":([0-9.]+),"boot":"(\w+)"')
+_HEADER = re.compile(r'\{"type":"(\w+)","seq":(\d+),"ts":([0-9.]+),"boot":"(\w+)"')
+_HEADER_BYTES = re.compile(_HEADER.pattern.encode())
 
 
 class ProtocolViolation(Exception):
@@ -59,8 +60,7 @@ class ProtocolViolation(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     type: str
     seq: int
     ts_ms: float
@@ -91,12 +91,18 @@ def text_frame(payload: bytes) -> bytes:
 
 
 def peek_header(message: str | bytes) -> Header | None:
-    """Read a server message's header without decoding its body (None if it has none)."""
-    text = message[:160].decode("ascii", "replace") if isinstance(message, bytes) else message
-    m = _HEADER.match(text[:160])
-    if m is None:
+    """Read a server message's header without decoding its body (None if it has none).
+    A load client calls this for every message it receives, so it matches the bytes
+    as they came."""
+    if isinstance(message, str):
+        m = _HEADER.match(message)
+        if m is None:
+            return None
+        return Header(m[1], int(m[2]), float(m[3]), m[4])
+    b = _HEADER_BYTES.match(message)
+    if b is None:
         return None
-    return Header(m.group(1), int(m.group(2)), float(m.group(3)), m.group(4))
+    return Header(b[1].decode(), int(b[2]), float(b[3]), b[4].decode())
 
 
 def parse_client_message(message: str | bytes) -> str:

@@ -224,7 +224,9 @@ async def _measure(
             lambda r: progress("broadcast", 0.1 + 0.6 * r / plan.rounds),
         )
         cpu_after = _cpu_s(pool.procs), _cpu_s(clients.procs)
-        dropped = sum(s["dropped"] for s in await pool.ask("stats"))
+        steady = await pool.ask("stats")
+        dropped = sum(s["dropped"] for s in steady)
+        write_ms = [ms for s in steady for ms in s["write_ms"][-plan.rounds :]]
         seen = await clients.ask_all(cmd="wake_stuck")
         progress("restart", 0.7)
         await clients.ask_all(cmd="pause")
@@ -306,6 +308,7 @@ async def _measure(
         "update_process_max_ms": max(process_ms),
         # CPU time per message delivered in the steady phase: where a round's time goes
         "server_cpu_us_per_message": server_cpu_us,
+        "server_write_round_p95_ms": percentile(write_ms, 95),
         "client_cpu_us_per_message": client_cpu_us,
         "restart_down_s": down_s,
         "poll_requests": float(len(polls)),

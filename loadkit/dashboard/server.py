@@ -162,6 +162,7 @@ class DashboardServer:
         self.recent: deque[tuple[int, bytes]] = deque(maxlen=RESUME_WINDOW)
         self.resumed = 0  # connections that resumed instead of taking a snapshot
         self._wrote = False  # bytes written since the last sweep looked at everyone
+        self.write_ms: deque[float] = deque(maxlen=1000)  # time to write each broadcast
         # Connection -> its socket. Insertion-ordered: the broadcast reaches long-standing
         # viewers first, so a flood of new connections cannot push them back.
         self.clients: dict[ServerConnection, socket.socket | None] = {}
@@ -303,10 +304,12 @@ class DashboardServer:
         # it is made once and written whole: websockets writes its own frames (the
         # snapshot, pongs, pings, close) whole too, so they never interleave.
         frame = protocol.text_frame(message)
+        start = time.perf_counter()
         for conns in (ready, behind):
             for conn in conns:
                 if conn.protocol.state is State.OPEN:
                     conn.transport.write(frame)
+        self.write_ms.append((time.perf_counter() - start) * 1000)
         for conn in behind:
             watch.queued(conn, len(frame))
         self._wrote = True
