@@ -157,7 +157,7 @@ def test_server_processes_share_one_port_and_come_back_after_a_restart(redis_url
             for _ in range(5):
                 await out.publish(sim.tick(200))
             await until(lambda: all(v.applied == publisher.seq for v in viewers), 20, "updates")
-            await pool.ask("restart")  # both processes cut every connection and come back
+            await pool.restart()  # both processes die (connections reset) and come back
             await until(lambda: all(len(v.connected_at) == 2 for v in viewers), 20, "reconnects")
             await out.publish(sim.tick(200))
             await until(lambda: all(v.applied == publisher.seq for v in viewers), 20, "updates")

@@ -166,15 +166,6 @@ class _Worker:
             return self.stats()
         if kind == "rss":
             return {"rss": settled_rss_bytes()}
-        if kind == "restart":
-            # A crash-restart: connections cut without a close frame, then a new server
-            # on the same port that starts from the board's snapshot.
-            assert self.server is not None
-            before = self.stats()
-            self.server.drop_all()
-            await self.stop()
-            await self.start()
-            return before
         raise UsageError(f"unknown command {kind!r}")
 
     async def serve(self, conn: Connection) -> None:
@@ -256,6 +247,23 @@ class ServerPool:
         for i in range(1, self.workers):
             await asyncio.to_thread(self._ready, self.pipes[i], i)
         return self
+
+    async def restart(self) -> None:
+        """A crash of every server process: each is killed (the kernel resets all its
+        connections at once, no close frame), then new ones take the port and start
+        from the board's snapshot."""
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            await asyncio.to_thread(proc.join)
+        for pipe in self.pipes:
+            pipe.close()
+        self.procs, self.pipes = [], []
+        joined = dataclasses.replace(self.config, port=self.port)
+        for i in range(self.workers):
+            self._spawn(i, joined)
+        for i in range(self.workers):
+            await asyncio.to_thread(self._ready, self.pipes[i], i)
 
     async def ask(self, kind: str, timeout_s: float = 30) -> list[dict[str, Any]]:
         """Send every process a command; their answers, in process order."""

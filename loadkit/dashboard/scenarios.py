@@ -13,8 +13,8 @@ and ``malloc_trim``; the clients run in ``plan.client_procs`` processes of their
    ``ws_latency_*`` (overall and per server process), ``broadcast_all_received_p99_ms``,
    ``update_process_ms``; the stuck clients must be dropped (``slow_clients_dropped``)
    without delaying the others;
-3. every server process is crash-restarted on the same port (connections cut without
-   a close frame) while the publisher goes on -> ``reconnect_ratio``,
+3. every server process is killed and started again on the same port (connections
+   reset by the kernel, no close frame) while the publisher goes on -> ``reconnect_ratio``,
    ``reconnect_p95_s`` from the cut, ``ws_resumed``;
 4. the clients report -> ``messages_missed``, ``poll_latency_p95_ms``,
    ``poll_refresh_s``, and ``boards_wrong``: clients whose board, built from the
@@ -230,12 +230,12 @@ async def _measure(
         seen = await clients.ask_all(cmd="wake_stuck")
         progress("restart", 0.7)
         await clients.ask_all(cmd="pause")
-        # A crash-restart of every server process: connections end at once with no close
-        # frame (as when a process dies), then new servers listen on the same port and
-        # start from the board's snapshot; the publisher goes on meanwhile.
+        # A crash of every server process: killed, their connections reset by the kernel,
+        # then new processes listen on the same port and start from the board's
+        # snapshot; the publisher goes on meanwhile.
         down_ms = now_ms()
         down = time.perf_counter()
-        restarting = asyncio.ensure_future(pool.ask("restart"))
+        restarting = asyncio.ensure_future(pool.restart())
         waiting = asyncio.ensure_future(
             clients.ask_all(cmd="reconnect", since_ms=down_ms, wait_s=RECONNECT_WINDOW_S + 1)
         )
