@@ -245,3 +245,29 @@ def test_cli_workers_refuse_a_port_in_use() -> None:
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert f"port {port} is in use" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_cli_workers_end_with_one_line_when_redis_is_lost() -> None:
+    """Redis killed under a fanned-out dashboard: the publisher (or a server process)
+    finds it silent for longer than loadkit waits, and the command ends with one line
+    and exit code 1, leaving no process behind."""
+    from loadkit.redis_server import RedisServer
+
+    with RedisServer() as server:
+        proc = _dashboard(
+            "--simulate", "--workers", "2", "--agents", "30", "--port", "0",
+            "--duration", "60", "--interval", "0.2", "--redis-url", server.url,
+        )  # fmt: skip
+        try:
+            assert "2 server processes" in proc.stdout.readline()
+            server.kill()
+            started = time.monotonic()
+            _, err = proc.communicate(timeout=30)
+            took = time.monotonic() - started
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    assert "lost Redis" in err and "Traceback" not in err, err
+    assert took < 20, took

@@ -327,7 +327,8 @@ async def _serve_fanout(
         if failure is not None:
             raise failure
         if watcher.done() and not watcher.cancelled():
-            raise UsageError(watcher.result())
+            print(f"loadkit: error: {watcher.result()}", file=sys.stderr, flush=True)
+            return 1
     print("dashboard stopped", flush=True)
     return 0
 

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from loadkit.child_messages import (
     GONE,
     OK,
@@ -43,7 +46,9 @@ from loadkit.dashboard.server import DashboardServer, ServerConfig
 from loadkit.dashboard.sources import Tick
 from loadkit.errors import UsageError
 from loadkit.metrics import settled_rss_bytes
+from loadkit.redis_health import Liveness
 
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 SNAPSHOT_TTL_S = 600  # a snapshot key a killed publisher left expires by itself
 LOAD_WAIT_S = 10.0  # how long a follower waits for the publisher's first snapshot
 
@@ -63,19 +68,30 @@ class BoardKeys:
 
 class RedisPublisher:
     """Publishes a board's updates on Redis: the update on the channel, the snapshot of
-    the same moment in the key, in one round trip."""
+    the same moment in the key, in one round trip. While Redis does not answer the
+    board goes on and updates are not sent (the followers then see a gap and reload the
+    snapshot); silent for :data:`loadkit.redis_health.LOST_AFTER_S`, Redis is lost and
+    :meth:`publish` raises :class:`loadkit.errors.RedisLost`."""
 
     def __init__(self, client: Any, keys: BoardKeys, publisher: BoardPublisher) -> None:
         self.client = client
         self.keys = keys
         self.publisher = publisher
+        self.liveness = Liveness("dashboard publishing its board")
+        self.errors = 0
 
     async def publish(self, tick: Tick, now_s: float | None = None) -> int:
         message = self.publisher.publish(tick, now_s)
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self.keys.snapshot, self.publisher.snapshot(), ex=SNAPSHOT_TTL_S)
         pipe.publish(self.keys.updates, message)
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except REDIS_DOWN as exc:
+            self.errors += 1
+            self.liveness.failed(exc)
+            return 0
+        self.liveness.ok()
         return len(message)
 
 
@@ -94,19 +110,28 @@ async def follow(
     server: DashboardServer, client: Any, keys: BoardKeys, loaded: asyncio.Event | None = None
 ) -> None:
     """Feed ``server`` the board's updates for ever: subscribe first, then load the
-    snapshot, so no update falls between the two (older ones are skipped)."""
-    pubsub = client.pubsub()
-    try:
-        await pubsub.subscribe(keys.updates)
-        await load_snapshot(server, client, keys)
-        if loaded is not None:
-            loaded.set()
-        while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if message is not None and not server.deliver(message["data"]):
-                await load_snapshot(server, client, keys)
-    finally:
-        await pubsub.aclose()
+    snapshot, so no update falls between the two (older ones are skipped). A lost
+    subscription is made again the same way; once Redis has been silent for
+    :data:`loadkit.redis_health.LOST_AFTER_S` this raises
+    :class:`loadkit.errors.RedisLost`."""
+    liveness = Liveness("dashboard server following its board")
+    while True:
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(keys.updates)
+            await load_snapshot(server, client, keys)
+            liveness.ok()
+            if loaded is not None:
+                loaded.set()
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and not server.deliver(message["data"]):
+                    await load_snapshot(server, client, keys)
+        except REDIS_DOWN as exc:
+            await asyncio.sleep(liveness.failed(exc))
+        finally:
+            with contextlib.suppress(*REDIS_DOWN):
+                await pubsub.aclose()
 
 
 # -- server processes ------------------------------------------------------------------
