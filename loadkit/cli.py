@@ -32,7 +32,7 @@ from loadkit import guard, lifetime, workload
 from loadkit.argtypes import positive_float, positive_int
 from loadkit.clean import add_command as add_clean_command
 from loadkit.dashboard.cli import add_command as add_dashboard_command
-from loadkit.errors import Failure, UsageError, exit_code_of
+from loadkit.errors import Failure, UsageError, exit_code_of, signal_name
 from loadkit.history.commands import add_commands as add_history_commands
 from loadkit.path_checks import check_input_file, check_output_dir, check_output_file
 from loadkit.process_title import hide_secrets_in_command_line
@@ -268,7 +268,14 @@ def cmd_redis(args: argparse.Namespace) -> int:
             server.process.wait(timeout=args.duration)
         except subprocess.TimeoutExpired:
             return 0
-        raise Failure(f"redis-server (pid {server.pid}) exited with {server.process.returncode}")
+        raise Failure(f"redis-server (pid {server.pid}) {ended_how(server.process.returncode)}")
+
+
+def ended_how(returncode: int) -> str:
+    """How a child ended, for a message: its exit code or the signal that killed it."""
+    if returncode < 0:
+        return f"was killed by {signal_name(-returncode)}"
+    return f"exited with code {returncode}"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -187,16 +187,35 @@ def stop_group(pgid: int, grace_s: float = GROUP_GRACE_S) -> bool:
     return _wait_empty(pgid, KILLED_WAIT_S)
 
 
-def stop_process(proc: psutil.Process, grace_s: float = GROUP_GRACE_S) -> None:
-    """SIGTERM one process, SIGKILL it after ``grace_s``; a process already gone (or a
-    pid reused since ``proc`` was made) is left alone."""
-    with contextlib.suppress(psutil.Error):
-        proc.terminate()
-        try:
-            proc.wait(grace_s)
-        except psutil.TimeoutExpired:
-            proc.kill()
-            proc.wait(KILLED_WAIT_S)
+def ended(proc: psutil.Process) -> bool:
+    """True once ``proc`` has exited: gone, or a zombie waiting for whoever reaps
+    orphans (which may take seconds; a zombie holds no resources)."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _wait_ended(proc: psutil.Process, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not ended(proc):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def stop_process(proc: psutil.Process, grace_s: float = GROUP_GRACE_S) -> bool:
+    """SIGTERM one process, SIGKILL it after ``grace_s``; True once it has ended. A
+    process already gone, or a pid reused since ``proc`` was made, is left alone."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, KILLED_WAIT_S)):
+        if ended(proc):
+            return True
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(sig)
+        if _wait_ended(proc, wait_s):
+            return True
+    return False
 
 
 # -- temp folders ----------------------------------------------------------------------
