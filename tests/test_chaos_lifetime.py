@@ -336,3 +336,61 @@ def test_temp_folders_of_dead_owners_are_swept(private_tmp: Path) -> None:
     assert [p.name for p in removed] == [f"loadkit-redis-{dead.pid}-abc"]
     assert sorted(os.listdir(private_tmp)) == sorted([f"loadkit-run-{os.getpid()}-abc", "pymp-x"])
     shutil.rmtree(mine)
+
+
+# -- loadkit bench -----------------------------------------------------------------------
+
+PROBE_BENCHMARKS = """
+import time
+
+
+def time_fine():
+    sum(range(100))
+
+
+def time_broken():
+    raise RuntimeError("this benchmark fails")
+
+
+def time_stuck():
+    time.sleep(30)
+
+
+time_stuck.timeout = 1.0
+"""
+
+
+@pytest.mark.parametrize("which", ["broken", "stuck"])
+def test_bench_exits_1_when_a_benchmark_fails_or_times_out(tmp_path: Path, which: str) -> None:
+    """The real path: ``asv run`` (which exits 2) on a repository with one benchmark that
+    fails or overruns its timeout; loadkit's exit code is 1, never the usage error's 2."""
+    repo, home = tmp_path / "repo", tmp_path / "home"
+    (repo / "benchmarks").mkdir(parents=True)
+    home.mkdir()
+    (repo / "benchmarks" / "__init__.py").write_text("")
+    (repo / "benchmarks" / "bench_probe.py").write_text(PROBE_BENCHMARKS)
+    (repo / "asv.conf.json").write_text(
+        '{"version": 1, "project": "probe", "repo": ".", "branches": ["main"], '
+        '"environment_type": "virtualenv", "benchmark_dir": "benchmarks", '
+        '"results_dir": "results", "html_dir": "html"}'
+    )
+    env = child_env() | {
+        "HOME": str(home),  # asv's machine file goes here, not in the user's home
+        "GIT_AUTHOR_NAME": "probe",
+        "GIT_AUTHOR_EMAIL": "probe@localhost",
+        "GIT_COMMITTER_NAME": "probe",
+        "GIT_COMMITTER_EMAIL": "probe@localhost",
+    }
+    for git in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "probe"]):
+        subprocess.run(["git", *git], cwd=repo, env=env, check=True, capture_output=True)
+    out = subprocess.run(
+        loadkit_cmd("bench", "--skip-report", "--bench", f"time_({which}|fine)"),
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "asv run exited 2" in out.stderr + out.stdout, out.stderr
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert (repo / "html" / "index.html").exists()  # what was recorded is published
