@@ -10,6 +10,9 @@
 loadkit's pages sit beside the asv site because ``asv publish`` deletes ``html/``.
 
 Existing results are never deleted: asv adds this commit's file beside the others.
+Exit codes are loadkit's own, not asv's: a benchmark that failed or timed out is 1 (asv
+says 2, which in loadkit means bad usage), a stop signal 128 + n
+(:func:`job_exit_code`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from loadkit.errors import UsageError
+from loadkit import lifetime
+from loadkit.errors import Failure, UsageError
 from loadkit.path_checks import check_html_dir, check_output_dir, check_output_file
 
 
@@ -45,6 +49,29 @@ def _head(root: Path) -> str:
 
 def _asv(root: Path, *args: str) -> int:
     return subprocess.run([sys.executable, "-m", "asv", *args], cwd=root, check=False).returncode
+
+
+def asv_exit_code(status: int) -> int:
+    """``asv run``'s exit status in loadkit's terms: 0 passed; ended by signal n
+    (``subprocess`` reports -n; a shell 128 + n) is that signal's 128 + n; anything else
+    is a benchmark that failed or timed out (asv exits 2 for those), which is 1."""
+    if status == 0:
+        return 0
+    if status < 0:
+        return lifetime.exit_code(-status)
+    if status in (lifetime.exit_code(s) for s in lifetime.STOP_SIGNALS):
+        return status
+    return 1
+
+
+def job_exit_code(asv_status: int, run_code: int | None) -> int:
+    """The job's exit code from ``asv run``'s status and ``loadkit run``'s code (None
+    when skipped): an interruption wins, then bad usage (2), then any failure (1)."""
+    codes = [asv_exit_code(asv_status), run_code or 0]
+    interrupted = [c for c in codes if c > 2]
+    if interrupted:
+        return interrupted[0]
+    return max(codes)
 
 
 def _check_paths(results: Path, html: Path) -> None:
@@ -82,9 +109,9 @@ def run_bench(args: argparse.Namespace) -> int:
         console.print(f"[yellow]asv run exited {status}; publishing what was recorded[/]")
     console.rule("asv publish")
     if _asv(root, "publish") != 0:
-        raise UsageError("asv publish failed (see its output above)")
+        raise Failure("asv publish failed (see its output above)")
     if args.skip_report:
-        return status
+        return job_exit_code(status, None)
     from loadkit.cli import main as loadkit_main
     from loadkit.history.paths import report_dir as history_dir
 
@@ -108,4 +135,4 @@ def run_bench(args: argparse.Namespace) -> int:
     console.print(f"asv site: {html / 'index.html'}  (serve it with `asv preview`)")
     console.print(f"history:  {history_dir(html) / 'index.html'}")
     console.print(f"report:   {report_dir / 'report.md'}")
-    return code or status
+    return job_exit_code(status, code)
