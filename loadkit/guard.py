@@ -18,7 +18,6 @@ its pipe does. The Redis URL travels through the pipe, never on a command line.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -32,10 +31,13 @@ from typing import IO, Any
 import psutil
 
 from loadkit import lifetime
+from loadkit.child_messages import from_json_line, to_json_line
 
 # How long the guard waits for a paused Redis to delete a dead command's keys.
 PURGE_BUDGET_S = 5.0
 RELEASE_WAIT_S = 5.0
+# What the command tells its guard, one message a line (see loadkit.child_messages).
+WATCH, FORGET, RELEASE = "watch", "forget", "release"
 
 
 class Guard:
@@ -67,42 +69,42 @@ class Guard:
         self._pipe = os.fdopen(write_end, "w", buffering=1)
         return self
 
-    def _send(self, **message: Any) -> None:
+    def _send(self, kind: str, **body: Any) -> None:
         if self._pipe is None:
             return
         try:
-            self._pipe.write(json.dumps(message) + "\n")
+            self._pipe.write(to_json_line(kind, body) + "\n")
         except (OSError, ValueError):  # the guard is gone: nothing to tell
             self._pipe = None
 
     def watch_group(self, pgid: int) -> None:
-        self._send(op="watch", group=pgid)
+        self._send(WATCH, group=pgid)
 
     def forget_group(self, pgid: int) -> None:
-        self._send(op="forget", group=pgid)
+        self._send(FORGET, group=pgid)
 
     def watch_dir(self, path: Path) -> None:
-        self._send(op="watch", dir=str(path))
+        self._send(WATCH, dir=str(path))
 
     def forget_dir(self, path: Path) -> None:
-        self._send(op="forget", dir=str(path))
+        self._send(FORGET, dir=str(path))
 
     def watch_server(self, pid: int) -> None:
-        self._send(op="watch", server=pid)
+        self._send(WATCH, server=pid)
 
     def forget_server(self, pid: int) -> None:
-        self._send(op="forget", server=pid)
+        self._send(FORGET, server=pid)
 
     def watch_run(self, url: str, run_id: str) -> None:
         """Delete run ``run_id``'s keys on ``url`` if the command dies."""
-        self._send(op="watch", run=run_id, url=url)
+        self._send(WATCH, run=run_id, url=url)
 
     def forget_run(self, run_id: str) -> None:
-        self._send(op="forget", run=run_id)
+        self._send(FORGET, run=run_id)
 
     def release(self) -> None:
         """The command ended in order: the guard exits without touching anything."""
-        self._send(op="release")
+        self._send(RELEASE)
         if self._pipe is not None:
             with contextlib.suppress(OSError):
                 self._pipe.close()
@@ -160,12 +162,16 @@ class Watched:
     runs: dict[str, str] = field(default_factory=dict)  # run id -> Redis URL
     released: bool = False
 
-    def apply(self, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if op == "release":
+    def apply(self, line: str) -> None:
+        """Take one line from the command (stray or malformed lines change nothing)."""
+        parsed = from_json_line(line)
+        if parsed is None or not isinstance(parsed.body, dict):
+            return
+        if parsed.kind == RELEASE:
             self.released = True
             return
-        add = op == "watch"
+        add = parsed.kind == WATCH
+        message = parsed.body
         if "group" in message:
             _toggle(self.groups, int(message["group"]), add)
         if "dir" in message:
@@ -226,7 +232,7 @@ def main(argv: list[str]) -> int:
 
     for line in sys.stdin:
         with contextlib.suppress(ValueError, TypeError, KeyError):
-            watched.apply(json.loads(line))
+            watched.apply(line)
         if watched.released:
             return 0
     if watched.empty():

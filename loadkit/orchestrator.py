@@ -20,7 +20,6 @@ process (:func:`loadkit.lifetime.die_with_parent`).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import shutil
@@ -37,6 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadkit import guard, lifetime, workload
+from loadkit.child_messages import ERROR, OK, PROGRESS, from_json_line
 from loadkit.keyspace import new_run_id
 from loadkit.redaction import redact_text, url_secrets
 from loadkit.redis_server import ENV_URL
@@ -188,15 +188,15 @@ def _run_worker(
     if timed_out:
         return ChildOutcome("timeout", duration, None, f"no result within {timeout_s:g} s")
     try:
-        data = json.loads(out.read_text())
-    except (OSError, json.JSONDecodeError):
-        data = {}
-    if proc.returncode == 0 and "metrics" in data:
+        message = from_json_line(out.read_text())
+    except OSError:
+        message = None
+    if proc.returncode == 0 and message is not None and message.kind == OK:
+        data = message.body
         return ChildOutcome("passed", duration, data["metrics"], None, data.get("artifacts") or {})
-    error = data.get("error") or _last_line(stderr_tail) or f"exit code {proc.returncode}"
-    return ChildOutcome(
-        "error", duration, data.get("metrics"), redact_text(error, url_secrets(redis_url))
-    )
+    error = message.body if message is not None and message.kind == ERROR else None
+    error = error or _last_line(stderr_tail) or f"exit code {proc.returncode}"
+    return ChildOutcome("error", duration, None, redact_text(error, url_secrets(redis_url)))
 
 
 def _last_line(tail: deque[str]) -> str | None:
@@ -212,12 +212,9 @@ def _drain(lines: queue.Queue[str | None], on_progress: Any, wait_s: float) -> N
     except queue.Empty:
         return
     while item is not None:
-        try:
-            event = json.loads(item)
-        except json.JSONDecodeError:
-            event = None
-        if on_progress is not None and isinstance(event, dict) and "phase" in event:
-            on_progress(str(event["phase"]), float(event.get("fraction", 0.0)))
+        event = from_json_line(item)
+        if on_progress is not None and event is not None and event.kind == PROGRESS:
+            on_progress(str(event.body["phase"]), float(event.body.get("fraction", 0.0)))
         try:
             item = lines.get_nowait()
         except queue.Empty:

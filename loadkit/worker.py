@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -29,11 +28,13 @@ import traceback
 from pathlib import Path
 
 from loadkit import lifetime, workload
+from loadkit.child_messages import ERROR, OK, PROGRESS, to_json_line
 from loadkit.errors import RedisLost
 from loadkit.keyspace import new_run_id, purge_run
 from loadkit.redaction import redact_text, url_secrets
 from loadkit.redis_health import REDIS_UNREACHABLE, address
 from loadkit.redis_server import ENV_URL
+from loadkit.run_cleanup import clean_run
 
 # How long the worker's own clean-up waits for Redis: a healthy server answers at once;
 # after a failure the parent, which outlives the worker, retries for longer.
@@ -49,7 +50,7 @@ def _progress_printer(min_interval_s: float = 0.1):
         if phase == last["phase"] and now - last["t"] < min_interval_s:
             return
         last.update(phase=phase, t=now)
-        print(json.dumps({"phase": phase, "fraction": round(fraction, 4)}), flush=True)
+        print(to_json_line(PROGRESS, {"phase": phase, "fraction": round(fraction, 4)}), flush=True)
 
     return emit
 
@@ -99,16 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         print(redact_text(traceback.format_exc(), secrets), file=sys.stderr, end="")
         lost = isinstance(exc, (*REDIS_UNREACHABLE, RedisLost))
         error = redact_text(describe_error(exc, redis_url), secrets)
-        args.out.write_text(json.dumps({"error": error}))
+        args.out.write_text(to_json_line(ERROR, error))
         return 1
     finally:
         if args.workload in workload.USES_REDIS and not lost:
             budget = PURGE_AFTER_SUCCESS_S if ok else PURGE_AFTER_FAILURE_S
-            purged = purge_run(redis_url, run_id, budget_s=budget)
-            if purged.error is not None:
-                print(f"keys of run {run_id} may be left: {purged.error}", file=sys.stderr)
+            note = clean_run(redis_url, run_id, budget_s=budget)
+            if note is not None:
+                print(note, file=sys.stderr)
     result = {"metrics": output.metrics, "notes": output.notes, "artifacts": output.artifacts}
-    args.out.write_text(json.dumps(result))
+    args.out.write_text(to_json_line(OK, result))
     return 0
 
 
