@@ -170,14 +170,14 @@ def run_check(args: argparse.Namespace) -> int:
     console.print(tables.check_table(scores, title))
     if any(is_machine(s.series) for s in scores):
         console.print(tables.MACHINE_NOTE, soft_wrap=True)
-    if failing:
-        names = escape(", ".join(s.series.name for s in failing))
-        console.print(
-            f"[bold red]REGRESSION[/] at {newest[:8]} (confidence ≥ {args.confidence}, "
-            f"effect ≥ {args.min_effect:.0%}, false discoveries ≤ {args.fdr:.0%}): {names}"
+    outcome = escape(
+        tables.outcome_text(
+            [s.series.name for s in failing], newest, args.confidence, args.min_effect, args.fdr
         )
-    else:
-        console.print(f"no regression at {newest[:8]} reaches the required confidence and effect")
+    )
+    if failing:
+        outcome = outcome.replace("REGRESSION", "[bold red]REGRESSION[/]", 1)
+    console.print(outcome)
     if args.json:
         _write_json(
             args.json,
