@@ -1,6 +1,6 @@
 """Bodies of the ``check``, ``calibrate`` and ``report`` commands: read the history, call
 the pure scoring, hand results to the table, JSON and page writers. Imported lazily by
-:mod:`loadkit.history.commands` (it pulls in scipy and matplotlib)."""
+:mod:`loadkit.history.commands` (it pulls in scipy)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,13 @@ from loadkit.history.commit_order import (
 from loadkit.history.machine_level import is_machine
 from loadkit.history.machine_simulation import SIBLING_COMMITS, SIBLINGS
 from loadkit.history.paths import report_dir
-from loadkit.history.report_page import render_page
+from loadkit.history.report_page import (
+    PageFacts,
+    asv_site_needs_internet,
+    relative_link,
+    render_page,
+)
+from loadkit.history.run_targets import read_run_targets
 from loadkit.history.scoring import ScoringOptions, SeriesScore, score_machine, worst_first
 from loadkit.history.simulation import GATE_BETWEEN_SD, GATE_SAMPLES, GATE_WITHIN_SD, SCENARIOS
 
@@ -243,16 +249,37 @@ def run_calibrate(args: argparse.Namespace) -> int:
     return 0 if report.met else 1
 
 
-def run_report(args: argparse.Namespace) -> int:
-    """``loadkit report``: plots and table in ``<html>-loadkit/index.html``."""
+def write_page(args: argparse.Namespace) -> Path:
+    """Score the history as ``check`` does and write the page beside the asv site."""
     scored = score_history(args)
-    out_dir = report_dir(Path(args.html))
-    title = f"loadkit history — {scored.history.machine} @ {scored.newest[:8]}"
-    # stdout stays the page's path alone; the order line goes where people read it.
+    html_dir = Path(args.html)
+    out_dir = report_dir(html_dir)
+    # The order line goes to stderr where people read it; the page repeats it in its notes.
     _stderr().print(escape(scored.order.line()))
+    asv_index = html_dir / "index.html"
+    targets, unreadable = read_run_targets(out_dir / "run" / "report.json")
+    notes = [scored.order.line(), *scored.notes, *([unreadable] if unreadable else [])]
+    facts = PageFacts(
+        title=f"loadkit history — {scored.history.machine} @ {scored.newest[:8]}",
+        machine=scored.history.machine,
+        commit=scored.newest,
+        confidence=args.confidence,
+        min_effect=args.min_effect,
+        false_discovery=args.fdr,
+        notes=notes,
+        asv_page=relative_link(asv_index, out_dir) if asv_index.is_file() else None,
+        asv_needs_internet=asv_site_needs_internet(asv_index),
+        run_targets=targets,
+    )
     try:
-        page = render_page(scored.scores, out_dir, title, [scored.order.line(), *scored.notes])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return render_page(scored.scores, out_dir, facts)
     except OSError as exc:
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
-    print(page, file=sys.stdout)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``loadkit report``: the history page in ``<html>-loadkit/index.html``; prints its
+    path (stdout holds nothing else)."""
+    print(write_page(args), file=sys.stdout)
     return 0

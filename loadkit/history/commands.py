@@ -121,7 +121,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     report = subparsers.add_parser(
         "report",
-        help="write the trend plots and confidence table next to the asv site",
+        help="write the history page (verdicts, trends, plots) next to the asv site",
     )
     report.add_argument("--results", type=Path, required=True, help="asv results dir")
     report.add_argument(
@@ -129,6 +129,38 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_history_options(report)
     report.set_defaults(func=_lazy("run_report"))
+
+
+def write_history_page(
+    results: str | os.PathLike[str],
+    html: str | os.PathLike[str],
+    *,
+    machine: str | None = None,
+    commit: str | None = None,
+    config: str | os.PathLike[str] | None = None,
+    confidence: float = 0.95,
+    min_effect: float = 0.05,
+    fdr: float = 0.01,
+) -> Path:
+    """The history page for asv results, as ``loadkit report`` writes it: for callers
+    such as ``loadkit bench`` that have the paths in hand. Returns the page's path;
+    a path or option that cannot work raises ``UsageError``."""
+    args = argparse.Namespace(
+        results=Path(results),
+        html=Path(html),
+        machine=machine,
+        commit=commit,
+        config=None if config is None else Path(config),
+        repo=None,
+        asv_index=None,
+        confidence=confidence,
+        min_effect=min_effect,
+        fdr=fdr,
+    )
+    check_paths(args)
+    from loadkit.history import actions
+
+    return Path(actions.write_page(args))
 
 
 def report_page_link(html_dir: str | os.PathLike[str]) -> str | None:
