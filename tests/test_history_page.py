@@ -70,6 +70,7 @@ def test_values_keep_zero_and_their_unit():
     assert tables.value_text(0.0, "items") == "0 items"
     assert tables.value_text(0.00123, "seconds") == "1.23 ms"
     assert tables.value_text(3 * 2**20, "bytes") == "3 MiB"
+    assert tables.value_text(50_000.0, "iterations") == "50,000 iterations"
     assert tables.value_text(None, "seconds") == "no result"
     assert tables.value_text(float("nan"), "") == "no result"
 

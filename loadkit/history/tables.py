@@ -155,7 +155,8 @@ def value_text(value: float | None, unit: str) -> str:
     for scale, short in scales:
         if abs(value) >= scale or scale == scales[-1][0]:
             return f"{value / scale:.3g} {short}"
-    return f"{value:.4g} {unit}".rstrip()
+    number = f"{value:,.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"
+    return f"{number} {unit}".rstrip()
 
 
 _RIGHT = {"effect [CI]", "conf.", "detectable", "drift %/commit"}
