@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -438,3 +439,78 @@ def test_several_machines_need_a_choice_and_foreign_machine_files_are_skipped(
     err = capsys.readouterr().err
     assert f"skipped {COMMITS} files in other/: recorded on another machine" in err
     assert "no readable benchmark results" in err
+
+
+@pytest.fixture(scope="module")
+def asv_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The asv site's scripts from npm, as ``loadkit report --asv-offline`` fetches them
+    (a cache already filled through ``$LOADKIT_ASV_ASSETS`` is used as it is)."""
+    from loadkit.history.asv_offline import assets_cache, cached, fetch_assets
+
+    cache = assets_cache() if os.environ.get("LOADKIT_ASV_ASSETS") else None
+    if cache is not None and cached(cache):
+        return cache
+    cache = tmp_path_factory.mktemp("asv-www")
+    failure = fetch_assets(cache)
+    if failure:
+        pytest.skip(f"asv's scripts could not be fetched: {failure}")
+    return cache
+
+
+def test_asv_site_renders_offline_from_loadkit_serve(project, chromium, asv_assets, tmp_path):
+    repo = project["repo"]
+    html = tmp_path / "html"
+    _asv(repo, project["env"], "publish", "--html-dir", str(html))
+    env = {**os.environ, "LOADKIT_ASV_ASSETS": str(asv_assets)}
+    results = str(repo / "results")
+    done = subprocess.run(
+        [sys.executable, "-m", "loadkit", "report", "--results", results, "--html", str(html)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    index = (html / "index.html").read_text()
+    assert "https://" not in "".join(re.findall(r"<(?:script|link)[^>]*>", index))
+    page = Path(report_page_link(html)).read_text()
+    assert 'id="asv-offline"' not in page  # nothing left to warn about
+    server = subprocess.Popen(
+        [sys.executable, "-m", "loadkit", "serve", "--html", str(html), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        port = re.match(r"serving http://127\.0\.0\.1:(\d+)/", server.stdout.readline()).group(1)
+        tab = chromium.new_page()
+        outside: list[str] = []
+
+        def route(request_route: Any) -> None:
+            url = request_route.request.url
+            if url.startswith(f"http://127.0.0.1:{port}/"):
+                request_route.continue_()
+            else:
+                outside.append(url)
+                request_route.abort()
+
+        tab.route("**/*", route)
+        tab.goto(f"http://127.0.0.1:{port}/html/index.html")
+        tab.wait_for_selector(".benchmark-container", timeout=20_000)
+        assert "error.html" not in tab.url  # asv's page for scripts that failed to load
+        names = tab.locator(".benchmark-text").all_inner_texts()
+        assert any("track_work" in name for name in names), names
+        shots = screenshot_dir(tmp_path)
+        tab.screenshot(path=str(shots / "asv-offline.png"))
+        # The history page links to asv's graph of the same benchmark, on the same server.
+        tab.goto(f"http://127.0.0.1:{port}/")
+        link = tab.locator("a.asv").first
+        link.click()
+        tab.wait_for_selector("#graph-display canvas, .graph-container canvas", timeout=20_000)
+        assert "machine=e2ebox" in tab.url
+        assert outside == []
+        tab.close()
+    finally:
+        server.terminate()
+        assert server.wait(timeout=10) == 143

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from loadkit.errors import UsageError
 from loadkit.history import tables
 from loadkit.history.asv_config import load_config
+from loadkit.history.asv_offline import assets_cache, cached, fetch_assets, vendor_asv_site
 from loadkit.history.asv_reader import MachineHistory, MachineResults, list_machines, read_results
 from loadkit.history.calibration import jobs, run_study
 from loadkit.history.commit_order import (
@@ -259,6 +260,10 @@ def write_page(args: argparse.Namespace) -> Path:
     asv_index = html_dir / "index.html"
     targets, unreadable = read_run_targets(out_dir / "run" / "report.json")
     notes = [scored.order.line(), *scored.notes, *([unreadable] if unreadable else [])]
+    offline_note = _asv_offline(html_dir, bool(getattr(args, "asv_offline", False)))
+    if offline_note:
+        notes.append(offline_note)
+        _stderr().print(f"[yellow]warning:[/] {escape(offline_note)}")
     facts = PageFacts(
         title=f"loadkit history — {scored.history.machine} @ {scored.newest[:8]}",
         machine=scored.history.machine,
@@ -276,6 +281,23 @@ def write_page(args: argparse.Namespace) -> Path:
         return render_page(scored.scores, out_dir, facts)
     except OSError as exc:
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
+
+
+def _asv_offline(html_dir: Path, fetch: bool) -> str | None:
+    """Point the asv site at local copies of its CDN scripts when they are cached (npm
+    fetches them first when asked); a note when that did not work."""
+    if not (html_dir / "index.html").is_file():
+        return None
+    cache = assets_cache()
+    if fetch and not cached(cache):
+        failure = fetch_assets(cache)
+        if failure:
+            return f"the asv site still needs internet: {failure}"
+    try:
+        vendor_asv_site(html_dir, cache)
+    except OSError as exc:
+        return f"the asv site still needs internet: cannot copy its scripts: {exc}"
+    return None
 
 
 def run_report(args: argparse.Namespace) -> int:

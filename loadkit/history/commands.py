@@ -128,6 +128,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--html", type=Path, required=True, help="asv html dir (the page goes beside it)"
     )
     _add_history_options(report)
+    report.add_argument(
+        "--asv-offline",
+        action="store_true",
+        help="fetch the asv site's scripts once with npm (they come from CDNs) so it "
+        "renders without internet; once cached, every report copies them in",
+    )
     report.set_defaults(func=_lazy("run_report"))
 
 
@@ -141,6 +147,7 @@ def write_history_page(
     confidence: float = 0.95,
     min_effect: float = 0.05,
     fdr: float = 0.01,
+    asv_offline: bool = False,
 ) -> Path:
     """The history page for asv results, as ``loadkit report`` writes it: for callers
     such as ``loadkit bench`` that have the paths in hand. Returns the page's path;
@@ -156,6 +163,7 @@ def write_history_page(
         confidence=confidence,
         min_effect=min_effect,
         fdr=fdr,
+        asv_offline=asv_offline,
     )
     check_paths(args)
     from loadkit.history import actions

@@ -329,8 +329,9 @@ def render_page(scores: Sequence[SeriesScore], out_dir: Path, facts: PageFacts) 
     if facts.asv_needs_internet:
         offline = (
             '<p class="note" id="asv-offline">The asv site loads jQuery and flot from the '
-            "internet (asv's own page does): without a connection it renders blank. This "
-            "page needs nothing from outside its folder.</p>"
+            "internet (asv's own page does): without a connection it renders blank. "
+            "<code>loadkit report --asv-offline</code> fetches them once with npm and copies "
+            "them beside it. This page needs nothing from outside its folder.</p>"
         )
     targets = _run_targets(facts.run_targets) if facts.run_targets else ""
     notes = list(facts.notes)

@@ -133,7 +133,7 @@ def detail_plot(score: SeriesScore, width: int = 760, height: int = 240) -> str:
     medians = bucket_medians(centres, bounds)
     lows, highs = _spread(series.measurements, bounds)
     middles = (bounds[:-1] + bounds[1:] - 1) / 2.0
-    box = (64.0, 10.0, width - 12.0, height - 34.0)
+    box = (112.0, 10.0, width - 12.0, height - 34.0)
     scale = _Scale(count, float(lows.min()), float(highs.max()), box)
     left, top, right, bottom = box
     unit = series.unit
@@ -144,8 +144,8 @@ def detail_plot(score: SeriesScore, width: int = 760, height: int = 240) -> str:
         'fill="none" stroke="#ccc"/>',
     ]
     if count > 1:
-        x0 = scale.x(score.reference_start - 0.5)
-        x1 = scale.x(count - 1.5)
+        x0 = max(left, scale.x(score.reference_start - 0.5))
+        x1 = min(right, scale.x(count - 1.5))
         out.append(
             f'<rect class="reference" x="{x0:.1f}" y="{top}" width="{max(0.0, x1 - x0):.1f}" '
             f'height="{bottom - top}" fill="#3498db" fill-opacity="0.1">'
@@ -229,13 +229,16 @@ def _change_line(
     dashed: bool,
 ) -> str:
     x = scale.x(index - 0.5)
+    # Labels sit right of the line, or left of it near the right edge.
+    anchor, text_x = ("end", x - 3) if x > scale.right - 48 else ("start", x + 3)
     dash = ' stroke-dasharray="4,3"' if dashed else ""
     what = "change point" if dashed else "recent shift"
     text = f"{tables.percent(ratio)} at {commit[:8]}"
     return (
         f'<g class="change"><line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" '
         f'stroke="{_CHANGE_COLOUR}" stroke-width="1.2"{dash}/>'
-        f'<text x="{x + 3:.1f}" y="{top + 10}" font-size="10" fill="{_CHANGE_COLOUR}">'
+        f'<text x="{text_x:.1f}" y="{top + 10}" text-anchor="{anchor}" font-size="10" '
+        f'fill="{_CHANGE_COLOUR}">'
         f"{tables.percent(ratio)}</text>"
         f"<title>{what}: {text} (confidence {tables.confidence_text(confidence)})</title></g>"
     )
