@@ -92,6 +92,8 @@ table { border-collapse: collapse; font-size: .85em; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: .2em .5em; text-align: left;
   vertical-align: middle; }
 th { background: #f5f5f5; }
+table.rows { width: 100%; max-width: 1180px; }
+table.rows th:first-child { width: 26%; } table.rows th:nth-child(6) { width: 130px; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 .REGRESSION { color: #c0392b; font-weight: bold; } .IMPROVEMENT { color: #27ae60; }
 .INCONCLUSIVE { color: #b9770e; } .NO_CHANGE { color: #7f8c8d; }
@@ -204,10 +206,13 @@ def _run_targets(targets: RunTargets) -> str:
             f'<td class="num">{_esc(check.op)} {check.target:.4g}</td><td{css}>{verdict}</td></tr>'
         )
     body = "".join(rows) or '<tr><td colspan="5">no target checks in the report</td></tr>'
+    markdown = targets.path.with_name("report.md")
+    source = (
+        '<a href="run/report.md">run/report.md</a>' if markdown.is_file() else "run/report.json"
+    )
     return (
         f'<section id="run-targets"><h2>Run report{_esc(when)}: targets ({state})</h2>'
-        f'<p class="note">from <a href="run/report.md">run/report.md</a> '
-        f"({_esc(targets.created)})</p>"
+        f'<p class="note">from {source} ({_esc(targets.created)})</p>'
         "<table><thead><tr><th>workload</th><th>metric</th><th>value</th><th>target</th>"
         f"<th>check</th></tr></thead><tbody>{body}</tbody></table></section>"
     )
