@@ -27,7 +27,7 @@ DEFAULT_SEED = 2026
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     """The command body lives in :mod:`loadkit.history.actions`, imported only when the
-    command runs: scipy and matplotlib cost a second, which every other loadkit command
+    command runs: scipy costs a second, which every other loadkit command
     would otherwise pay just to build the parser."""
 
     def run(args: argparse.Namespace) -> int:
