@@ -22,7 +22,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -60,7 +60,6 @@ class PageFacts:
     asv_page: str | None = None  # the asv site's index.html, relative to the page
     asv_needs_internet: bool = False
     run_targets: RunTargets | None = None
-    skipped: Sequence[str] = field(default_factory=tuple)
 
 
 def asv_site_needs_internet(asv_index: Path) -> bool:
