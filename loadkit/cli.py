@@ -6,7 +6,8 @@ report), ``check`` / ``calibrate`` / ``report`` the history scoring
 (:mod:`loadkit.history.commands`), ``agents`` hosts agents that join a fleet through
 Redis from any process or host, ``dashboard`` serves the live page
 (:mod:`loadkit.dashboard.cli`), ``redis`` starts a private Redis and prints its URL,
-``clean`` deletes what loadkit runs left on a Redis (:mod:`loadkit.clean`).
+``clean`` deletes what loadkit runs left on a Redis (:mod:`loadkit.clean`), ``serve``
+serves the asv site and the history page on 127.0.0.1 (:mod:`loadkit.serve`).
 Exit codes (:mod:`loadkit.errors`): 0 passed; 1 a missed target, a regression or a
 failure (one line); 2 bad usage (one line); 130 / 143 / 129 stopped by SIGINT / SIGTERM
 / SIGHUP, after stopping what the command started (:mod:`loadkit.lifetime`,
@@ -38,6 +39,7 @@ from loadkit.history.commands import add_commands as add_history_commands
 from loadkit.path_checks import check_input_file, check_output_dir, check_output_file
 from loadkit.process_title import hide_secrets_in_command_line
 from loadkit.redis_server import ENV_URL, PERSISTENCE_MODES, RedisServer, check_url, redis_url
+from loadkit.serve import add_command as add_serve_command
 
 
 class _Parser(argparse.ArgumentParser):
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_commands(sub)
     add_dashboard_command(sub)
     add_clean_command(sub)
+    add_serve_command(sub)
     return parser
 
 
