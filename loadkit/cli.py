@@ -190,7 +190,7 @@ def _history_page(markdown: Path) -> str | None:
     """The history page for this repository's asv site (if ``loadkit report`` wrote it),
     as a link relative to the Markdown report."""
     from loadkit.history.asv_config import load_config
-    from loadkit.history.commands import report_page_link
+    from loadkit.history.commands import history_page_link
 
     conf = Path("asv.conf.json")
     if not conf.is_file():
@@ -199,7 +199,7 @@ def _history_page(markdown: Path) -> str | None:
         html_dir = load_config(conf).html_dir
     except UsageError:
         return None
-    page = report_page_link(html_dir)
+    page = history_page_link(html_dir)
     return os.path.relpath(page, markdown.resolve().parent) if page else None
 
 

@@ -28,7 +28,7 @@ from helpers import CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot_dir
 from helpers import run_history_cli as run_cli
 
 import loadkit
-from loadkit.history.commands import report_page_link, write_history_page
+from loadkit.history.commands import history_page_link, write_history_page
 from loadkit.history.paths import report_dir
 
 pytestmark = pytest.mark.slow
@@ -223,11 +223,11 @@ def test_usage_errors_exit_2_with_one_line(project, tmp_path, capsys):
     assert "nope" in errors[0] and "0000000" in errors[1] and "missing" in errors[2]
 
 
-def test_report_page_survives_asv_publish(project):
+def test_history_page_survives_asv_publish(project):
     repo = project["repo"]
     html = repo / "html"
     assert run_cli(["report", "--results", str(repo / "results"), "--html", str(html)]) == 0
-    link = report_page_link(html)
+    link = history_page_link(html)
     assert link is not None
     page = Path(link)
     text = page.read_text()
@@ -239,7 +239,7 @@ def test_report_page_survives_asv_publish(project):
     assert project["hashes"][SLOW_FROM][:8] in text  # the shift is named
     _asv(repo, project["env"], "publish")
     assert (html / "index.html").is_file()
-    assert page.is_file() and report_page_link(html) == link
+    assert page.is_file() and history_page_link(html) == link
 
 
 # --- the page in a real browser -------------------------------------------------------
@@ -305,7 +305,7 @@ def test_browser_shows_the_failing_series_first_with_sparklines_and_plots(
     slow = project["hashes"][SLOW_FROM]
     argv = ["report", "--results", str(repo / "results"), "--html", str(html)]
     assert run_cli([*argv, "--commit", slow[:10]]) == 0
-    tab, errors, outside = _open(chromium, Path(report_page_link(html)))
+    tab, errors, outside = _open(chromium, Path(history_page_link(html)))
 
     gate = tab.locator("#gate")
     assert (
@@ -338,7 +338,7 @@ def test_browser_shows_the_failing_series_first_with_sparklines_and_plots(
     tab.close()
 
 
-def _run_report(commit: str) -> dict[str, object]:
+def _run_report_document(commit: str) -> dict[str, object]:
     """A run report as ``loadkit run`` writes it (checked against its schema)."""
     import jsonschema
 
@@ -398,9 +398,9 @@ def test_browser_first_run_shows_values_and_run_targets(project, chromium, tmp_p
     html = tmp_path / "proj" / "html"
     run_dir = report_dir(html) / "run"
     run_dir.mkdir(parents=True)
-    (run_dir / "report.json").write_text(json.dumps(_run_report(first)))
+    (run_dir / "report.json").write_text(json.dumps(_run_report_document(first)))
     page = write_history_page(results, html)  # as `loadkit bench` calls it
-    assert str(page) == report_page_link(html)
+    assert str(page) == history_page_link(html)
     tab, errors, outside = _open(chromium, page)
 
     assert "First results" in tab.locator("#gate").inner_text()
@@ -474,7 +474,7 @@ def test_asv_site_renders_offline_from_loadkit_serve(project, chromium, asv_asse
     assert done.returncode == 0, done.stderr
     index = (html / "index.html").read_text()
     assert "https://" not in "".join(re.findall(r"<(?:script|link)[^>]*>", index))
-    page = Path(report_page_link(html)).read_text()
+    page = Path(history_page_link(html)).read_text()
     assert 'id="asv-offline"' not in page  # nothing left to warn about
     server = subprocess.Popen(
         [sys.executable, "-m", "loadkit", "serve", "--html", str(html), "--port", "0"],

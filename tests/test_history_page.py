@@ -11,10 +11,8 @@ import pytest
 from helpers import run_history_cli as run_cli
 
 from loadkit.history import tables
-from loadkit.history.commands import report_page_link
-from loadkit.history.page_rows import group_scores, slug, split_benchmark, verdict_counts
-from loadkit.history.paths import report_dir
-from loadkit.history.report_page import (
+from loadkit.history.commands import history_page_link
+from loadkit.history.history_page import (
     MAX_INLINE_PLOTS,
     SERIES_DIR,
     PageFacts,
@@ -22,6 +20,8 @@ from loadkit.history.report_page import (
     asv_site_needs_internet,
     render_page,
 )
+from loadkit.history.page_rows import group_scores, slug, split_benchmark, verdict_counts
+from loadkit.history.paths import report_dir
 from loadkit.history.run_targets import parse_run_report, read_run_targets
 from loadkit.history.scoring import ScoringOptions, score_machine, score_series, worst_first
 from loadkit.history.series import Series
@@ -218,7 +218,7 @@ def test_asv_links_and_the_offline_note(tmp_path):
 def test_report_command_paths(tmp_path, capsys):
     html = tmp_path / "html"
     assert report_dir(html) == tmp_path / "html-loadkit"
-    assert report_page_link(html) is None
+    assert history_page_link(html) is None
     assert run_cli(["report", "--results", str(tmp_path / "nope"), "--html", str(html)]) == 2
     assert "nope" in capsys.readouterr().err
     assert run_cli(["report", "--results", str(tmp_path), "--html", "/"]) == 2

@@ -29,15 +29,15 @@ from loadkit.history.commit_order import (
     order_sources,
     resolve_commit_order,
 )
-from loadkit.history.machine_level import is_machine
-from loadkit.history.machine_simulation import SIBLING_COMMITS, SIBLINGS
-from loadkit.history.paths import report_dir
-from loadkit.history.report_page import (
+from loadkit.history.history_page import (
     PageFacts,
     asv_site_needs_internet,
     relative_link,
     render_page,
 )
+from loadkit.history.machine_level import is_machine
+from loadkit.history.machine_simulation import SIBLING_COMMITS, SIBLINGS
+from loadkit.history.paths import report_dir
 from loadkit.history.run_targets import read_run_targets
 from loadkit.history.scoring import ScoringOptions, SeriesScore, score_machine, worst_first
 from loadkit.history.simulation import GATE_BETWEEN_SD, GATE_SAMPLES, GATE_WITHIN_SD, SCENARIOS
@@ -296,7 +296,7 @@ def _asv_offline(html_dir: Path, fetch: bool) -> str | None:
     return None
 
 
-def run_report(args: argparse.Namespace) -> int:
+def run_history_page(args: argparse.Namespace) -> int:
     """``loadkit report``: the history page in ``<html>-loadkit/index.html``; prints its
     path (stdout holds nothing else)."""
     print(write_page(args), file=sys.stdout)

@@ -134,7 +134,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="fetch the asv site's scripts once with npm (they come from CDNs) so it "
         "renders without internet; once cached, every report copies them in",
     )
-    report.set_defaults(func=_lazy("run_report"))
+    report.set_defaults(func=_lazy("run_history_page"))
 
 
 def write_history_page(
@@ -171,7 +171,7 @@ def write_history_page(
     return Path(actions.write_page(args))
 
 
-def report_page_link(html_dir: str | os.PathLike[str]) -> str | None:
+def history_page_link(html_dir: str | os.PathLike[str]) -> str | None:
     """Path of the report page for an asv html dir, or None if it was never written."""
     page = report_dir(Path(html_dir)) / PAGE_NAME
     return str(page) if page.is_file() else None
