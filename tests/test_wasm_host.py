@@ -67,7 +67,7 @@ def test_memory_limit_holds_with_clear_errors():
     with WasmParser(memory_limit_bytes=4 * MIB) as small:
         with pytest.raises(MemoryLimitExceeded, match="does not fit the 4 MiB memory limit"):
             small.parse(b"x\n" * (3 * MIB))  # 6 MB of input alone
-        dense = b"[" + b"1," * 300_000 + b"]\n"  # 600 KB, 300k nodes = 3.6 MB of AST
+        dense = b"[" + b"1," * 1_000_000 + b"]\n"  # 2 MB, 1M nodes = 4 MB of packed AST
         with pytest.raises(MemoryLimitExceeded, match="outgrew the 4 MiB memory limit"):
             small.parse(dense)
         assert small.memory_bytes() <= 4 * MIB
