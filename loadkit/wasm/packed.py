@@ -8,10 +8,12 @@ with the nodes in the same postorder:
 * ``x`` (3 bits): the operator code, or for a call, list or dict its child count (7
   means: in an extension word); every other kind's child count is fixed by its kind;
 * ``b`` (19 bits): the node's length, ``end - start``;
-* ``a`` (6 bits): for a name, number or string, the gap from the previous node's end to
-  its start; for any other node, how far its end lies past the previous node's end
-  (its last child's, usually 0 or 1: a closing bracket). Ends never go backwards in
-  postorder, so ``a`` is never negative and every end is a running sum.
+* ``a`` (6 bits): for a name, number or string (a leaf), the gap from the previous
+  leaf's end to its start; for any other node, how far its end lies past the last
+  leaf's end (its closing brackets: usually 0 or 1). Leaves come in document order and
+  a node ends after every leaf before it, so ``a`` is never negative, leaf ends are a
+  running sum, and only leaves move the anchor (the parser stores nothing else for
+  the other nodes).
 
 A field too large for its bits holds its escape value (``X_ESC``, ``A_ESC``, ``B_ESC``)
 and the value follows in an extension word ``value << 4`` (kind 0, which no node has):
@@ -63,7 +65,7 @@ class PackedError(ValueError):
 def pack(words: Sequence[int]) -> bytes:
     """The packed form of a three-word node array (what ``parser.c`` writes)."""
     out = array("I")
-    last_end = 0
+    leaf_end = 0
     for i in range(0, len(words), WORDS_PER_NODE):
         word, start, end = words[i], words[i + 1], words[i + 2]
         kind, op, count = word & 0xF, (word >> 4) & 0xF, (word >> 8) & 0xFFFFFF
@@ -73,10 +75,10 @@ def pack(words: Sequence[int]) -> bytes:
             x = count
             if count >= X_ESC:
                 x, extra = X_ESC, [count]
-        a = start - last_end if kind in LEAVES else end - last_end
+        a = start - leaf_end if kind in LEAVES else end - leaf_end
         b = end - start
         if a < 0 or b < 0:
-            raise PackedError(f"node {i // WORDS_PER_NODE} ends before the node before it")
+            raise PackedError(f"node {i // WORDS_PER_NODE} lies before the leaf before it")
         if a >= A_ESC:
             extra.append(a)
             a = A_ESC
@@ -85,7 +87,8 @@ def pack(words: Sequence[int]) -> bytes:
             b = B_ESC
         out.append(kind | x << 4 | a << 7 | b << 13)
         out.extend(value << 4 for value in extra)
-        last_end = end
+        if kind in LEAVES:
+            leaf_end = end
     return out.tobytes()
 
 
@@ -112,7 +115,9 @@ def unpack(packed: bytes | memoryview, count: int) -> array:
     after = after + a_ext
     if b_ext.any():
         b = np.where(b_ext, w[np.minimum(after, len(w) - 1)] >> 4, b)
-    end = np.cumsum(a + np.where(_IS_LEAF[kind], b, 0))
+    leaf = _IS_LEAF[kind]
+    leaf_end = np.cumsum(np.where(leaf, a + b, 0))  # through each node, inclusive
+    end = np.where(leaf, leaf_end, leaf_end + a)
     children = np.where(items, x, _CHILDREN[kind])
     out = np.empty((count, WORDS_PER_NODE), dtype=np.int64)
     out[:, 0] = kind | np.where(items, 0, x) << 4 | children << 8

@@ -7,7 +7,9 @@
  * Nodes are packed (language.py, packed.py): one 32-bit word a node, kind | x << 4 |
  * a << 7 | b << 13, where x is the operator (or the child count of a call, list or
  * dict), b the node's length and a how far it starts (a name, number or string) or ends
- * (any other node) after the previous node's end; a field too large for its bits is
+ * (any other node) after the end of the last name, number or string before it (so only
+ * those move the anchor, and the other nodes store nothing more); a field too large for
+ * its bits is
  * escaped and its value follows in an extension word (kind 0, value << 4). Real code
  * takes 4 bytes a node this way, 0.75 bytes per byte of input, where three words a
  * node took 2.2: with the input itself, one parse holds under twice its input.
@@ -141,7 +143,7 @@ static i32 tok, tstart, tend, prev_end;
 static i32 depth, max_depth;
 static u32 *nodes;
 static u32 *next_node, *nodes_end; /* where the next word goes; end of memory */
-static i32 last_end;    /* the end of the node emitted last (0 before the first) */
+static i32 leaf_end;    /* the end of the last name, number or string (0 before one) */
 static i32 extra_words; /* extension words written (the rest are nodes) */
 
 /* --- errors ------------------------------------------------------------------- */
@@ -208,8 +210,8 @@ COLD static int grow(void) {
 }
 
 /* A node with a field too large for its bits (or a child count of 7 or more: count is
- * then >= 0), or one that finds fewer than 4 words of room: the escaped fields' values
- * follow the node word in extension words (count, a, b, in that order). */
+ * then >= 0), or one that finds no room: the escaped fields' values follow the node
+ * word in extension words (count, a, b, in that order). */
 COLD static int put_slow(u32 head, i32 count, u32 a, u32 b, i32 end) {
     u32 ext[3];
     i32 k = 0;
@@ -225,33 +227,36 @@ COLD static int put_slow(u32 head, i32 count, u32 a, u32 b, i32 end) {
     *next_node++ = head | a << 7 | b << 13;
     for (i32 i = 0; i < k; i++) *next_node++ = ext[i];
     extra_words += k;
-    last_end = end;
     return 0;
 }
 
-/* One word for almost every node: one test for room and field sizes together. */
+/* One word for almost every node, after one compare: a | b >> 13 is below A_ESC only
+ * when a is and b is below 63 << 13 (the few lengths from there to B_ESC take the slow
+ * path, which packs them without escaping), and a full node array adds 64 to it. The
+ * fast path writes one word, so one word of room will do; put_slow grows memory. */
 static INLINE int put(u32 head, u32 a, u32 b, i32 end) {
-    if (__builtin_expect((nodes_end - next_node < 4) | (a >= A_ESC) | (b >= B_ESC), 0))
-        return put_slow(head, -1, a, b, end);
+    u32 full = (u32)(next_node == nodes_end) << 6;
+    if (__builtin_expect((a | b >> 13 | full) >= A_ESC, 0)) return put_slow(head, -1, a, b, end);
     *next_node++ = head | a << 7 | b << 13;
-    last_end = end;
     return 0;
 }
 
 /* A name, number or string: a is the gap before it. */
 static INLINE int emit_leaf(u32 head, i32 start, i32 end) {
-    return put(head, (u32)(start - last_end), (u32)(end - start), end);
+    u32 a = (u32)(start - leaf_end);
+    leaf_end = end;
+    return put(head, a, (u32)(end - start), end);
 }
 
-/* Any other node (its children are emitted already): a is how far it ends past them. */
+/* Any other node: a is how far it ends past the last leaf (its closing brackets). */
 static INLINE int emit_node(u32 head, i32 start, i32 end) {
-    return put(head, (u32)(end - last_end), (u32)(end - start), end);
+    return put(head, (u32)(end - leaf_end), (u32)(end - start), end);
 }
 
 /* A call, list or dict: its child count in x, or in an extension word from 7 on. */
 static INLINE int emit_items(u32 kind, i32 count, i32 start, i32 end) {
     if (__builtin_expect(count >= (i32)X_ESC, 0))
-        return put_slow(H(kind, X_ESC), count, (u32)(end - last_end), (u32)(end - start), end);
+        return put_slow(H(kind, X_ESC), count, (u32)(end - leaf_end), (u32)(end - start), end);
     return emit_node(H(kind, count), start, end);
 }
 
@@ -751,7 +756,7 @@ EXPORT("parse") void *parse(i32 n, i32 max_nesting) {
     nodes = (u32 *)(((__SIZE_TYPE__)input + (u32)n + INPUT_PADDING + 3) & ~(__SIZE_TYPE__)3);
     next_node = nodes;
     nodes_end = nodes + room(); /* may be nodes: the first node grows memory */
-    last_end = 0;
+    leaf_end = 0;
     extra_words = 0;
     result.status = 0;
     result.msg_len = 0;
