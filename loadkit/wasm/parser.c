@@ -30,9 +30,10 @@
  *
  * Memory layout: [static data | stack | input (len) | sentinel + padding (64 bytes) |
  * packed AST nodes ... end of memory]. The node array is the last thing in memory, so it
- * grows in place with memory.grow; when the host's memory limit refuses growth the
- * parse fails with status 2 instead of trapping. Errors unwind by return value (-1),
- * never by trap.
+ * grows in place with memory.grow. Room is made once per scanner window (64 bytes of
+ * input), not per node: enough for every node the parser can emit before the next
+ * window (see RESERVE). When the host's memory limit refuses growth the parse fails
+ * with status 2 instead of trapping. Errors unwind by return value (-1), never by trap.
  *
  * Exports: memory; __heap_base, where the input goes (the host grows memory to hold
  * len + INPUT_PADDING bytes there and copies the document in); parse(len, max_depth),
@@ -144,20 +145,26 @@ static i32 depth, max_depth;
 static u32 *nodes;
 static u32 *next_node, *nodes_end; /* where the next word goes; end of memory */
 static i32 leaf_end;    /* the end of the last name, number or string (0 before one) */
+static i32 reserve;     /* words of room each window starts with (RESERVE) */
 static i32 extra_words; /* extension words written (the rest are nodes) */
 
 /* --- errors ------------------------------------------------------------------- */
 
+/* Out of memory (status 2) is the answer once it is: the parser's complaints about the
+ * document cut short after it are not. */
 static void msg_add(const char *s) {
+    if (result.status == 2) return;
     while (*s && result.msg_len < (i32)sizeof result.msg) result.msg[result.msg_len++] = *s++;
 }
 
 static void msg_add_bytes(const u8 *s, i32 n) {
+    if (result.status == 2) return;
     for (i32 i = 0; i < n && result.msg_len < (i32)sizeof result.msg; i++)
         result.msg[result.msg_len++] = (char)s[i];
 }
 
 static void msg_add_int(i32 v) {
+    if (result.status == 2) return;
     char digits[12];
     i32 n = 0;
     do digits[n++] = (char)('0' + v % 10); while ((v /= 10) > 0);
@@ -165,6 +172,7 @@ static void msg_add_int(i32 v) {
 }
 
 COLD static int fail_at(i32 at, const char *message) {
+    if (result.status == 2) return -1;
     result.status = 1;
     result.err_pos = at;
     result.msg_len = 0;
@@ -209,6 +217,47 @@ COLD static int grow(void) {
     return 0;
 }
 
+/* Status 2, unless the parse has failed already; err_pos: how far it got. */
+COLD static int out_of_memory(i32 at) {
+    if (result.status == 0) {
+        fail_at(at, "out of memory: the AST outgrew the memory limit");
+        result.status = 2;
+    }
+    return -1;
+}
+
+/* RESERVE: the room each scanner window starts with, in words. Every node has a token
+ * of its own (a leaf its token; the others their operator, '.', or opening bracket),
+ * scanned before the node is emitted, and no two nodes share one. So the nodes emitted
+ * between two window loads are at most the tokens starting in the window (BLOCK), the
+ * one being scanned when the window loaded, and the nodes whose token was scanned
+ * before it but that were not emitted yet: those wait on the parser's stack, at most 8
+ * for each nesting level (5 binary operators of rising precedence, a postfix, a list
+ * or dict, a unary, not or '**'). Twice that, for margin. A node that needs extension
+ * words writes them in put_slow, which first makes room for them on top of this. */
+static i32 reserve_for(i32 nesting) {
+    u64 levels = (u64)(nesting > 0 ? nesting : 0) + 2;
+    u64 words = 64 + 2 + 16 * levels;
+    return words < (1u << 26) ? (i32)words : (i32)(1u << 26);
+}
+
+/* Grow until the node array has `reserve` words of room; -1 when the limit refuses. */
+COLD static int make_room(void) {
+    while (nodes_end - next_node < reserve)
+        if (grow() < 0) return -1;
+    return 0;
+}
+
+/* A window found no room and memory can grow no more: the parse is out of memory. It
+ * stops by scanning on at the end of the document (the parser sees the end and
+ * unwinds); the few nodes emitted meanwhile go over the start of the array, which
+ * parse() made sure holds `reserve` words. Returns where the scanner goes on. */
+COLD static i32 out_of_room(i32 at) {
+    out_of_memory(at);
+    next_node = nodes;
+    return len;
+}
+
 /* A node with a field too large for its bits (or a child count of 7 or more: count is
  * then >= 0), or one that finds no room: the escaped fields' values follow the node
  * word in extension words (count, a, b, in that order). */
@@ -218,12 +267,9 @@ COLD static int put_slow(u32 head, i32 count, u32 a, u32 b, i32 end) {
     if (count >= 0) ext[k++] = (u32)count << 4;
     if (a >= A_ESC) { ext[k++] = a << 4; a = A_ESC; }
     if (b >= B_ESC) { ext[k++] = b << 4; b = B_ESC; }
-    if (nodes_end - next_node < 1 + k && grow() < 0) { /* a page holds any node */
-        /* err_pos: how far the parse got (the end of the node that did not fit). */
-        fail_at(end, "out of memory: the AST outgrew the memory limit");
-        result.status = 2;
-        return -1;
-    }
+    /* the words it writes come on top of the reserve the window started with */
+    while (nodes_end - next_node < 1 + k + reserve)
+        if (grow() < 0) return out_of_memory(end);
     *next_node++ = head | a << 7 | b << 13;
     for (i32 i = 0; i < k; i++) *next_node++ = ext[i];
     extra_words += k;
@@ -232,11 +278,9 @@ COLD static int put_slow(u32 head, i32 count, u32 a, u32 b, i32 end) {
 
 /* One word for almost every node, after one compare: a | b >> 13 is below A_ESC only
  * when a is and b is below 63 << 13 (the few lengths from there to B_ESC take the slow
- * path, which packs them without escaping), and a full node array adds 64 to it. The
- * fast path writes one word, so one word of room will do; put_slow grows memory. */
+ * path, which packs them without escaping). No test for room: the window made it. */
 static INLINE int put(u32 head, u32 a, u32 b, i32 end) {
-    u32 full = (u32)(next_node == nodes_end) << 6;
-    if (__builtin_expect((a | b >> 13 | full) >= A_ESC, 0)) return put_slow(head, -1, a, b, end);
+    if (__builtin_expect((a | b >> 13) >= A_ESC, 0)) return put_slow(head, -1, a, b, end);
     *next_node++ = head | a << 7 | b << 13;
     return 0;
 }
@@ -483,6 +527,8 @@ static i32 win;
 static u64 win_name, win_starts;
 
 static INLINE void load_window(i32 p) {
+    if (__builtin_expect(nodes_end - next_node < reserve, 0) && make_room() < 0)
+        p = out_of_room(p);
     u64 name = 0, blank = 0;
     for (int k = 0; k < BLOCK / 16; k++) {
         v128_t v = wasm_v128_load(src + p + 16 * k);
@@ -517,6 +563,7 @@ __attribute__((noinline)) static u64 next_window(void) {
  * that starts with it. */
 __attribute__((noinline)) static i32 token_across(i32 start) {
     load_window(start);
+    if (win != start) return 1; /* out of memory: the scanner went to the end */
     win_starts &= win_starts - 1; /* its own start */
     i32 n = __builtin_ctzll(~win_name);
     if (n == BLOCK) { /* a name of BLOCK bytes or more */
@@ -750,18 +797,23 @@ EXPORT("parse") void *parse(i32 n, i32 max_nesting) {
     len = n;
     pos = 0;
     tend = 0;
-    refresh_window(0);
     depth = 0;
     max_depth = max_nesting;
-    nodes = (u32 *)(((__SIZE_TYPE__)input + (u32)n + INPUT_PADDING + 3) & ~(__SIZE_TYPE__)3);
-    next_node = nodes;
-    nodes_end = nodes + room(); /* may be nodes: the first node grows memory */
-    leaf_end = 0;
-    extra_words = 0;
     result.status = 0;
     result.msg_len = 0;
     result.err_pos = 0;
-    parse_document();
+    nodes = (u32 *)(((__SIZE_TYPE__)input + (u32)n + INPUT_PADDING + 3) & ~(__SIZE_TYPE__)3);
+    next_node = nodes;
+    nodes_end = nodes + room();
+    leaf_end = 0;
+    extra_words = 0;
+    reserve = reserve_for(max_nesting);
+    if (make_room() == 0) { /* else no room for even the reserve: status 2 at byte 0 */
+        refresh_window(0);
+        parse_document();
+    } else {
+        out_of_memory(0);
+    }
     result.nodes = (i32)(__SIZE_TYPE__)nodes;
     result.words = (i32)(next_node - nodes);
     result.count = result.words - extra_words;
