@@ -49,7 +49,7 @@ FIXED_CHILDREN = {
     Kind.COMPARE: 2,
     Kind.BOOL: 2,
 }
-_CHILDREN = np.zeros(16, dtype=np.int64)
+_CHILDREN = np.zeros(16, dtype=np.uint32)
 for _kind, _n in FIXED_CHILDREN.items():
     _CHILDREN[_kind] = _n
 _IS_ITEMS = np.zeros(16, dtype=bool)
@@ -96,31 +96,31 @@ def unpack(packed: bytes | memoryview, count: int) -> array:
     """The three-word node array (``array("i")``) of ``count`` packed nodes."""
     if len(packed) % 4:
         raise PackedError(f"{len(packed)} bytes is not a whole number of 32-bit words")
-    w = np.frombuffer(packed, dtype="<u4").astype(np.int64)
-    at = np.flatnonzero(w & 0xF)  # node words; the rest are extension words
-    if len(at) != count:
-        raise PackedError(f"{len(at)} nodes packed where {count} were expected")
-    node = w[at]
-    kind, x = node & 0xF, (node >> 4) & 0x7
-    a, b = (node >> 7) & 0x3F, node >> 13
+    w = np.frombuffer(packed, dtype="<u4")
+    if len(w) == count:  # no extension words: every word is a node
+        at, node = None, w
+    else:
+        at = np.flatnonzero(w & 0xF)  # node words; the rest are extension words
+        node = w[at]
+    if len(node) != count:
+        raise PackedError(f"{len(node)} nodes packed where {count} were expected")
+    kind = node & 0xF
+    x, a, b = (node >> 4) & 0x7, (node >> 7) & 0x3F, node >> 13
     items = _IS_ITEMS[kind]
-    # Extension words follow their node in field order: child count, a, b.
-    x_ext, a_ext, b_ext = items & (x == X_ESC), a == A_ESC, b == B_ESC
-    after = at + 1
-    if x_ext.any():
+    if at is not None:
+        # Extension words follow their node in field order: child count, a, b.
+        x_ext, a_ext, b_ext = items & (x == X_ESC), a == A_ESC, b == B_ESC
+        after = at + 1
         x = np.where(x_ext, w[np.minimum(after, len(w) - 1)] >> 4, x)
-    after = after + x_ext
-    if a_ext.any():
+        after += x_ext
         a = np.where(a_ext, w[np.minimum(after, len(w) - 1)] >> 4, a)
-    after = after + a_ext
-    if b_ext.any():
+        after += a_ext
         b = np.where(b_ext, w[np.minimum(after, len(w) - 1)] >> 4, b)
     leaf = _IS_LEAF[kind]
-    leaf_end = np.cumsum(np.where(leaf, a + b, 0))  # through each node, inclusive
-    end = np.where(leaf, leaf_end, leaf_end + a)
-    children = np.where(items, x, _CHILDREN[kind])
-    out = np.empty((count, WORDS_PER_NODE), dtype=np.int64)
-    out[:, 0] = kind | np.where(items, 0, x) << 4 | children << 8
+    end = np.cumsum(np.where(leaf, a + b, 0), dtype=np.int64)  # leaf ends, running
+    end += np.where(leaf, 0, a)
+    out = np.empty((count, WORDS_PER_NODE), dtype=np.uint32)
+    out[:, 0] = kind | np.where(items, 0, x) << 4 | np.where(items, x, _CHILDREN[kind]) << 8
     out[:, 1] = end - b
     out[:, 2] = end
-    return array("i", out.astype(np.uint32).view(np.int32).tobytes())
+    return array("i", out.view(np.int32).tobytes())
