@@ -222,7 +222,9 @@ class WasmParser:
 
     def parse(self, source: str | bytes) -> FlatAst:
         """Parse one document; raises ``ParseError`` for bad syntax, ``DeadlineExceeded``
-        or ``MemoryLimitExceeded`` when a guard stops it."""
+        or ``MemoryLimitExceeded`` when a guard stops it. The tree reads its packed
+        nodes in this thread's linear memory until the thread parses again (then, if
+        still referenced, from a copy of its own)."""
         if not self._finalizer.alive:
             raise RuntimeError("this WasmParser is closed (its deadline ticker has stopped)")
         data = as_bytes(source)
@@ -254,7 +256,7 @@ class WasmParser:
         message = ctypes.string_at(base + result + 4 * RESULT_WORDS, msg_len).decode()
         if status == 1:
             raise ParseError(err_pos, message, data)
-        # err_pos is how far the parse got: the end of the node that found no room.
+        # err_pos is how far the parse got when the node array could grow no more.
         raise MemoryLimitExceeded(
             f"the AST of a {size} byte document outgrew the {self._limit_text()} memory "
             f"limit of a parser instance; parsing stopped after byte {err_pos} of {size}"

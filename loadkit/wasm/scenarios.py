@@ -6,7 +6,9 @@ the same thing. Speeds are medians of repeated parses of one seeded document, th
 three parsers taking turns round by round; every ratio divides two medians taken in the
 same call, so machine noise that slows both sides cancels as far as it can. All three
 parsers get the same UTF-8 bytes; the WASM time covers the whole ``WasmParser.parse``
-call: copying the input in, the parse, and copying the result record and nodes out.
+call: copying the input in, the parse, and reading the result record (the packed nodes
+are read where they lie; unpacking them into words for node-level reads is timed
+apart, ``unpack_ms``).
 
 * sizes - WASM, pure Python and ``ast.parse`` over documents of real expressions
   (:mod:`loadkit.wasm.realcode`) of several sizes, with the WASM and Python ASTs compared
