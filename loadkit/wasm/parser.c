@@ -248,12 +248,13 @@ COLD static int make_room(void) {
     return 0;
 }
 
-/* A window found no room and memory can grow no more: the parse is out of memory. It
- * stops by scanning on at the end of the document (the parser sees the end and
- * unwinds); the few nodes emitted meanwhile go over the start of the array, which
- * parse() made sure holds `reserve` words. Returns where the scanner goes on. */
-COLD static i32 out_of_room(i32 at) {
-    out_of_memory(at);
+/* A window found no room and memory can grow no more: the parse is out of memory, after
+ * the last leaf it made a node of (everything before its end was parsed). It stops by
+ * scanning on at the end of the document (the parser sees the end and unwinds); the
+ * few nodes emitted meanwhile go over the start of the array, which parse() made sure
+ * holds `reserve` words. Returns where the scanner goes on. */
+COLD static i32 out_of_room(void) {
+    out_of_memory(leaf_end);
     next_node = nodes;
     return len;
 }
@@ -528,7 +529,7 @@ static u64 win_name, win_starts;
 
 static INLINE void load_window(i32 p) {
     if (__builtin_expect(nodes_end - next_node < reserve, 0) && make_room() < 0)
-        p = out_of_room(p);
+        p = out_of_room();
     u64 name = 0, blank = 0;
     for (int k = 0; k < BLOCK / 16; k++) {
         v128_t v = wasm_v128_load(src + p + 16 * k);
