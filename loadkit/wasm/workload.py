@@ -99,8 +99,8 @@ def bottlenecks(metrics: dict[str, float]) -> list[str]:
     cores = metrics.get("parallel_threads", 1)
     if scaling is not None and cores > 1 and scaling < 0.9 * cores:
         found.append(
-            f"threads scale {scaling:.2f}x on {cores:.0f} cores: the copy-out holds the GIL, "
-            "or other processes share the cores"
+            f"threads scale {scaling:.2f}x on {cores:.0f} cores: other processes share the "
+            "cores, or the host's Python work per parse (copying the input in) holds the GIL"
         )
     mem = metrics.get("memory_per_input_ratio")
     if mem is not None and mem > 2:
