@@ -99,14 +99,15 @@ def bottlenecks(metrics: dict[str, float]) -> list[str]:
     cores = metrics.get("parallel_threads", 1)
     if scaling is not None and cores > 1 and scaling < 0.9 * cores:
         found.append(
-            f"threads scale {scaling:.2f}x on {cores:.0f} cores: the copy-out holds the GIL, "
-            "or other processes share the cores"
+            f"threads scale {scaling:.2f}x on {cores:.0f} cores: other processes share the "
+            "cores, or the host's Python work per parse (copying the input in) holds the GIL"
         )
     mem = metrics.get("memory_per_input_ratio")
     if mem is not None and mem > 2:
         found.append(
-            f"one parse needs {mem:.1f}x its input: 12 bytes per node, held in linear memory "
-            "and again in the copy handed back"
+            f"one parse holds {mem:.1f}x its input: the input copied into linear memory and "
+            "the packed nodes (4 bytes a node on real code, more where fields need extension "
+            "words); nodes that crowd the input this densely need more than twice its size"
         )
     ops = metrics.get("ops_per_s")
     if ops is not None and ops < 1000:
