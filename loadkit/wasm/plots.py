@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-GOAL_RATIO = 52  # the goals: 52x pure Python, 100x ast.parse
+GOAL_RATIO = 52  # the goals: 52x pure Python, 100x ast.parse
 GOAL_VS_AST_RATIO = 100
 _LABEL = re.compile(r"^speedup(_vs_ast)?_ratio_(\d+)(kb|mb)$")
 _UNIT = {"kb": 1_000, "mb": 1_000_000}
