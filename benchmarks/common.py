@@ -12,61 +12,16 @@ class inheriting it shares that one run, and its ``track_`` methods (made by
 The scale comes from ``$LOADKIT_BENCH_SCALE`` (``quick`` unless set; ``loadkit bench
 --scale`` sets it) and is every class's single parameter, so figures of different scales
 are different series, never one series that jumps. Every scenario run appends one JSON
-line to ``$LOADKIT_BENCH_LOG`` when that names a file: how ``loadkit bench`` counts them.
+line to ``$LOADKIT_BENCH_LOG`` when that names a file: how ``loadkit bench`` counts them
+(:mod:`loadkit.suite_run`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import os
-import time
-
-from loadkit import workload
-from loadkit.keyspace import new_run_id, purge_run
-from loadkit.redis_server import redis_url
 from loadkit.suite import HIGHER, LOWER, track
+from loadkit.suite_run import bench_scale, run_workload
 
 __all__ = ["HIGHER", "LOWER", "WorkloadRun", "bench_scale", "run_workload", "track"]
-
-SCALE_ENV = "LOADKIT_BENCH_SCALE"
-LOG_ENV = "LOADKIT_BENCH_LOG"
-
-
-def bench_scale() -> str:
-    """The scale every workload runs at in this asv run."""
-    scale = os.environ.get(SCALE_ENV, "quick")
-    if scale not in workload.SCALES:
-        raise ValueError(f"${SCALE_ENV}={scale!r} is not one of {', '.join(workload.SCALES)}")
-    return scale
-
-
-def run_workload(name: str) -> dict[str, float]:
-    """Run one workload's scenario at the bench scale, as ``loadkit run`` would; its
-    flat metrics. A workload that writes to Redis gets a private server (or
-    ``$LOADKIT_REDIS_URL``) and its keys are deleted afterwards, however it ended."""
-    scale = bench_scale()
-    module = workload.load(name)
-    started = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(redis_url()) if name in workload.USES_REDIS else ""
-        run_id = new_run_id()
-        if url:
-            stack.callback(purge_run, url, run_id)
-        ctx = workload.RunContext(url, scale, run_id=run_id)
-        output = asyncio.run(module.run(ctx))
-    _log(name, scale, time.monotonic() - started)
-    return output.metrics
-
-
-def _log(name: str, scale: str, seconds: float) -> None:
-    path = os.environ.get(LOG_ENV)
-    if not path:
-        return
-    line = json.dumps({"workload": name, "scale": scale, "seconds": round(seconds, 3)})
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(line + "\n")
 
 
 class WorkloadRun:
@@ -85,4 +40,4 @@ class WorkloadRun:
     warmup_time = 0
     # The whole scenario runs under this limit (a busy 2-core machine takes up to 3x
     # its quiet time); a track_ reads a dict.
-    timeout = 900
+    timeout = 600

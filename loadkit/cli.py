@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
-from rich.table import Table
 
 from loadkit import workload
 from loadkit.argtypes import positive_float, positive_int
 from loadkit.clean import add_command as add_clean_command
 from loadkit.dashboard.cli import add_command as add_dashboard_command
-from loadkit.errors import UsageError, exit_code_of
+from loadkit.errors import exit_code_of
 from loadkit.history.commands import add_commands as add_history_commands
 from loadkit.path_checks import check_input_file, check_output_dir, check_output_file
 from loadkit.process_title import hide_secrets_in_command_line
@@ -104,23 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _summary_table(report: dict) -> Table:
-    table = Table(title=f"loadkit run ({report['scale']})")
-    for col in ("workload", "status", "confidence", "checks", "duration"):
-        table.add_column(col)
-    for name, w in report["workloads"].items():
-        passed = sum(c["passed"] for c in w["checks"])
-        colour = {"passed": "green", "failed": "yellow"}.get(w["status"], "red")
-        table.add_row(
-            name,
-            f"[{colour}]{w['status']}[/]",
-            f"{w['confidence']:.2f}",
-            f"{passed}/{len(w['checks'])}",
-            f"{w['duration_s']:.1f} s",
-        )
-    return table
-
-
 def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -128,7 +110,8 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from loadkit.keyspace import new_run_id
     from loadkit.orchestrator import run_workloads
-    from loadkit.report import build_report, git_commit, load_report, to_markdown
+    from loadkit.report import build_report, git_commit, load_report
+    from loadkit.report_output import print_summary, write_report
 
     names = workload.resolve(args.workloads)
     plots = _check_run_paths(args)
@@ -149,18 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = build_report(
         entries, targets, scale=args.scale, baseline=baseline, commit=git_commit(), links=links
     )
-    out = Console()
-    out.print(_summary_table(report))
-    for rec in report["recommendations"][:10]:
-        out.print(f"  {rec['priority']:<6} {rec['workload']}: {rec['message']}")
-    out.print(
-        f"overall confidence {report['overall_confidence']:.2f}: "
-        + ("PASSED" if report["passed"] else "NOT PASSED")
-    )
-    if args.json:
-        _write(args.json, json.dumps(report, indent=2) + "\n")
-    if args.markdown:
-        _write(args.markdown, to_markdown(report))
+    print_summary(report, Console())
+    write_report(report, args.json, args.markdown)
     return 0 if report["passed"] else 1
 
 
@@ -192,18 +165,6 @@ def _history_page(markdown: Path) -> str | None:
 
     page = report_page_link(html_dir)
     return os.path.relpath(page, markdown.resolve().parent) if page else None
-
-
-def _write(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so a crash never leaves half a report. The path
-    was checked before the run; a disk that fills up meanwhile is still one line."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_agents(args: argparse.Namespace) -> int:

@@ -21,6 +21,13 @@ class UsageError(Exception):
     exit_code = 2
 
 
+class RunFailed(Exception):
+    """The input was fine but what ran failed (a benchmark that failed or timed out, a
+    suite that does not import): print the message, exit with code 1."""
+
+    exit_code = 1
+
+
 class RedisLost(Exception):
     """Redis stopped answering mid-run for longer than loadkit waits for it: what was
     running cannot go on, so it ends with this error instead of retrying forever."""
@@ -34,7 +41,7 @@ def exit_code_of(prog: str, command: Callable[[], int]) -> int:
     command ends the same way."""
     try:
         return int(command())
-    except (UsageError, RedisLost) as exc:
+    except (UsageError, RunFailed, RedisLost) as exc:
         # Messages are written to hide credentials; redacting again catches one that quotes
         # a URL from elsewhere (a library's message, a file's contents).
         print(f"{prog}: error: {redact_text(str(exc))}", file=sys.stderr)

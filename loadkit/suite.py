@@ -7,7 +7,8 @@ workload metric it reports, a unit from :data:`UNITS` and a direction.
 
 asv keeps only its own benchmark attributes in ``results/benchmarks.json`` (a custom
 ``direction`` is dropped), so ``loadkit bench`` writes the declarations beside it, in
-``results/loadkit-suite.json``: the history scoring reads the direction from there
+``results/loadkit-suite.jsonl`` (one JSON object a line; not ``.json``, which asv would
+try to read as results): the history scoring reads the direction from there
 (falling back to the name rule for suites that declare nothing), and the run report
 maps asv's recorded values back to workload metrics with it.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,7 @@ UNITS: tuple[str, ...] = ("s", "ms", "KiB", "MB/s", "1/s", "x", "ratio", "count"
 HIGHER = "higher_is_better"
 LOWER = "lower_is_better"
 DIRECTIONS: tuple[str, ...] = (HIGHER, LOWER)
-SIDECAR = "loadkit-suite.json"
-SCHEMA = "loadkit.suite/1"
+SIDECAR = "loadkit-suite.jsonl"
 
 Metrics = Mapping[str, float]
 
@@ -124,43 +124,47 @@ def discover(benchmark_dir: Path) -> list[Tracked]:
 def write_sidecar(results_dir: Path, tracked: list[Tracked]) -> Path:
     """The declarations beside asv's ``benchmarks.json``, written whole or not at all."""
     path = results_dir / SIDECAR
-    document = {"schema": SCHEMA, "benchmarks": {t.benchmark: asdict(t) for t in tracked}}
+    lines = [json.dumps(asdict(t), sort_keys=True) for t in tracked]
     results_dir.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     temporary.replace(path)
     return path
 
 
 def read_sidecar(results_dir: Path) -> dict[str, Tracked]:
     """The declarations ``loadkit bench`` wrote, by benchmark name; nothing when there is
-    no sidecar or it is not one (a foreign suite: the name rule decides)."""
+    no sidecar (a foreign suite: the name rule decides). Lines that are not a
+    declaration are skipped."""
     try:
-        data = json.loads((results_dir / SIDECAR).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        lines = (results_dir / SIDECAR).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
         return {}
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        return {}
-    return dict(_entries(data.get("benchmarks")))
-
-
-def _entries(raw: object) -> Iterator[tuple[str, Tracked]]:
-    if not isinstance(raw, dict):
-        return
-    for name, entry in raw.items():
-        if not isinstance(entry, dict):
-            continue
+    found: dict[str, Tracked] = {}
+    for line in lines:
         try:
-            tracked = Tracked(
-                benchmark=str(entry["benchmark"]),
-                workload=str(entry["workload"]),
-                metric=str(entry["metric"]),
-                unit=str(entry["unit"]),
-                direction=str(entry["direction"]),
-                param_names=tuple(str(n) for n in entry.get("param_names") or ()),
-                setup_cache_key=entry.get("setup_cache_key"),
-            )
-        except (KeyError, TypeError):
+            entry = json.loads(line)
+        except ValueError:
             continue
-        if tracked.direction in DIRECTIONS and tracked.benchmark == name:
-            yield name, tracked
+        tracked = _tracked(entry)
+        if tracked is not None:
+            found[tracked.benchmark] = tracked
+    return found
+
+
+def _tracked(entry: object) -> Tracked | None:
+    if not isinstance(entry, dict):
+        return None
+    try:
+        tracked = Tracked(
+            benchmark=str(entry["benchmark"]),
+            workload=str(entry["workload"]),
+            metric=str(entry["metric"]),
+            unit=str(entry["unit"]),
+            direction=str(entry["direction"]),
+            param_names=tuple(str(n) for n in entry.get("param_names") or ()),
+            setup_cache_key=entry.get("setup_cache_key"),
+        )
+    except (KeyError, TypeError):
+        return None
+    return tracked if tracked.direction in DIRECTIONS else None

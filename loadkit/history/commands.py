@@ -131,6 +131,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(func=_lazy("run_report"))
 
 
+def report_options(results: Path, html: Path) -> argparse.Namespace:
+    """The options of ``loadkit report --results RESULTS --html HTML``, every other one at
+    its default: for callers that write the history page without a command line."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_history_options(parser)
+    options = parser.parse_args([])
+    options.results, options.html = results, html
+    return options
+
+
+def write_report_page(results: Path, html: Path) -> int:
+    """``loadkit report`` as a function: the history page beside the asv site."""
+    options = report_options(results, html)
+    check_paths(options)
+    from loadkit.history import actions
+
+    return actions.run_report(options)
+
+
 def report_page_link(html_dir: str | os.PathLike[str]) -> str | None:
     """Path of the report page for an asv html dir, or None if it was never written."""
     page = report_dir(Path(html_dir)) / PAGE_NAME
