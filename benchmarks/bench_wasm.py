@@ -8,8 +8,8 @@ in ``loadkit check`` like any other series.
 
 ``WasmParse`` and ``WasmMemory`` are asv's own timings and peak memory of one parse;
 their documents are seeded real expressions from the standard library of the
-environment's Python (reading it takes a few seconds, so it happens once, in their
-``setup_cache``), and their ``setup`` only makes a parser.
+environment's Python (reading it takes a few seconds, so it happens once, in the
+``setup_cache`` they share), and their ``setup`` only makes a parser.
 """
 
 from __future__ import annotations
@@ -90,19 +90,24 @@ def _documents(sizes: list[str]) -> Documents:
     return {size: realcode.document(scenarios.SIZES[size], SEED).encode() for size in sizes}
 
 
-class WasmParse:
+class WasmDocuments:
+    """The documents ``WasmParse`` and ``WasmMemory`` parse, read once for both."""
+
+    rounds = 1
+    warmup_time = 0
+    timeout = 300
+
+    def setup_cache(self) -> Documents:
+        return _documents(sorted({*SIZES, "1mb"}, key=scenarios.SIZES.__getitem__))
+
+
+class WasmParse(WasmDocuments):
     """One document through each parser: WASM (copy in, parse, copy out), the same
     algorithm in pure Python, and CPython's C parser as the native anchor."""
 
     params = SIZES
     param_names = ["document"]
     repeat = (3, 10, 10.0)
-    rounds = 1
-    warmup_time = 0
-    timeout = 300
-
-    def setup_cache(self) -> Documents:
-        return _documents(SIZES)
 
     def setup(self, documents: Documents, size: str) -> None:
         self.data = documents[size]
@@ -122,16 +127,9 @@ class WasmParse:
         ast.parse(self.data)
 
 
-class WasmMemory:
+class WasmMemory(WasmDocuments):
     """Peak memory of one parse of the 1 MB document; ``peakmem_reference`` holds the
     same parser and document without parsing, so the difference is the parse itself."""
-
-    rounds = 1
-    warmup_time = 0
-    timeout = 300
-
-    def setup_cache(self) -> Documents:
-        return _documents(["1mb"])
 
     def setup(self, documents: Documents) -> None:
         self.data = documents["1mb"]
