@@ -13,8 +13,10 @@
 
 loadkit's pages sit beside the asv site because ``asv publish`` deletes ``html/``.
 Existing results are never deleted: asv adds this commit's file beside the others.
-Exit 0 when every benchmark ran and every target is met, 1 when a benchmark failed or
-timed out or a target was missed, 2 for usage errors.
+Exit codes are loadkit's own, not asv's (:func:`job_exit_code`): 0 when every benchmark
+ran and every target is met; 1 when a benchmark failed or timed out (asv says 2, which
+in loadkit means bad usage) or a target was missed; 2 for usage errors; a stop signal
+128 + n.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from typing import Any
 
 from rich.console import Console
 
-from loadkit import workload
-from loadkit.errors import RunFailed, UsageError
+from loadkit import lifetime, workload
+from loadkit.errors import Failure, UsageError
 from loadkit.path_checks import check_html_dir, check_output_dir, check_output_file
 from loadkit.suite import Tracked
 
@@ -69,6 +71,30 @@ def _asv(root: Path, *args: str, env: Mapping[str, str] | None = None) -> int:
     return subprocess.run(command, cwd=root, check=False, env=env).returncode
 
 
+def asv_exit_code(status: int) -> int:
+    """``asv run``'s exit status in loadkit's terms: 0 passed; ended by signal n
+    (``subprocess`` reports -n; a shell 128 + n) is that signal's 128 + n; anything else
+    is a benchmark that failed or timed out (asv exits 2 for those), which is 1."""
+    if status == 0:
+        return 0
+    if status < 0:
+        return lifetime.exit_code(-status)
+    if status in (lifetime.exit_code(s) for s in lifetime.STOP_SIGNALS):
+        return status
+    return 1
+
+
+def job_exit_code(asv_status: int, run_code: int | None) -> int:
+    """The job's exit code from ``asv run``'s status and the run report's code (1 when
+    a target was missed; None when skipped): an interruption wins, then bad usage (2),
+    then any failure (1)."""
+    codes = [asv_exit_code(asv_status), run_code or 0]
+    interrupted = [c for c in codes if c > 2]
+    if interrupted:
+        return interrupted[0]
+    return max(codes)
+
+
 def _check_paths(results: Path, html: Path) -> Path:
     """Where asv and loadkit will write, checked before asv runs a single benchmark;
     the run report's folder."""
@@ -92,7 +118,7 @@ def _declarations(suite_dir: Path) -> list[Tracked]:
     try:
         return discover(suite_dir)
     except Exception as exc:  # the suite's own error: asv would fail on it too
-        raise RunFailed(
+        raise Failure(
             f"the benchmark suite in {suite_dir} does not import: {type(exc).__name__}: {exc}"
         ) from None
 
@@ -123,6 +149,9 @@ def run_bench(args: argparse.Namespace) -> int:
         runs = count_runs(log)
     shown = ", ".join(f"{name} {runs[name]}" for name in workload.WORKLOADS if name in runs)
     console.print(f"scenario runs in this asv run: {shown or 'none'}")
+    if asv_exit_code(status) > 2:  # stopped by a signal: nothing more to do
+        console.print(f"[red]asv run was stopped (exit {status})[/]")
+        return asv_exit_code(status)
     if status != 0:
         console.print(
             f"[red]asv run exited {status}: a benchmark failed or timed out "
@@ -130,9 +159,9 @@ def run_bench(args: argparse.Namespace) -> int:
         )
     console.rule("asv publish")
     if _asv(root, "publish") != 0:
-        raise RunFailed("asv publish failed (see its output above)")
+        raise Failure("asv publish failed (see its output above)")
     if args.skip_report:
-        return 1 if status else 0
+        return job_exit_code(status, None)
     from loadkit.history.commands import write_report_page
     from loadkit.history.paths import report_dir as history_dir
 
@@ -150,7 +179,7 @@ def run_bench(args: argparse.Namespace) -> int:
     console.print(f"asv site: {html / 'index.html'}  (serve it with `asv preview`)")
     console.print(f"history:  {history_dir(html) / 'index.html'}")
     console.print(f"report:   {run_dir / 'report.md'}")
-    return 1 if status != 0 or not report["passed"] else 0
+    return job_exit_code(status, 0 if report["passed"] else 1)
 
 
 def _run_report(

@@ -7,7 +7,10 @@ report), ``check`` / ``calibrate`` / ``report`` the history scoring
 Redis from any process or host, ``dashboard`` serves the live page
 (:mod:`loadkit.dashboard.cli`), ``redis`` starts a private Redis and prints its URL,
 ``clean`` deletes what loadkit runs left on a Redis (:mod:`loadkit.clean`).
-Expected failures print one line and exit 2; a missed target or a regression exits 1.
+Exit codes (:mod:`loadkit.errors`): 0 passed; 1 a missed target, a regression or a
+failure (one line); 2 bad usage (one line); 130 / 143 / 129 stopped by SIGINT / SIGTERM
+/ SIGHUP, after stopping what the command started (:mod:`loadkit.lifetime`,
+:mod:`loadkit.guard`).
 """
 
 from __future__ import annotations
@@ -15,21 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import signal
+import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
 
-from loadkit import workload
+from loadkit import guard, lifetime, workload
 from loadkit.argtypes import positive_float, positive_int
 from loadkit.clean import add_command as add_clean_command
 from loadkit.dashboard.cli import add_command as add_dashboard_command
-from loadkit.errors import exit_code_of
+from loadkit.errors import Failure, UsageError, exit_code_of, signal_name
 from loadkit.history.commands import add_commands as add_history_commands
 from loadkit.path_checks import check_input_file, check_output_dir, check_output_file
 from loadkit.process_title import hide_secrets_in_command_line
@@ -103,10 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from loadkit.keyspace import new_run_id
     from loadkit.orchestrator import run_workloads
@@ -118,9 +115,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     baseline = load_report(args.baseline) if args.baseline else None
     console = Console(stderr=True)
     run_id = new_run_id()  # prefixes every key of this run: clean_run(url, run_id) deletes them
-    # A stop request unwinds like Ctrl-C: the worker is stopped, the run's keys deleted.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    with redis_url(args.redis_url) as url:
+    # A stop signal unwinds like an error: the worker is stopped, the run's keys deleted,
+    # the embedded Redis stopped, the temp folders removed; a SIGKILL leaves it to the guard.
+    with (
+        lifetime.stop_on_signals(),
+        guard.guarded() as watcher,
+        redis_url(args.redis_url) as url,
+    ):
+        if args.redis_url or os.environ.get(ENV_URL):  # an embedded Redis just stops
+            watcher.watch_run(url, run_id)
         entries, targets = run_workloads(
             names, args.scale, url, args.timeout, console, plots, run_id
         )
@@ -154,15 +157,16 @@ def _check_run_paths(args: argparse.Namespace) -> Path | None:
 def _history_page(markdown: Path) -> str | None:
     """The history page for this repository's asv site (if ``loadkit report`` wrote it),
     as a link relative to the Markdown report."""
+    from loadkit.history.asv_config import load_config
+    from loadkit.history.commands import report_page_link
+
     conf = Path("asv.conf.json")
     if not conf.is_file():
         return None
     try:
-        html_dir = json.loads(conf.read_text()).get("html_dir", "html")
-    except (OSError, ValueError, AttributeError):
+        html_dir = load_config(conf).html_dir
+    except UsageError:
         return None
-    from loadkit.history.commands import report_page_link
-
     page = report_page_link(html_dir)
     return os.path.relpath(page, markdown.resolve().parent) if page else None
 
@@ -176,8 +180,9 @@ def cmd_agents(args: argparse.Namespace) -> int:
         host = await AgentHost(args.redis_url, args.fleet, lease_ms=args.lease_ms).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stopped_by: list[int] = []
+        for sig in lifetime.STOP_SIGNALS:
+            loop.add_signal_handler(sig, lambda sig=sig: (stopped_by.append(sig), stop.set()))
         try:
             await host.spawn(args.count)
             print(
@@ -205,17 +210,33 @@ def cmd_agents(args: argparse.Namespace) -> int:
                     )
                 raise
         print(f"stopped: {host.completed} tasks completed, {requeued} handed back", flush=True)
-        return 0
+        return lifetime.exit_code(stopped_by[0]) if stopped_by else 0
 
     return asyncio.run(host_agents())
 
 
 def cmd_redis(args: argparse.Namespace) -> int:
-    with RedisServer(persistence=args.persistence) as server:
+    """Serve until ``--duration`` is up (0) or a stop signal (128 + n); a server that
+    dies on its own is a failure (1). The data folder goes in every case."""
+    with (
+        lifetime.stop_on_signals(),
+        guard.guarded(),
+        RedisServer(persistence=args.persistence) as server,
+    ):
         print(server.url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            time.sleep(args.duration)
-    return 0
+        assert server.process is not None
+        try:
+            server.process.wait(timeout=args.duration)
+        except subprocess.TimeoutExpired:
+            return 0
+        raise Failure(f"redis-server (pid {server.pid}) {ended_how(server.process.returncode)}")
+
+
+def ended_how(returncode: int) -> str:
+    """How a child ended, for a message: its exit code or the signal that killed it."""
+    if returncode < 0:
+        return f"was killed by {signal_name(-returncode)}"
+    return f"exited with code {returncode}"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ import redis
 
 from loadkit.redis_health import CLIENT_OPTIONS, UNREACHABLE, Patience, address, refused
 from loadkit.redis_server import is_cluster_url, node_url
+from loadkit.redis_values import as_text
 
 RUN_ID = re.compile(r"lk[0-9a-f]{6}")
 _RUN = r"lk[0-9a-f]{6}"
@@ -110,11 +111,6 @@ def fleet_namespace(name: str) -> Namespace:
     return _fleets(re.escape(name), "{fleet:" + glob_escape(name) + "}:*")
 
 
-def _text(key: bytes | str) -> str:
-    # latin-1 maps every byte to one character, so any key can be matched.
-    return key.decode("latin-1") if isinstance(key, bytes) else key
-
-
 def group_keys(
     keys: Iterable[bytes | str], namespaces: Iterable[Namespace]
 ) -> dict[str, list[bytes | str]]:
@@ -122,7 +118,7 @@ def group_keys(
     spaces = tuple(namespaces)
     groups: dict[str, list[bytes | str]] = {}
     for key in keys:
-        text = _text(key)
+        text = as_text(key, "latin-1")
         for ns in spaces:
             prefix = ns.prefix_of(text)
             if prefix is not None:
@@ -173,7 +169,7 @@ def in_use(client: Any, groups: dict[str, list[bytes | str]]) -> set[str]:
             if client.zrangebyscore(prefix + ":hosts", f"({now_ms}", "+inf", start=0, num=1):
                 live.add(prefix)
         else:
-            leases = [k for k in keys if _text(k).endswith(":lease")]
+            leases = [k for k in keys if as_text(k, "latin-1").endswith(":lease")]
             if leases and any(int(client.exists(k)) for k in leases):
                 live.add(prefix)
     return live

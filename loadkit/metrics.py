@@ -11,16 +11,46 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import math
 import threading
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import psutil
 
 PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
+LATENCY_FIGURES: tuple[str, ...] = ("avg", "p50", "p95", "p99", "max")
+
+
+def percentile(values: Iterable[float] | np.ndarray, q: float) -> float:
+    """The ``q``-th percentile, NaN when there are no values: a figure that could not be
+    measured stays missing (and scores 0) instead of raising or reading as zero."""
+    arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float)
+    return float(np.percentile(arr, q)) if arr.size else math.nan
+
+
+def latency_figures(
+    ms: Iterable[float] | np.ndarray, prefix: str, figures: Iterable[str] = LATENCY_FIGURES
+) -> dict[str, float]:
+    """``<prefix>_<figure>_ms`` for each of ``avg``, ``max`` and ``pNN`` over latencies in
+    milliseconds; every figure NaN when there are none. One spelling of the metric names
+    for every workload, so reports and asv read the same keys."""
+    arr = np.asarray(ms if isinstance(ms, np.ndarray) else list(ms), dtype=float)
+    out: dict[str, float] = {}
+    for figure in figures:
+        if not arr.size:
+            value = math.nan
+        elif figure == "avg":
+            value = float(arr.mean())
+        elif figure == "max":
+            value = float(arr.max())
+        else:
+            value = float(np.percentile(arr, float(figure.removeprefix("p"))))
+        out[f"{prefix}_{figure}_ms"] = value
+    return out
 
 
 class LatencyRecorder:

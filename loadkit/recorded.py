@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loadkit import workload
-from loadkit.errors import RunFailed
+from loadkit.errors import Failure
 from loadkit.report import workload_entry
 from loadkit.suite import Tracked
 from loadkit.targets import Target
@@ -161,4 +161,4 @@ def read_commit(results_dir: Path, commit: str, machine: str | None = None) -> R
         if found:
             newest = max(found, key=lambda r: max(r.started_at.values(), default=0))
             return ResultsView(newest)
-    raise RunFailed(f"asv recorded no results for {commit[:8]} in {results_dir}")
+    raise Failure(f"asv recorded no results for {commit[:8]} in {results_dir}")

@@ -1,6 +1,7 @@
 """Showing and saving a run report: the summary table, the top recommendations, and
-files written whole or not at all. Shared by ``loadkit run`` (report from its own
-workload processes) and ``loadkit bench`` (report from asv's recorded values)."""
+the JSON and Markdown files (written whole or not at all). Shared by ``loadkit run``
+(report from its own workload processes) and ``loadkit bench`` (report from asv's
+recorded values)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from loadkit.errors import UsageError
+from loadkit.atomic_file import write_text_atomically
 from loadkit.report import to_markdown
 
 
@@ -43,22 +44,10 @@ def print_summary(report: dict[str, Any], console: Console, title: str = "loadki
     )
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write via a temp file and rename, so a crash never leaves half a report. The path
-    was checked before the run; a disk that fills up meanwhile is still one line."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
 def write_report(
     report: dict[str, Any], json_path: Path | None, markdown_path: Path | None
 ) -> None:
     if json_path is not None:
-        write_text(json_path, json.dumps(report, indent=2) + "\n")
+        write_text_atomically(json_path, json.dumps(report, indent=2) + "\n")
     if markdown_path is not None:
-        write_text(markdown_path, to_markdown(report))
+        write_text_atomically(markdown_path, to_markdown(report))

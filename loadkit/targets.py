@@ -1,6 +1,6 @@
 """Targets and target-based confidence: pure functions over measured metrics.
 
-The simple ratio score, kept because people compare against it: a "less is better" check scores
+A "less is better" check scores
 ``min(1, target / value)``, a "more is better" check ``min(1, value / target)``; a
 workload's confidence is the mean of its check scores and the run's is the mean over
 workloads. A workload passes at confidence >= 0.75 with no error. A check whose metric

@@ -30,7 +30,12 @@ def child_env() -> dict[str, str]:
 
 
 def loadkit_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "loadkit", *args]
+    """The ``loadkit`` console script pip installed beside this interpreter: the entry
+    point users run, not an import of the module."""
+    script = Path(sys.executable).with_name("loadkit")
+    if not script.is_file():
+        raise RuntimeError(f"{script} is missing: install the package (pip install -e .)")
+    return [str(script), *args]
 
 
 def run_loadkit(

@@ -22,7 +22,6 @@ import os
 import re
 import select
 import socket
-import sys
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import REPO, child_env
+from helpers import REPO, child_env, loadkit_cmd
 from test_dashboard_server import run, started
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -223,10 +222,9 @@ def test_malformed_requests_get_400_without_traceback_and_serving_goes_on(
 
 
 def test_cli_allow_origin_reaches_the_server_and_bad_origins_are_usage_errors() -> None:
-    code = "import sys\nfrom loadkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     import subprocess
 
-    base = [sys.executable, "-c", code, "dashboard", "--simulate", "--port", "0"]
+    base = loadkit_cmd("dashboard", "--simulate", "--port", "0")
     bad = subprocess.run(
         [*base, "--allow-origin", "http://x/path"],
         cwd=REPO,

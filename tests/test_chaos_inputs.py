@@ -35,7 +35,6 @@ import pytest
 import redis
 from helpers import child_env, loadkit_cmd
 
-from loadkit.cli import main
 from loadkit.errors import UsageError
 from loadkit.redaction import redact_text, redact_url, url_secrets
 from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_BINARY, ENV_URL, find_redis_binary, free_port
@@ -188,6 +187,7 @@ def test_the_password_is_in_no_command_line_and_no_output(
     assert all(at < 0.5 for at, _, _ in table.leaks), table.leaks
 
 
+@pytest.mark.slow
 def test_a_typed_password_leaves_the_process_title_as_the_process_starts(
     secret_redis: str, tmp_path: Path
 ) -> None:
@@ -228,38 +228,41 @@ def test_a_typed_password_leaves_the_process_title_as_the_process_starts(
 )
 @pytest.mark.parametrize("command", ["run", "agents", "dashboard"])
 def test_messages_that_show_a_url_hide_the_password(
-    secret_redis: str,
-    url: str,
-    command: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    secret_redis: str, url: str, command: str, tmp_path: Path
 ) -> None:
     live_port = secret_redis.rsplit(":", 1)[1].split("/")[0]
     url = url.replace("DEAD", str(free_port())).replace("LIVE", live_port)
-    monkeypatch.chdir(tmp_path)
     args = {
         "run": ["run", "fleet", "--redis-url", url],
         "agents": ["agents", "--redis-url", url, "--count", "1", "--duration", "1"],
         "dashboard": ["dashboard", "--fleet", "f", "--duration", "1"],
     }[command]
+    env = child_env()
     if command == "dashboard":
-        monkeypatch.setenv(ENV_URL, url)  # the variable is read the same way
-    assert main(args) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("loadkit: error: "), captured.err
-    assert PASSWORD not in captured.err + captured.out
+        env[ENV_URL] = url  # the variable is read the same way
+    out = subprocess.run(
+        loadkit_cmd(*args), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("loadkit: error: "), out.stderr
+    assert PASSWORD not in out.stderr + out.stdout
     assert "***" in lines[0]
     assert sorted(os.listdir(tmp_path)) == []
 
 
-def test_remote_servers_still_need_the_deliberate_step(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv(ENV_ALLOW_REMOTE, "0")
-    assert main(["run", "fleet", "--redis-url", f"redis://:{PASSWORD}@10.9.9.9:1/0"]) == 2
-    err = capsys.readouterr().err
+def test_remote_servers_still_need_the_deliberate_step(tmp_path: Path) -> None:
+    env = child_env() | {ENV_ALLOW_REMOTE: "0"}
+    out = subprocess.run(
+        loadkit_cmd("run", "fleet", "--redis-url", f"redis://:{PASSWORD}@10.9.9.9:1/0"),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    err = out.stderr
     assert "refusing non-loopback Redis redis://:***@10.9.9.9:1/0" in err
     assert ENV_ALLOW_REMOTE in err
 

@@ -25,6 +25,7 @@ import redis
 from helpers import child_env, loadkit_cmd, run_loadkit, wait_for
 
 from loadkit.keyspace import group_keys, leftover_namespaces, run_namespaces
+from loadkit.lifetime import ended
 from loadkit.redis_server import RedisServer
 from loadkit.run_cleanup import clean_run
 
@@ -121,6 +122,7 @@ def test_only_run_shaped_prefixes_are_loadkit_s() -> None:
 # -- failed, timed-out and killed runs ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fleet_notices_a_paused_redis_and_leaves_no_keys(
     server: RedisServer, client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -149,6 +151,7 @@ def test_fleet_notices_a_paused_redis_and_leaves_no_keys(
     assert_foreign_intact(client)
 
 
+@pytest.mark.slow
 def test_swarm_timeout_leaves_no_keys(
     server: RedisServer, client: redis.Redis, tmp_path: Path
 ) -> None:
@@ -164,6 +167,7 @@ def test_swarm_timeout_leaves_no_keys(
     assert_foreign_intact(client)
 
 
+@pytest.mark.slow
 def test_swarm_notices_a_killed_redis_within_5_s(server: RedisServer, tmp_path: Path) -> None:
     report = tmp_path / "r.json"
     proc = start("run", "swarm", "--redis-url", server.url, "--json", str(report))
@@ -194,17 +198,22 @@ def test_sigterm_of_run_deletes_its_keys(server: RedisServer, client: redis.Redi
     assert_foreign_intact(client)
 
 
+@pytest.mark.slow
 def test_sigkill_of_run_is_cleaned_by_run_id_and_by_loadkit_clean(
     server: RedisServer, client: redis.Redis
 ) -> None:
-    """A killed ``loadkit run`` cleans nothing itself: whatever outlives it cleans by the
-    run id (``clean_run``), and ``loadkit clean`` finds any run's leftovers."""
+    """A run whose every process is SIGKILLed at once - its guard process too, so
+    nothing is left to clean up after it - keeps its keys: they are deleted by the run id
+    (``clean_run``), and ``loadkit clean`` finds any run's leftovers."""
     proc = start("run", "fleet", "--redis-url", server.url)
     worker = worker_of(proc)
     run_id = run_id_of(worker)
     wait_for(lambda: len(loadkit_keys(client)) > 10, 15, "the fleet's keys")
+    (guard,) = [p for p in psutil.Process(proc.pid).children() if "loadkit.guard" in p.cmdline()]
+    guard.kill()
+    wait_for(lambda: ended(guard), 5, "the guard's end")
+    os.killpg(worker.pid, signal.SIGKILL)
     proc.kill()
-    os.killpg(worker.pid, signal.SIGKILL)  # what a watchdog does to the orphaned worker
     proc.wait(5)
     worker.wait(5)
     left = loadkit_keys(client)
@@ -235,6 +244,7 @@ def test_clean_refuses_a_remote_redis() -> None:
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_dashboard_notices_a_paused_redis_and_deletes_its_fleet(
     server: RedisServer, client: redis.Redis
 ) -> None:
@@ -258,6 +268,7 @@ def test_dashboard_notices_a_paused_redis_and_deletes_its_fleet(
     assert_foreign_intact(client)
 
 
+@pytest.mark.slow
 def test_agents_notice_a_killed_redis_within_5_s(server: RedisServer) -> None:
     proc = start("agents", "--redis-url", server.url, "--fleet", "watched", "--count", "20")
     wait_for(lambda: proc.stdout is not None and "hosting" in proc.stdout.readline(), 15, "agents")

@@ -1,8 +1,9 @@
 """The command line on bad input: one line on stderr, exit code 2, no traceback, and
 nothing the user already had is deleted. Plus the ``agents`` and ``redis`` commands.
 
-The error cases are independent ``python -m loadkit`` processes; they are started all
-at once by a module fixture (each costs an interpreter start-up) and checked one by one.
+The error cases run through the ``loadkit`` console script, each in its own process; they
+are started all at once by a module fixture (each costs an interpreter start-up) and
+checked one by one.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import pytest
 import redis
 from helpers import child_env, loadkit_cmd, run_loadkit
 
-from loadkit.cli import main
 from loadkit.redis_server import free_port
 
 PRECIOUS = "precious user data\n"
@@ -74,16 +74,6 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "missing_baseline": (["run", "fleet", "--baseline", "nope.json"], ["not found", "nope.json"]),
     "no_command": ([], ["required"]),
 }
-# Each of these also runs as a real `python -m loadkit` process (an interpreter start-up
-# each, so only the cases the issue names); all cases run in-process through main().
-SUBPROCESS_CASES = [
-    "unknown_workload",
-    "negative_count",
-    "run_dead_redis",
-    "agents_dead_redis",
-    "huge_scale",
-    "corrupt_baseline",
-]
 
 
 def _args(case: str, dead_url: str) -> list[str]:
@@ -128,7 +118,7 @@ def dead_url() -> str:
 def cli_errors(tmp_path_factory: pytest.TempPathFactory, dead_url: str) -> dict[str, Outcome]:
     """The subprocess cases, started all at once and then collected."""
     procs = {}
-    for case in SUBPROCESS_CASES:
+    for case in CASES:
         workdir = _user_files(tmp_path_factory.mktemp(case))
         proc = subprocess.Popen(
             loadkit_cmd(*_args(case, dead_url)),
@@ -147,38 +137,19 @@ def cli_errors(tmp_path_factory: pytest.TempPathFactory, dead_url: str) -> dict[
     return outcomes
 
 
-@pytest.mark.parametrize("case", SUBPROCESS_CASES)
-def test_bad_input_in_a_real_process(cli_errors: dict[str, Outcome], case: str) -> None:
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_through_the_command(cli_errors: dict[str, Outcome], case: str) -> None:
     _check(cli_errors[case], case)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_through_main(
-    case: str,
-    dead_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.chdir(_user_files(tmp_path))
-    try:
-        code = main(_args(case, dead_url))
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code  # type: ignore[assignment]
-    captured = capsys.readouterr()
-    _check(Outcome(code, captured.out, captured.err, tmp_path), case)
-
-
-def test_usage_errors_in_process_return_2(capsys: pytest.CaptureFixture[str]) -> None:
-    """``main()`` itself (the console script) turns a UsageError into 2, not an exception."""
-    assert main(["run", "nosuch"]) == 2
-    err = capsys.readouterr().err
+def test_usage_error_names_every_workload(dead_url: str, tmp_path: Path) -> None:
+    out = run_loadkit("run", "nosuch", cwd=tmp_path)
     from loadkit.workload import WORKLOADS
 
-    assert err == f"loadkit: error: unknown workload 'nosuch'; available: {', '.join(WORKLOADS)}\n"
-    with pytest.raises(SystemExit) as exc:
-        main(["agents", "--redis-url", "redis://127.0.0.1:1", "--count", "-5"])
-    assert exc.value.code == 2
+    assert out.returncode == 2
+    assert out.stderr == (
+        f"loadkit: error: unknown workload 'nosuch'; available: {', '.join(WORKLOADS)}\n"
+    )
 
 
 def test_agents_command_stops_by_itself_and_cleans_up(redis_url: str, fleet_name: str) -> None:
@@ -233,12 +204,10 @@ def test_redis_command_prints_a_url_that_answers_and_stops() -> None:
     )
 
 
-def test_baseline_with_the_wrong_shape_fails_before_running(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_baseline_with_the_wrong_shape_fails_before_running(tmp_path: Path) -> None:
     base = tmp_path / "base.json"
     base.write_text(json.dumps({"schema": "loadkit.report/1", "workloads": []}))
     # The baseline is read before anything runs: the (refused) Redis is never reached.
-    assert main(["run", "fleet", "--redis-url", "redis://10.9.9.9:1", "--baseline", str(base)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "corrupt" in err
+    out = run_loadkit("run", "fleet", "--redis-url", "redis://10.9.9.9:1", "--baseline", str(base))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "corrupt" in out.stderr

@@ -16,7 +16,7 @@ from loadkit.dashboard.sources import SimulatedFleet
 from loadkit.dashboard.workload import bottlenecks, targets
 from loadkit.errors import UsageError
 
-ISSUE_METRICS = {
+REPORTED_METRICS = {
     "ws_connections",
     "ws_connect_s",
     "ws_latency_p50_ms",
@@ -156,6 +156,24 @@ def test_backoff_is_bounded_and_grows(attempt: int, seed: int) -> None:
     assert 0 <= delay <= min(2.0, 0.1 * 2**attempt)
 
 
+def test_backoff_spreads_over_its_whole_window_and_grows() -> None:
+    """Full jitter: delays cover the window up to its bound (not one fixed value), and
+    later attempts wait longer on average until the cap."""
+    rng = random.Random(7)
+
+    def delays(attempt: int) -> list[float]:
+        return [protocol.backoff_s(attempt, base_s=0.1, cap_s=2.0, rng=rng) for _ in range(400)]
+
+    for attempt in (0, 2, 6):
+        bound = min(2.0, 0.1 * 2**attempt)
+        sample = delays(attempt)
+        assert min(sample) < 0.1 * bound
+        assert max(sample) > 0.9 * bound
+    means = [sum(delays(a)) / 400 for a in range(6)]
+    assert means == sorted(means)
+    assert means[4] > 3 * means[0]
+
+
 @given(
     st.lists(
         st.tuples(st.dictionaries(agent_ids, states), st.lists(agent_ids, max_size=3)),
@@ -204,9 +222,9 @@ def test_simulator_is_seeded_and_changes_what_it_is_asked() -> None:
     assert set(a.states.values()) <= {"idle", "busy", "new", "dead"}
 
 
-def test_targets_cover_the_issue_and_bottlenecks_read_metrics() -> None:
+def test_targets_cover_the_reported_metrics_and_bottlenecks_read_them() -> None:
     metrics = {t.metric for t in targets("quick")}
-    assert metrics <= ISSUE_METRICS
+    assert metrics <= REPORTED_METRICS
     assert {"ws_latency_p99_ms", "poll_refresh_s", "update_process_ms"} <= metrics
     assert {"reconnect_ratio", "memory_per_connection_kib"} <= metrics
     assert bottlenecks({}) == []

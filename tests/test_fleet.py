@@ -146,6 +146,7 @@ def test_tasks_wait_for_agents_and_new_agents_take_them(redis_url: str, fleet_na
 # --- crash, reclaim and stale results -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_crashed_agents_task_is_reclaimed_and_a_late_result_is_stale(
     redis_url: str, fleet_name: str
 ) -> None:
@@ -188,6 +189,7 @@ def test_crashed_agents_task_is_reclaimed_and_a_late_result_is_stale(
     run(scenario())
 
 
+@pytest.mark.slow
 def test_a_stalled_hosts_result_arrives_late_and_is_rejected(
     redis_url: str, fleet_name: str
 ) -> None:
@@ -250,6 +252,7 @@ def test_a_stalled_hosts_result_arrives_late_and_is_rejected(
         thread.join(10)
 
 
+@pytest.mark.slow
 def test_a_host_forgets_idle_agents_reaped_while_its_loop_stalled(
     redis_url: str, fleet_name: str
 ) -> None:
@@ -479,6 +482,7 @@ def test_close_without_purge_keeps_counters_but_no_agent_state(
 # --- autoscaling ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_autoscaler_scales_up_under_a_load_step_and_back_down(
     redis_url: str, fleet_name: str
 ) -> None:

@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 from loadkit.fleet.host import Work
 from loadkit.fleet.manager import FleetManager
 from loadkit.fleet.scenarios import wait_completed
 
 
+@pytest.mark.slow
 def test_fleet_allocates_reclaims_and_cleans_up_on_a_cluster(cluster_url: str) -> None:
     async def scenario() -> None:
         async with FleetManager(

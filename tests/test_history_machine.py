@@ -180,6 +180,7 @@ def test_the_first_pass_is_the_same_in_one_process_or_several():
     assert [r.profile.scale for r in one] == [r.profile.scale for r in two]
 
 
+@pytest.mark.slow
 def test_simulated_machines_behave_in_a_small_run():
     by_name = {s.name: s for s in simulated.MACHINE_SCENARIOS}
     step = simulated.run_machine_cell(by_name["step3x_after_1"], series=10, seed=1)

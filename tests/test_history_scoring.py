@@ -161,6 +161,7 @@ def test_gate_cells_fail_a_big_newest_step_and_not_a_quiet_one():
     assert quiet.check_fail_rate == 0.0 and quiet.met
 
 
+@pytest.mark.slow
 def test_calibrate_command_writes_the_documented_json(tmp_path, capsys):
     out = tmp_path / "c.json"
     code = run_cli(["calibrate", "--series", "3", "--seed", "7", "--json", str(out)])

@@ -151,3 +151,23 @@ def test_summary_is_free_of_nan() -> None:
     rec = LatencyRecorder()
     rec.record_ns(0)
     assert all(math.isfinite(v) for v in rec.summary().values())
+
+
+def test_percentile_and_latency_figures_agree_with_numpy_and_mark_missing() -> None:
+    from loadkit.metrics import latency_figures, percentile
+
+    ms = np.array([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert percentile(ms, 50) == 3.0
+    assert percentile([1, 2, 3, 4], 95) == float(np.percentile([1, 2, 3, 4], 95))
+    assert math.isnan(percentile([], 50))
+    figures = latency_figures(ms, "delivery")
+    assert figures == {
+        "delivery_avg_ms": 3.0,
+        "delivery_p50_ms": 3.0,
+        "delivery_p95_ms": float(np.percentile(ms, 95)),
+        "delivery_p99_ms": float(np.percentile(ms, 99)),
+        "delivery_max_ms": 5.0,
+    }
+    empty = latency_figures([], "failover", ("p50", "p95"))
+    assert list(empty) == ["failover_p50_ms", "failover_p95_ms"]
+    assert all(math.isnan(v) for v in empty.values())

@@ -81,6 +81,7 @@ def test_run_fleet_quick_end_to_end(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_run_child_timeout_kills_the_child(redis_url: str) -> None:
     """A workload that overruns is killed with its process group and reported as a timeout."""
     me = psutil.Process()
@@ -118,6 +119,7 @@ def test_run_child_timeout_kills_the_child(redis_url: str) -> None:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+@pytest.mark.slow
 def test_run_child_reports_a_crashing_workload_as_an_error() -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     outcome = run_child("fleet", "quick", dead, timeout_s=60)

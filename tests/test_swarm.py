@@ -233,6 +233,7 @@ def _rig_case(url: str, measure: Any, **kw: Any) -> tuple[dict, dict]:
     return run(scenario(), timeout_s=90)
 
 
+@pytest.mark.slow
 def test_a_killed_coordinator_is_replaced_and_every_swarm_recovers(redis_url: str) -> None:
     m, check = _rig_case(redis_url, lambda rig: measure_coordinator_kill(rig, 1000, 1.5, 0.5))
     assert m["recovery_coordinator_ratio"] == 1.0
@@ -241,6 +242,7 @@ def test_a_killed_coordinator_is_replaced_and_every_swarm_recovers(redis_url: st
     assert check["applied"] == check["sent"] == 1500
 
 
+@pytest.mark.slow
 def test_connections_killed_mid_run_lose_nothing(redis_url: str) -> None:
     m, check = _rig_case(redis_url, lambda rig: measure_churn(rig, 1000, 1.2, kills=3))
     assert m["connections_killed"] >= 3
@@ -250,6 +252,7 @@ def test_connections_killed_mid_run_lose_nothing(redis_url: str) -> None:
     assert check["applied"] == check["sent"] == 1200
 
 
+@pytest.mark.slow
 def test_swarms_resume_intact_after_redis_sigkill_and_aof_restart(redis_url: str) -> None:
     base = _config(redis_url)
     m = run(measure_redis_kill(base, 1000, 1.5, 0.5), timeout_s=90)
@@ -278,6 +281,7 @@ def test_zero_swarms_is_a_clear_error() -> None:
     assert out.stderr.strip() == "loadkit swarm: error: need at least 1 swarm, got 0"
 
 
+@pytest.mark.slow
 def test_the_swarm_command_runs_swarms_and_reports_delivery(redis_url: str) -> None:
     out = _swarm_cli(
         "--redis-url", redis_url, "--swarms", "5", "--members", "3", "--rate", "500",

@@ -64,6 +64,7 @@ def test_a_plain_node_url_with_the_cluster_scheme_is_refused(redis_url: str) -> 
         check_url(redis_url.replace("redis://", "redis+cluster://"))
 
 
+@pytest.mark.slow
 def test_the_quick_swarm_workload_runs_unchanged_on_the_cluster(
     cluster_url: str, tmp_path: Path
 ) -> None:

@@ -1,4 +1,4 @@
-"""Target scoring (the seed method) and the run report: pure functions, exact numbers."""
+"""Target scoring and the run report: pure functions, exact numbers."""
 
 from __future__ import annotations
 

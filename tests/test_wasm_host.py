@@ -133,6 +133,7 @@ def test_parallel_measurement_counts_correct_instances(wasm):
     assert found["parallel_scaling_ratio"] > 0
 
 
+@pytest.mark.slow
 def test_speed_ops_memory_and_compile_measurements(wasm):
     point = scenarios.measure_speed(wasm, 20_000, python_repeats=1, wasm_repeats=3)
     assert point.equivalent and point.wasm_s > 0 and point.python_s > point.wasm_s
@@ -148,6 +149,7 @@ def test_speed_ops_memory_and_compile_measurements(wasm):
     assert scenarios.mismatches(wasm, [b"a +", b"a + b", b"(("]) == 0
 
 
+@pytest.mark.slow
 def test_workload_reports_every_issue_metric_and_the_plot(tmp_path, monkeypatch):
     small = workload.WasmScale(("200kb",), 1, 3, 2_000, 2, 50)
     monkeypatch.setitem(workload.SCALE, "quick", small)

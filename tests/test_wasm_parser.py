@@ -217,6 +217,7 @@ def test_corpus_documents_are_identical_and_match_cpython(wasm):
         both(wasm, d)
 
 
+@pytest.mark.slow
 def test_every_real_expression_is_identical_and_matches_cpython(wasm):
     """The whole real-code pool as one document: the two parsers agree node for node, and
     with CPython's own parser, on ~44,000 lines people wrote."""

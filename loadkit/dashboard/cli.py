@@ -7,6 +7,10 @@ watches an existing fleet on that Redis, whoever hosts its agents; ``--simulate`
 the in-process simulator (no Redis). It binds 127.0.0.1 unless ``--host`` says otherwise,
 and any other address needs an access token: ``--token``, ``$LOADKIT_DASHBOARD_TOKEN``,
 or a random one printed in the URL.
+
+SIGINT, SIGTERM and SIGHUP stop it in order (fleet stopped, its keys deleted, an embedded
+Redis stopped) and it exits ``128 + n``; when it runs a fleet, a guard process
+(:mod:`loadkit.guard`) does the same if it is SIGKILLed.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ import errno
 import math
 import os
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from loadkit import guard, lifetime
 from loadkit.argtypes import positive_float, positive_int
 from loadkit.dashboard.access import format_origin, parse_origin
 from loadkit.dashboard.protocol import is_loopback
@@ -123,7 +127,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from loadkit.keyspace import new_run_id, purge_run
 
     args.run_id = new_run_id()  # names the fleet this dashboard runs: its keys' prefix
-    with redis_url(args.redis_url) as url:
+    with (
+        lifetime.stop_on_signals(),
+        guard.guarded() as watcher,
+        redis_url(args.redis_url) as url,
+    ):
+        if args.redis_url or os.environ.get(ENV_URL):  # an embedded Redis just stops
+            watcher.watch_run(url, args.run_id)
         try:
             return asyncio.run(_serve(args, config, generated, url))
         except RedisLost as exc:
@@ -208,9 +218,15 @@ async def _serve(
             raise UsageError(f"port {config.port} is in use; pick another with --port") from None
         raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc}") from None
     stop = asyncio.Event()
+    stopped_by: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    for sig in lifetime.STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(server.close)
         tick, what, background = await _source(args, url, server, stack, stop)
@@ -229,7 +245,7 @@ async def _serve(
         if failure is not None:
             raise failure
     print("dashboard stopped", flush=True)
-    return 0
+    return lifetime.exit_code(stopped_by[0]) if stopped_by else 0
 
 
 def _failure_of(futures: list[asyncio.Future[Any]]) -> BaseException | None:

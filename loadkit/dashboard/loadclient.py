@@ -27,6 +27,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.protocol import State
 
+from loadkit import lifetime
+from loadkit.child_messages import GONE, OK, receive, send, send_error
 from loadkit.dashboard.protocol import GapTracker, backoff_s, peek_header
 from loadkit.errors import UsageError
 
@@ -295,23 +297,26 @@ async def _serve_commands(conn: Connection, url: str) -> None:
         "finish": session.cmd_finish,
     }
     while True:
-        command: dict[str, Any] = await loop.run_in_executor(None, conn.recv)
-        name = command.pop("cmd")
-        reply = await handlers[name](**command)
-        conn.send(reply)
-        if name == "finish":
+        command = await loop.run_in_executor(None, receive, conn, 1.0)
+        if command is None:
+            continue
+        if command is GONE:
+            return  # the parent went away (it failed or timed out); nothing to report to
+        reply = await handlers[command.kind](**command.body)
+        send(conn, OK, reply)
+        if command.kind == "finish":
             return
 
 
-def client_process(conn: Connection, url: str, max_fds: int) -> None:
-    """Entry point of a load-client process (multiprocessing target)."""
+def client_process(conn: Connection, url: str, max_fds: int, parent: int | None = None) -> None:
+    """Entry point of a load-client process (multiprocessing target); it dies with
+    ``parent``, the process that started it."""
+    lifetime.die_with_parent(parent)
     try:
         raise_nofile(max_fds)
         asyncio.run(_serve_commands(conn, url))
-    except EOFError:
-        return  # the parent went away (it failed or timed out); nothing to report to
     except (UsageError, InvalidHandshake, OSError) as exc:
         with contextlib.suppress(OSError):
-            conn.send({"error": f"{type(exc).__name__}: {exc}"})
+            send_error(conn, exc)
     finally:
         conn.close()

@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from loadkit.child_messages import OK, ChildFailed, expect, send
 from loadkit.dashboard.loadclient import client_process, now_ms, raise_nofile
 from loadkit.dashboard.server import DashboardServer, ServerConfig
 from loadkit.dashboard.sources import SimulatedFleet
 from loadkit.errors import UsageError
-from loadkit.metrics import settled_rss_bytes
+from loadkit.metrics import percentile, settled_rss_bytes
 
 Progress = Callable[[str, float], None]
 RECONNECT_WINDOW_S = 5.0
@@ -68,30 +70,28 @@ class _Clients:
         self.procs = []
         for _ in self.shares:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=client_process, args=(child, url, fds), daemon=True)
+            proc = ctx.Process(
+                target=client_process, args=(child, url, fds, os.getpid()), daemon=True
+            )
             proc.start()
             child.close()
             self.pipes.append(parent)
             self.procs.append(proc)
 
     async def ask(self, commands: list[dict[str, Any]], timeout_s: float = 60) -> list[dict]:
-        loop = asyncio.get_running_loop()
+        """Send each process its command (``cmd`` names it, the rest are its arguments)
+        and wait for every answer; a process that fails or falls silent fails the run."""
         for pipe, command in zip(self.pipes, commands, strict=True):
-            pipe.send(command)
+            arguments = dict(command)
+            send(pipe, arguments.pop("cmd"), arguments)
 
-        def recv(pipe: Any) -> dict:
-            if not pipe.poll(timeout_s):
-                raise TimeoutError(f"load client gave no answer within {timeout_s} s")
-            try:
-                return pipe.recv()
-            except (EOFError, OSError):
-                raise RuntimeError("a load-client process exited without answering") from None
+        def answer(pipe: Any) -> dict:
+            return expect(pipe, OK, timeout_s, "load client")
 
-        replies = await asyncio.gather(*(loop.run_in_executor(None, recv, p) for p in self.pipes))
-        for reply in replies:
-            if "error" in reply:
-                raise UsageError(f"load client failed: {reply['error']}")
-        return list(replies)
+        try:
+            return list(await asyncio.gather(*(asyncio.to_thread(answer, p) for p in self.pipes)))
+        except ChildFailed as exc:
+            raise UsageError(str(exc)) from None
 
     async def ask_all(self, timeout_s: float = 60, **command: Any) -> list[dict]:
         return await self.ask([dict(command) for _ in self.pipes], timeout_s)
@@ -104,11 +104,6 @@ class _Clients:
                 proc.join()
         for pipe in self.pipes:
             pipe.close()
-
-
-def _pct(values: Any, q: float) -> float:
-    arr = np.asarray(values, dtype=np.float64)
-    return float(np.percentile(arr, q)) if arr.size else math.nan
 
 
 async def _publish_rounds(
@@ -213,14 +208,14 @@ async def measure_dashboard(
     metrics = {
         "ws_connections": float(open_conns),
         "ws_connect_s": max(c["connect_s"] for c in connected),
-        "ws_latency_p50_ms": _pct(latencies, 50),
-        "ws_latency_p99_ms": _pct(latencies, 99),
-        "broadcast_all_received_p99_ms": _pct(all_received, 99),
-        "poll_latency_p95_ms": _pct(polls, 95),
-        "poll_refresh_s": _pct(refresh, 95),
-        "update_process_ms": _pct(process_ms, 95),
+        "ws_latency_p50_ms": percentile(latencies, 50),
+        "ws_latency_p99_ms": percentile(latencies, 99),
+        "broadcast_all_received_p99_ms": percentile(all_received, 99),
+        "poll_latency_p95_ms": percentile(polls, 95),
+        "poll_refresh_s": percentile(refresh, 95),
+        "update_process_ms": percentile(process_ms, 95),
         "reconnect_ratio": sum(t <= RECONNECT_WINDOW_S for t in reconnect_s) / max(total, 1),
-        "reconnect_p95_s": _pct(reconnect_s, 95),
+        "reconnect_p95_s": percentile(reconnect_s, 95),
         "memory_per_connection_kib": (rss_after - rss_before) / 1024 / max(open_conns, 1),
         "slow_clients_dropped": float(dropped),
         "messages_missed": float(sum(r["messages_missed"] for r in results)),

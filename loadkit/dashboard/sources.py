@@ -28,6 +28,7 @@ from loadkit.fleet.manager import FleetManager
 from loadkit.fleet.store import FleetStore
 from loadkit.metrics import LatencyRecorder
 from loadkit.redis_health import LOST_AFTER_S, Liveness
+from loadkit.redis_values import as_text
 
 log = logging.getLogger("loadkit")
 
@@ -107,10 +108,6 @@ class FleetSource:
         return Tick(stats=stats, full=full)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class RedisFleetSource:
     """Reads a fleet's registry from Redis each tick (a few commands, two round trips)."""
 
@@ -146,9 +143,9 @@ class RedisFleetSource:
         (sec, usec), agents, idle, completed, pending = await pipe.execute()
         now_ms = int(sec) * 1000 + int(usec) // 1000
         expired = await store.client.zrangebyscore(store.key("leases"), "-inf", now_ms)
-        full = {_text(a): BUSY for a in agents}
-        full.update({_text(a): IDLE for a in idle if _text(a) in full})
-        full.update({_text(a): DEAD for a in expired if _text(a) in full})
+        full = {as_text(a): BUSY for a in agents}
+        full.update({as_text(a): IDLE for a in idle if as_text(a) in full})
+        full.update({as_text(a): DEAD for a in expired if as_text(a) in full})
         done = int(completed or 0)
         previous = done if self._last_completed is None else self._last_completed
         self._last_completed = done

@@ -27,7 +27,7 @@ HISTOGRAM = "dashboard_latency_histogram.png"
 
 
 def targets(scale: str) -> list[Target]:
-    """The stated goals, as checks (the goals beyond them are in the docs)."""
+    """The workload's targets, as checks (the goals beyond them are in the docs)."""
     return [
         Target("ws_connections", ">=", SCALE[scale].clients, "every client connected at once"),
         Target("ws_latency_p99_ms", "<", 100, "WebSocket latency under 100 ms"),

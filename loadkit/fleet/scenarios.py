@@ -29,7 +29,7 @@ import numpy as np
 from loadkit.fleet.autoscaler import AutoscalerConfig
 from loadkit.fleet.host import Task, Work, encode_task_body
 from loadkit.fleet.manager import FleetManager
-from loadkit.metrics import LatencyRecorder, settled_rss_bytes
+from loadkit.metrics import LatencyRecorder, percentile, settled_rss_bytes
 
 Progress = Callable[[float], None]
 TICK_S = 0.001
@@ -107,7 +107,7 @@ async def measure_spawn(
     return {
         "agents_spawned": float(registered),
         "spawn_avg_ms": float(lat_ms.mean()) if lat_ms.size else math.nan,
-        "spawn_p95_ms": float(np.percentile(lat_ms, 95)) if lat_ms.size else math.nan,
+        "spawn_p95_ms": percentile(lat_ms, 95),
         "spawn_rate_per_s": agents / elapsed_s,
         "spawn_total_s": elapsed_s,
         "rss_per_agent_kib": (rss_after - rss_before) / max(agents, 1) / 1024,

@@ -66,7 +66,7 @@ SCALE = {
 
 
 def targets(scale: str) -> list[Target]:
-    """The stated goals, as checks."""
+    """The workload's targets, as checks."""
     return [
         Target("agents_spawned", ">=", SCALE[scale].agents, "spawn the scale's agent count"),
         Target("spawn_avg_ms", "<", 100, "agent spawn average under 100 ms"),

@@ -1,4 +1,4 @@
-"""Regression-aware confidence over asv history (issue 3).
+"""Regression-aware confidence over asv history.
 
 Pure statistics over plain arrays, tested without I/O: ``changepoints`` (permutation
 CUSUM binary segmentation), ``drift`` (Theil–Sen with a Hamed–Rao-corrected

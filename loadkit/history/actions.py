@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from loadkit.atomic_file import write_text_atomically
 from loadkit.errors import UsageError
 from loadkit.history import tables
 from loadkit.history.asv_config import load_config
@@ -42,18 +43,6 @@ def _stdout() -> Console:
 
 def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _write_json(path: Path | str, document: dict[str, object]) -> None:
-    """Write via a temporary file so an interrupted run never leaves half a document."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        temporary.replace(path)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _pick_machine(results: Path, machine: str | None) -> str:
@@ -179,22 +168,29 @@ def run_check(args: argparse.Namespace) -> int:
     else:
         console.print(f"no regression at {newest[:8]} reaches the required confidence and effect")
     if args.json:
-        _write_json(
+        write_text_atomically(
             args.json,
-            {
-                "schema": tables.CHECK_SCHEMA,
-                "machine": history.machine,
-                "commit": newest,
-                "confidence": args.confidence,
-                "min_effect": args.min_effect,
-                "false_discovery": args.fdr,
-                "failing": [s.series.name for s in failing],
-                "commit_order": scored.order.as_dict(),
-                "skipped_files": history.skipped,
-                "series": [tables.score_to_dict(s) for s in scores],
-            },
+            json_document(
+                {
+                    "schema": tables.CHECK_SCHEMA,
+                    "machine": history.machine,
+                    "commit": newest,
+                    "confidence": args.confidence,
+                    "min_effect": args.min_effect,
+                    "false_discovery": args.fdr,
+                    "failing": [s.series.name for s in failing],
+                    "commit_order": scored.order.as_dict(),
+                    "skipped_files": history.skipped,
+                    "series": [tables.score_to_dict(s) for s in scores],
+                }
+            ),
         )
     return 1 if failing else 0
+
+
+def json_document(document: dict[str, object]) -> str:
+    """A JSON document as written to disk: indented for people, ending in a newline."""
+    return json.dumps(document, indent=2) + "\n"
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
@@ -236,9 +232,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
     console.print(tables.suite_text(report.suite))
     console.print(f"{elapsed:.0f} s")
     if args.json:
-        _write_json(
+        write_text_atomically(
             args.json,
-            {"seed": args.seed, "seconds": round(elapsed, 1), **report.as_dict()},
+            json_document({"seed": args.seed, "seconds": round(elapsed, 1), **report.as_dict()}),
         )
     return 0 if report.met else 1
 

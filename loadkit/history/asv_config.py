@@ -1,9 +1,10 @@
 """What ``asv.conf.json`` says about where commits can be ordered from.
 
-Three settings matter to the history: ``repo`` (the benchmarked project, a local path or
-a URL), ``branches`` (asv graphs the first one) and ``html_dir`` (where ``asv publish``
-writes ``index.json``, which records asv's own commit order). Relative paths are taken
-from the config file's folder, where asv is run.
+Four settings matter to loadkit: ``repo`` (the benchmarked project, a local path or a
+URL), ``branches`` (asv graphs the first one), ``results_dir`` (where ``asv run`` writes)
+and ``html_dir`` (where ``asv publish`` writes ``index.json``, which records asv's own
+commit order). The file is read with asv's own reader, which allows comments as asv
+does. Relative paths are taken from the config file's folder, where asv is run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from loadkit.errors import UsageError
 
 # asv's own default when the config sets no html_dir (asv.config.Config).
 DEFAULT_HTML_DIR = "html"
+DEFAULT_RESULTS_DIR = "results"
 
 # "scheme://..." or git's scp-like "user@host:path": asv clones these, they are no path.
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/@:\s]+@[^/:\s]+:")
@@ -25,12 +27,14 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/@:\s]+@[^/:\s]+:")
 
 @dataclass(frozen=True)
 class AsvConfig:
-    """The settings of one ``asv.conf.json`` that locate commit-order sources."""
+    """The settings of one ``asv.conf.json`` that locate results, the site and
+    commit-order sources."""
 
     path: Path
     repo: str
     branch: str | None
     html_dir: Path
+    results_dir: Path = Path(DEFAULT_RESULTS_DIR)
 
     @property
     def repo_is_url(self) -> bool:
@@ -61,12 +65,16 @@ def load_config(path: Path) -> AsvConfig:
         raise UsageError(f"asv config {path} is not a JSON object")
     branches = data.get("branches") or [None]
     branch = branches[0] if isinstance(branches, list) and branches else None
-    html_dir = Path(str(data.get("html_dir") or DEFAULT_HTML_DIR)).expanduser()
-    if not html_dir.is_absolute():
-        html_dir = path.parent.resolve() / html_dir
     return AsvConfig(
         path=path,
         repo=str(data.get("repo") or "."),
         branch=str(branch) if branch is not None else None,
-        html_dir=html_dir,
+        html_dir=_folder(path, data.get("html_dir"), DEFAULT_HTML_DIR),
+        results_dir=_folder(path, data.get("results_dir"), DEFAULT_RESULTS_DIR),
     )
+
+
+def _folder(config: Path, setting: object, default: str) -> Path:
+    """A folder setting as an absolute path, relative ones taken from the config's folder."""
+    folder = Path(str(setting or default)).expanduser()
+    return folder if folder.is_absolute() else config.parent.resolve() / folder

@@ -14,9 +14,8 @@ import dataclasses
 import secrets
 import sys
 
-import numpy as np
-
 from loadkit.errors import UsageError, exit_code_of
+from loadkit.metrics import percentile
 from loadkit.process_title import hide_secrets_in_command_line
 from loadkit.redis_server import ENV_URL, redis_url
 from loadkit.swarm.config import SwarmConfig
@@ -45,7 +44,7 @@ async def _run(config: SwarmConfig, rate: float, duration: float) -> int:
         check = await rig.verify()
     finally:
         await rig.close()
-    p50, p99 = np.percentile(ms, [50, 99]) if ms.size else (float("nan"),) * 2
+    p50, p99 = percentile(ms, 50), percentile(ms, 99)
     print(
         f"{config.swarms} swarms x {config.members} members, {led} led; "
         f"sent {check['sent']}, delivered {check['applied']}, lost {check['lost']}, "

@@ -30,6 +30,7 @@ from loadkit.aio import cancel_and_wait
 from loadkit.errors import RedisLost
 from loadkit.redis_health import Liveness
 from loadkit.redis_server import connect_async, is_cluster_url
+from loadkit.redis_values import as_text
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.election import Candidacy, ElectionBoard, snapshot
 from loadkit.swarm.keys import GROUP
@@ -38,10 +39,6 @@ from loadkit.swarm.scripts import Scripts
 
 log = logging.getLogger("loadkit")
 _HINT_SWARM = re.compile(r"\{swarm:(\d+)\}")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def connect(config: SwarmConfig, name: str, max_connections: int | None = None) -> Any:
@@ -135,7 +132,7 @@ class Coordinator:
             raise
         if msg is None:
             return
-        match = _HINT_SWARM.search(_text(msg["channel"]))
+        match = _HINT_SWARM.search(as_text(msg["channel"]))
         if match:
             swarm = int(match.group(1))
             now = time.perf_counter_ns()

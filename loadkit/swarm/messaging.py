@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loadkit.redis_health import LOST_AFTER_S, Liveness
+from loadkit.redis_values import as_text
 from loadkit.swarm.keys import GROUP, SwarmKeys
 from loadkit.swarm.scripts import Call, Scripts
 
@@ -52,7 +53,7 @@ def encode(producer: int, seq: int, scheduled_ns: int) -> str:
 
 
 def decode(raw: bytes | str) -> tuple[int, int, int]:
-    text = raw.decode() if isinstance(raw, bytes) else raw
+    text = as_text(raw)
     p, s, t = text.split(",")
     return int(p), int(s), int(t)
 
@@ -295,7 +296,7 @@ class Consumer:
             reply = list(reply.items())
         out = []
         for stream, entries in reply:
-            name = stream.decode() if isinstance(stream, bytes) else stream
+            name = as_text(stream)
             if entries:
                 out.append((self._index[name], [_entry(e) for e in entries]))
         return out
@@ -334,7 +335,7 @@ class Consumer:
         doomed = []
         for k, consumers in zip(self.keys, await pipe.execute(), strict=True):
             for c in consumers:
-                name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+                name = as_text(c["name"])
                 if name != self.name and int(c["pending"]) == 0 and int(c["idle"]) > idle_ms:
                     doomed.append((k.stream, name))
         if doomed:
@@ -388,7 +389,7 @@ class Consumer:
         applied = 0
         for per_stream, call_times in zip(replies, stamps, strict=True):
             for flags, t_list in zip(per_stream, call_times, strict=True):
-                text = flags.decode() if isinstance(flags, bytes) else str(flags)
+                text = as_text(flags)
                 for flag, t in zip(text, t_list, strict=True):
                     if flag == "1":
                         applied += 1

@@ -7,7 +7,9 @@ this module preloaded - no forking of the parent's event loop or sockets), each 
 its own event loop. The parent sends small commands (``paced``, ``saturate``, ``stats``,
 ``stop``) and gets one reply per command. Every child exits by itself after
 ``config.lifetime_s`` or when the parent's end of the pipe closes, so a crashed parent
-leaves nothing running.
+leaves nothing running; a child also dies with the forkserver that forked it
+(:func:`loadkit.lifetime.die_with_parent`), and the forkserver exits with the process
+that started it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,27 @@ import asyncio
 import contextlib
 import gc
 import multiprocessing as mp
+import os
 import time
 from array import array
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
+from loadkit import lifetime
+from loadkit.child_messages import (
+    GONE,
+    OK,
+    READY,
+    STOP,
+    STOPPED,
+    ChildFailed,
+    Message,
+    expect,
+    receive,
+    send,
+    send_error,
+)
 from loadkit.errors import RedisLost
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.coordinator import Coordinator, connect
@@ -73,18 +90,19 @@ class _ProducerService:
     async def start(self) -> _ProducerService:
         return self
 
-    async def handle(self, cmd: tuple[Any, ...]) -> Any:
+    async def handle(self, cmd: Message) -> Any:
         before = self.producer.sent
         t0 = time.perf_counter()
         self.producer.enqueue_ns = array("q")
-        if cmd[0] == "paced":
-            await self.producer.paced(cmd[1], cmd[2])
-        elif cmd[0] == "saturate":
+        if cmd.kind == "paced":
+            await self.producer.paced(*cmd.body)
+        elif cmd.kind == "saturate":
+            count, window = cmd.body
             await self.producer.saturate(
-                cmd[1], self.counters.in_flight, window=cmd[2], concurrency=self.concurrency
+                count, self.counters.in_flight, window=window, concurrency=self.concurrency
             )
-        elif cmd[0] != "stats":
-            raise ValueError(f"unknown producer command {cmd[0]!r}")
+        elif cmd.kind != "stats":
+            raise ValueError(f"unknown producer command {cmd.kind!r}")
         return {
             "sent": self.producer.sent - before,
             "elapsed_s": time.perf_counter() - t0,
@@ -107,29 +125,21 @@ class _CoordinatorService:
         await self.coordinator.start()
         return self
 
-    async def handle(self, cmd: tuple[Any, ...]) -> Any:
+    async def handle(self, cmd: Message) -> Any:
         self.coordinator.check()  # a coordinator that lost Redis says so
-        if cmd[0] == "stats":
-            return self.coordinator.stats(reset_latencies=bool(cmd[1]))
-        raise ValueError(f"unknown coordinator command {cmd[0]!r}")
+        if cmd.kind == "stats":
+            (reset,) = cmd.body
+            return self.coordinator.stats(reset_latencies=bool(reset))
+        raise ValueError(f"unknown coordinator command {cmd.kind!r}")
 
     async def stop(self) -> None:
         await self.coordinator.stop()
 
 
-_GONE = ("gone",)  # the other end of the pipe closed
-
-
-def _recv(conn: Connection, timeout_s: float) -> Any:
-    """The next message, None on timeout, ``_GONE`` once the other side has closed."""
-    try:
-        return conn.recv() if conn.poll(timeout_s) else None
-    except (EOFError, OSError):
-        return _GONE
-
-
 def serve(*args: Any) -> None:
     """The child's entry point: its own event loop around :func:`_serve`."""
+    # The forkserver is the parent; if it is already gone, the closed pipe ends us.
+    lifetime.die_with_parent(os.getppid())
     asyncio.run(_serve(*args))
 
 
@@ -150,28 +160,28 @@ async def _serve(
             service = _CoordinatorService(config, index, generation, counters)
         await service.start()
     except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        send_error(conn, exc)
         return
     # What exists now lives as long as the process: keep the collector off it, so
     # collections under load are short (fewer latency spikes).
     gc.freeze()
-    conn.send(("ready", service.name))
+    send(conn, READY, service.name)
     try:
         while (left := deadline - time.monotonic()) > 0:
-            cmd = await asyncio.to_thread(_recv, conn, min(left, 1.0))
+            cmd = await asyncio.to_thread(receive, conn, min(left, 1.0))
             if cmd is None:
                 continue
-            if cmd is _GONE or cmd[0] == "stop":  # told to, or the parent is gone
+            if cmd is GONE or cmd.kind == STOP:  # told to, or the parent is gone
                 break
             try:
-                conn.send(("ok", await service.handle(cmd)))
+                send(conn, OK, await service.handle(cmd))
             except Exception as exc:
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+                send_error(conn, exc)
     finally:
         with contextlib.suppress(Exception):
             await service.stop()
         with contextlib.suppress(OSError):
-            conn.send(("stopped", service.name))
+            send(conn, STOPPED, service.name)
 
 
 class Child:
@@ -199,28 +209,26 @@ class Child:
         child_conn.close()
         self.name = ""
 
-    async def _reply(self, timeout_s: float) -> tuple[str, Any]:
-        msg = await asyncio.to_thread(_recv, self.conn, timeout_s)
-        if msg is None or msg is _GONE:
-            raise RuntimeError(f"swarm {self.role} process gave no answer within {timeout_s} s")
-        return msg
+    @property
+    def _who(self) -> str:
+        return f"swarm {self.role} {self.name}".rstrip()
 
     async def ready(self, timeout_s: float = 30.0) -> Child:
-        kind, value = await self._reply(timeout_s)
-        if kind != "ready":
-            raise RuntimeError(f"swarm {self.role} process failed to start: {value}")
-        self.name = value
+        try:
+            self.name = await asyncio.to_thread(expect, self.conn, READY, timeout_s, self._who)
+        except ChildFailed as exc:
+            raise RuntimeError(f"swarm {self.role} process failed to start: {exc}") from None
         return self
 
-    async def request(self, *cmd: Any, timeout_s: float = 60.0) -> Any:
-        self.conn.send(cmd)
-        kind, value = await self._reply(timeout_s)
-        if kind != "ok":
-            lost = str(value).removeprefix(f"{RedisLost.__name__}: ")
-            if lost != value:  # the child gave up on Redis: the same error here
-                raise RedisLost(f"swarm {self.role} {self.name}: {lost}")
-            raise RuntimeError(f"swarm {self.role} {self.name}: {value}")
-        return value
+    async def request(self, kind: str, *args: Any, timeout_s: float = 60.0) -> Any:
+        send(self.conn, kind, args)
+        try:
+            return await asyncio.to_thread(expect, self.conn, OK, timeout_s, self._who)
+        except ChildFailed as exc:
+            lost = str(exc).replace(f"{RedisLost.__name__}: ", "", 1)
+            if lost != str(exc):  # the child gave up on Redis: the same error here
+                raise RedisLost(lost) from None
+            raise RuntimeError(str(exc)) from None
 
     def kill(self) -> None:
         """SIGKILL: the crash case. Nothing is released; Redis still has its state."""
@@ -233,8 +241,8 @@ class Child:
             self.conn.close()
             return
         with contextlib.suppress(OSError):
-            self.conn.send(("stop",))
-            await self._reply(timeout_s)
+            send(self.conn, STOP)
+            await asyncio.to_thread(receive, self.conn, timeout_s)
         await asyncio.to_thread(self.process.join, timeout_s)
         if self.process.is_alive():
             self.process.kill()

@@ -16,15 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from loadkit.redis_values import as_text
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.coordinator import connect, create_swarms
 from loadkit.swarm.keys import GROUP, SwarmKeys
 from loadkit.swarm.procs import Child, Counters
 from loadkit.swarm.scripts import Scripts
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _int(value: Any) -> int:
@@ -63,7 +60,7 @@ async def read_status(client: Any, keys: list[SwarmKeys]) -> list[SwarmStatus]:
         consumers = pending.get("consumers") or [] if isinstance(pending, dict) else []
         out.append(
             SwarmStatus(
-                holder=_text(lease) if lease is not None else None,
+                holder=as_text(lease) if lease is not None else None,
                 epoch=_int(epoch),
                 applied=_int(state[0]),
                 duplicates=_int(state[1]),
@@ -71,7 +68,7 @@ async def read_status(client: Any, keys: list[SwarmKeys]) -> list[SwarmStatus]:
                 snapshot_token=_int(state[3]),
                 snapshot_ms=_int(state[4]),
                 members=int(members),
-                pending={_text(c["name"]): int(c["pending"]) for c in consumers},
+                pending={as_text(c["name"]): int(c["pending"]) for c in consumers},
             )
         )
     return out
@@ -92,9 +89,9 @@ async def node_command(client: Any, *cmd: Any) -> list[Any]:
 
 def _client_rows(reply: Any) -> list[dict[str, str]]:
     if isinstance(reply, list):
-        return [{k: _text(v) for k, v in row.items()} for row in reply]
+        return [{k: as_text(v) for k, v in row.items()} for row in reply]
     rows = []
-    for line in _text(reply).splitlines():
+    for line in as_text(reply).splitlines():
         rows.append(dict(part.split("=", 1) for part in line.split() if "=" in part))
     return rows
 
@@ -170,7 +167,7 @@ class SwarmRig:
         ok = 0
         for i in range(len(self.keys)):
             groups, epoch, members = replies[3 * i : 3 * i + 3]
-            names = {_text(g["name"]) for g in groups}
+            names = {as_text(g["name"]) for g in groups}
             ok += GROUP in names and int(epoch) == 1 and int(members) == self.config.members
         return ok
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from loadkit.metrics import latency_figures
 from loadkit.redis_health import Liveness
 from loadkit.redis_server import RedisServer
 from loadkit.swarm.config import SwarmConfig
@@ -52,19 +53,6 @@ Progress = Callable[[float], None]
 
 def _noop(_fraction: float) -> None:
     pass
-
-
-def _percentiles(ms: np.ndarray, prefix: str) -> dict[str, float]:
-    if ms.size == 0:
-        return {f"{prefix}_{p}_ms": math.nan for p in ("avg", "p50", "p95", "p99", "max")}
-    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-    return {
-        f"{prefix}_avg_ms": float(ms.mean()),
-        f"{prefix}_p50_ms": float(p50),
-        f"{prefix}_p95_ms": float(p95),
-        f"{prefix}_p99_ms": float(p99),
-        f"{prefix}_max_ms": float(ms.max()),
-    }
 
 
 async def measure_xadd_ceiling(
@@ -120,10 +108,9 @@ async def measure_paced(rig: SwarmRig, rate_per_s: float, seconds: float) -> dic
     ms = await rig.latencies_ms()
     sent = sum(r["sent"] for r in replies)
     enqueue = np.concatenate([np.frombuffer(r["enqueue_ns"], dtype=np.int64) for r in replies])
-    out = _percentiles(ms, "delivery")
+    out = latency_figures(ms, "delivery")
     if enqueue.size:  # how much of the latency passed before Redis had the message
-        p50, p99 = np.percentile(enqueue / 1e6, [50, 99])
-        out |= {"paced_enqueue_p50_ms": float(p50), "paced_enqueue_p99_ms": float(p99)}
+        out |= latency_figures(enqueue / 1e6, "paced_enqueue", ("p50", "p99"))
     out |= {
         "paced_rate_per_s": sent / max(r["elapsed_s"] for r in replies),
         "paced_messages": float(sent),
@@ -385,6 +372,4 @@ async def measure_fencing(
         "stale_rejections_counted_by_redis": float(rejected_in_redis),
         "failovers": float(failovers.size),
         "failovers_failed": float(failed),
-        "failover_p50_ms": float(np.percentile(failovers, 50)) if failovers.size else math.nan,
-        "failover_p95_ms": float(np.percentile(failovers, 95)) if failovers.size else math.nan,
-    }
+    } | latency_figures(failovers, "failover", ("p50", "p95"))

@@ -85,8 +85,8 @@ SCALE = {
 
 
 def targets(scale: str) -> list[Target]:
-    """The stated goals, plus the two correctness ones (nothing lost, no stale leader
-    write accepted)."""
+    """The workload's targets, plus the two correctness ones (nothing lost,
+    no stale leader write accepted)."""
     return [
         Target("swarms_created", ">=", SCALE[scale].swarms, "create every swarm of the scale"),
         Target("delivered_per_s", ">", 10_000, "more than 10,000 messages/s across swarms"),
