@@ -80,6 +80,9 @@ def track(metric: str, unit: str, direction: str) -> Callable[..., float]:
     read.unit = unit  # type: ignore[attr-defined]
     read.direction = direction  # type: ignore[attr-defined]
     read.metric = metric  # type: ignore[attr-defined]
+    # asv's version of a benchmark is a hash of its source, the same for every reader;
+    # a series is the declaration, so a changed metric, unit or direction starts anew.
+    read.version = f"{metric} {unit} {direction}"  # type: ignore[attr-defined]
     return read
 
 

@@ -119,6 +119,20 @@ def test_declared_directions_are_not_what_names_alone_would_say(declared: list[T
         )
 
 
+def test_a_track_is_versioned_by_its_declaration() -> None:
+    from asv_runner.benchmarks.track import TrackBenchmark
+
+    class Case:
+        track_a = track("spawn_p95_ms", "ms", LOWER)
+        track_b = track("reclaim_s", "s", LOWER)
+
+    versions = {
+        TrackBenchmark(name, getattr(Case(), name), [getattr(Case(), name)]).version
+        for name in ("track_a", "track_b")
+    }
+    assert versions == {"spawn_p95_ms ms lower_is_better", "reclaim_s s lower_is_better"}
+
+
 def test_track_refuses_units_and_directions_outside_the_vocabulary() -> None:
     with pytest.raises(ValueError, match="unit 'agents/s'"):
         track("spawn_rate_per_s", "agents/s", HIGHER)
