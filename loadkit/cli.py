@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -27,11 +26,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
-from rich.table import Table
 
 from loadkit import guard, lifetime, workload
 from loadkit.argtypes import positive_float, positive_int
-from loadkit.atomic_file import write_text_atomically
 from loadkit.clean import add_command as add_clean_command
 from loadkit.dashboard.cli import add_command as add_dashboard_command
 from loadkit.errors import Failure, UsageError, exit_code_of, signal_name
@@ -110,27 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _summary_table(report: dict) -> Table:
-    table = Table(title=f"loadkit run ({report['scale']})")
-    for col in ("workload", "status", "confidence", "checks", "duration"):
-        table.add_column(col)
-    for name, w in report["workloads"].items():
-        passed = sum(c["passed"] for c in w["checks"])
-        colour = {"passed": "green", "failed": "yellow"}.get(w["status"], "red")
-        table.add_row(
-            name,
-            f"[{colour}]{w['status']}[/]",
-            f"{w['confidence']:.2f}",
-            f"{passed}/{len(w['checks'])}",
-            f"{w['duration_s']:.1f} s",
-        )
-    return table
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from loadkit.keyspace import new_run_id
     from loadkit.orchestrator import run_workloads
-    from loadkit.report import build_report, git_commit, load_report, to_markdown
+    from loadkit.report import build_report, git_commit, load_report
+    from loadkit.report_output import print_summary, write_report
 
     names = workload.resolve(args.workloads)
     plots = _check_run_paths(args)
@@ -157,18 +138,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = build_report(
         entries, targets, scale=args.scale, baseline=baseline, commit=git_commit(), links=links
     )
-    out = Console()
-    out.print(_summary_table(report))
-    for rec in report["recommendations"][:10]:
-        out.print(f"  {rec['priority']:<6} {rec['workload']}: {rec['message']}")
-    out.print(
-        f"overall confidence {report['overall_confidence']:.2f}: "
-        + ("PASSED" if report["passed"] else "NOT PASSED")
-    )
-    if args.json:
-        write_text_atomically(args.json, json.dumps(report, indent=2) + "\n")
-    if args.markdown:
-        write_text_atomically(args.markdown, to_markdown(report))
+    print_summary(report, Console())
+    write_report(report, args.json, args.markdown)
     return 0 if report["passed"] else 1
 
 

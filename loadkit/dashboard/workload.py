@@ -14,6 +14,7 @@ from loadkit.targets import Target
 from loadkit.workload import RunContext, WorkloadOutput
 
 SCALE = {
+    "smoke": LoadPlan(clients=100, agents=100, client_procs=1, pollers=5, rounds=10),
     # Two client processes: one Python process reading 1000 sockets is itself a
     # bottleneck (see bottlenecks()); the server keeps one core to itself either way.
     "quick": LoadPlan(clients=1000, agents=1000, client_procs=2, pollers=20, rounds=50),

@@ -35,8 +35,8 @@ def points_from_metrics(metrics: Mapping[str, float]) -> list[Point]:
 def plot_speedup(
     metrics_or_points: Mapping[str, float] | Iterable[Point], path: Path | str
 ) -> Path:
-    """WASM speedup over pure Python and over ``ast.parse`` against document size: how
-    the ratio changes with size is the question, and a line shows it at a glance. With
+    """WASM speedup over pure Python and over ``ast.parse`` against document size; the
+    question is how the ratio changes with size, and a line shows it at a glance. With
     metrics that hold them, points beside the 1 MB one show the ratio on random
     expression trees (``speedup_ratio_random_trees``, the stress case) and on one line
     repeated (``speedup_ratio_repeated_line``, where the CPU predicts the branches)."""

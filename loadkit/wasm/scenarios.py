@@ -144,7 +144,7 @@ def measure_speed_on(
 
 
 def speed_metrics(points: list[SpeedPoint], headline_bytes: int = SIZES["1mb"]) -> dict[str, float]:
-    """Per-size figures, plus the headline figures from the 1 MB document."""
+    """Per-size figures, plus the headline figures from the document nearest 1 MB."""
     metrics: dict[str, float] = {}
     for p in points:
         label = size_label(round(p.size_bytes, -3))

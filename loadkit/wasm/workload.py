@@ -32,9 +32,12 @@ class WasmScale:
     operations: int
     parallel_parses: int  # per thread per round, 1 MB documents
     malformed: int
+    # the document size of the side cases: random trees, one line repeated, memory, threads
+    side: str = "1mb"
 
 
 SCALE = {
+    "smoke": WasmScale(("50kb",), 1, 3, 1_000, 2, 50, side="200kb"),
     "quick": WasmScale(("50kb", "200kb", "1mb"), 3, 15, 10_000, 20, 300),
     "full": WasmScale(("50kb", "200kb", "1mb", "4mb"), 7, 42, 50_000, 50, 2000),
 }
@@ -145,10 +148,10 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         metrics |= scenarios.speed_metrics(points)
         ctx.progress("random trees", 0.5)
         metrics |= scenarios.measure_random_trees(
-            wasm, scenarios.SIZES["1mb"], sc.python_repeats, sc.wasm_repeats, SEED
+            wasm, scenarios.SIZES[sc.side], sc.python_repeats, sc.wasm_repeats, SEED
         )
         ctx.progress("repeated line", 0.55)
-        repeated = scenarios.repeated_line_data(scenarios.SIZES["1mb"], SEED)
+        repeated = scenarios.repeated_line_data(scenarios.SIZES[sc.side], SEED)
         metrics |= scenarios.measure_repeated_line(
             wasm, repeated, sc.python_repeats, sc.wasm_repeats
         )
@@ -157,11 +160,11 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         disagreements = scenarios.mismatches(wasm, documents)
         ctx.progress("operations", 0.7)
         metrics |= scenarios.measure_ops(wasm, documents[:50], sc.operations)
-        doc_1mb = realcode.document(scenarios.SIZES["1mb"], SEED).encode()
+        side = realcode.document(scenarios.SIZES[sc.side], SEED).encode()
         ctx.progress("memory", 0.8)
-        metrics |= scenarios.measure_memory(wasm, doc_1mb)
+        metrics |= scenarios.measure_memory(wasm, side)
         ctx.progress("parallel", 0.85)
-        metrics |= scenarios.measure_parallel(wasm, doc_1mb, sc.parallel_parses)
+        metrics |= scenarios.measure_parallel(wasm, side, sc.parallel_parses)
     metrics["equivalence_documents"] = float(len(documents) + len(points) + 2)
     metrics["equivalent"] = float(
         disagreements == 0
