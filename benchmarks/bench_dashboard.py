@@ -1,55 +1,57 @@
 """asv benchmarks for the real-time dashboard: live WebSocket clients against one server.
 
-The load test is :func:`loadkit.dashboard.scenarios.measure_dashboard`, the same one
-``loadkit run dashboard`` reports from; its clients run in a separate process. It runs
-once per benchmark process in ``setup_cache`` (about 10 s for 1000 clients) and every
-``track_`` method reads one figure of that run, so the figures of one asv sample come
-from the same load.
+The dashboard workload (:mod:`loadkit.dashboard.workload`, what ``loadkit run dashboard``
+reports; its clients run in separate processes) runs once per asv run, in
+``DashboardRun.setup_cache``, at the bench scale; every class of it reads its figures
+from that one run. ``DashboardPublish`` times the server's own work per round with no
+client attached: its ``setup`` only prepares the inputs.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
-from benchmarks.common import ServerBenchmark
+from benchmarks.common import HIGHER, LOWER, WorkloadRun, run_workload, track
 from loadkit.dashboard import protocol
-from loadkit.dashboard.scenarios import LoadPlan, measure_dashboard
 from loadkit.dashboard.server import DashboardServer, ServerConfig
 from loadkit.dashboard.sources import SimulatedFleet
 
-Metrics = dict[str, float]
+
+class DashboardRun(WorkloadRun):
+    """The dashboard workload's one run, shared by every class of this file that reads it."""
+
+    workload = "dashboard"
+
+    def setup_cache(self) -> dict[str, float]:
+        return run_workload(self.workload)
 
 
-def _track(metric: str, unit: str) -> Callable[[object, Metrics], float]:
-    """A ``track_`` method reading one metric of the shared load run."""
+class DashboardLoad(DashboardRun):
+    """WebSocket clients (plus polling and stuck ones) on a live board: rounds of every
+    agent changing, then a server restart."""
 
-    def track(self: object, m: Metrics) -> float:
-        return m[metric]
+    track_connections = track("ws_connections", "count", HIGHER)
+    track_connect_s = track("ws_connect_s", "s", LOWER)
+    track_latency_p50_ms = track("ws_latency_p50_ms", "ms", LOWER)
+    track_latency_p99_ms = track("ws_latency_p99_ms", "ms", LOWER)
+    track_all_clients_received_p99_ms = track("broadcast_all_received_p99_ms", "ms", LOWER)
+    track_update_process_ms = track("update_process_ms", "ms", LOWER)
+    track_memory_per_connection_kib = track("memory_per_connection_kib", "KiB", LOWER)
+    track_messages_missed = track("messages_missed", "count", LOWER)
+    track_slow_clients_dropped = track("slow_clients_dropped", "count", HIGHER)
 
-    track.unit = unit  # type: ignore[attr-defined]
-    return track
+
+class DashboardPolling(DashboardRun):
+    """Clients without WebSockets: how fresh a polled board is, and failed requests."""
+
+    track_poll_refresh_s = track("poll_refresh_s", "s", LOWER)
+    track_poll_latency_p95_ms = track("poll_latency_p95_ms", "ms", LOWER)
+    track_poll_errors = track("poll_errors", "count", LOWER)
 
 
-class DashboardLoad(ServerBenchmark):
-    """1000 WebSocket clients (plus 20 polling, 4 stuck) on a 1000-agent board: 50 rounds
-    of every agent changing at 5 rounds/s, then a server restart."""
+class DashboardRestart(DashboardRun):
+    """A server restart: the share of clients back within 5 s, and how soon."""
 
-    plan = LoadPlan(clients=1000, agents=1000, client_procs=2, pollers=20, rounds=50)
-
-    def setup_cache(self) -> Metrics:
-        metrics, _ = asyncio.run(measure_dashboard(self.plan))
-        return metrics
-
-    track_latency_p50_ms = _track("ws_latency_p50_ms", "ms")
-    track_latency_p99_ms = _track("ws_latency_p99_ms", "ms")
-    track_all_clients_received_p99_ms = _track("broadcast_all_received_p99_ms", "ms")
-    track_poll_latency_p95_ms = _track("poll_latency_p95_ms", "ms")
-    track_memory_per_connection_kib = _track("memory_per_connection_kib", "KiB")
-    track_connect_s = _track("ws_connect_s", "s")
-    track_reconnect_ratio = _track("reconnect_ratio", "ratio")
-    track_reconnect_p95_s = _track("reconnect_p95_s", "s")
-    track_update_process_ms = _track("update_process_ms", "ms")
+    track_reconnect_ratio = track("reconnect_ratio", "ratio", HIGHER)
+    track_reconnect_p95_s = track("reconnect_p95_s", "s", LOWER)
 
 
 class DashboardPublish:

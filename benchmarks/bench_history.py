@@ -1,7 +1,8 @@
 """Benchmarks for loadkit.history: scoring a long asv history must stay fast.
 
-Issue 3 asks for 200 commits x 100 series scored in under 10 s on 2 cores; this tracks it
+The goal is 200 commits x 100 series scored in under 10 s on 2 cores; this tracks it
 with one value per commit (asv's summary) and with 10 recorded samples per commit.
+``setup`` only builds the synthetic history.
 """
 
 import numpy as np

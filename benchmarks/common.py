@@ -1,47 +1,43 @@
-"""Shared plumbing for the asv suite.
+"""Shared plumbing for the asv suite: each workload's scenario runs once per asv run.
 
-asv runs each benchmark in a fresh process and calls methods synchronously, so every
-benchmark that needs Redis gets a private embedded server (or ``$LOADKIT_REDIS_URL``)
-and its own event loop here, created in ``setup`` and torn down in ``teardown``.
+A workload's load (thousands of agents, 100 swarms, 1000 sockets, megabytes parsed)
+takes seconds to minutes; run in ``setup`` it would run again for every benchmark and
+every repeat, and the figures of one class would come from different runs. So each
+workload's base class (``FleetRun``, ``SwarmRun``, ...) defines one ``setup_cache`` that
+runs the workload's own ``run(ctx)`` - the scenario ``loadkit run`` reports - and returns
+its flat metrics; asv keys ``setup_cache`` by the file and line that define it, so every
+class inheriting it shares that one run, and its ``track_`` methods (made by
+:func:`loadkit.suite.track`) only read.
+
+The scale comes from ``$LOADKIT_BENCH_SCALE`` (``quick`` unless set; ``loadkit bench
+--scale`` sets it) and is every class's single parameter, so figures of different scales
+are different series, never one series that jumps. Every scenario run appends one JSON
+line to ``$LOADKIT_BENCH_LOG`` when that names a file: how ``loadkit bench`` counts them
+(:mod:`loadkit.suite_run`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from loadkit.suite import HIGHER, LOWER, track
+from loadkit.suite_run import bench_scale, run_workload
 
-from loadkit.redis_server import redis_url
-
-T = TypeVar("T")
+__all__ = ["HIGHER", "LOWER", "WorkloadRun", "bench_scale", "run_workload", "track"]
 
 
-class RedisLoop:
-    """A Redis URL plus an event loop to drive async code from synchronous benchmarks."""
+class WorkloadRun:
+    """asv settings of a class whose figures come from its workload's one run.
 
-    def __init__(self) -> None:
-        self._stack = contextlib.ExitStack()
-        self.url = self._stack.enter_context(redis_url())
-        self.loop = asyncio.new_event_loop()
+    Subclasses set ``workload`` and define ``setup_cache`` returning
+    ``run_workload(self.workload)`` (in their own file, so each workload has its own
+    cache); the ``track_`` methods read it once each, in one process each."""
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def close(self) -> None:
-        try:
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-        finally:
-            self._stack.close()
-
-
-class ServerBenchmark:
-    """asv settings for benchmarks whose setup starts a server: one call per sample, few
-    samples, no warm-up loop (setup re-runs before every sample), a hard timeout."""
-
+    workload: str = ""
+    params = [[bench_scale()]]
+    param_names = ["scale"]
     number = 1
-    repeat = (1, 5, 20.0)
-    rounds = 2
+    repeat = 1
+    rounds = 1
     warmup_time = 0
-    timeout = 180
+    # The whole scenario runs under this limit (a busy 2-core machine takes up to 3x
+    # its quiet time); a track_ reads a dict.
+    timeout = 600

@@ -46,3 +46,11 @@ def confidence_level(text: str) -> float:
     if not 0.5 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0.5 and 1 (exclusive), got {text}")
     return value
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 meaning any free one."""
+    value = int(_parse(text, int, "an integer"))
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port in 0..65535, got {text}")
+    return value

@@ -1,29 +1,42 @@
 """``loadkit bench``: the continuous-benchmarking job for the current commit.
 
-1. ``asv machine --yes`` once, if this machine has no asv profile yet;
-2. ``asv run --python=same`` on HEAD with samples recorded into ``results/``;
-3. ``asv publish`` into ``html/``;
-4. the history page (``loadkit report``) -> ``html-loadkit/index.html``;
-5. ``loadkit run`` -> ``html-loadkit/run/report.json`` and ``report.md`` (+ ``plots/``),
-   linking to it.
+1. the suite's ``track_`` declarations (metric, unit, direction) -> ``results/
+   loadkit-suite.jsonl``, read by the history scoring;
+2. ``asv machine --yes`` once, if this machine has no asv profile yet;
+3. ``asv run --python=same`` on HEAD with samples recorded into ``results/``; every
+   workload's scenario runs once, at ``--scale``, and the runs are counted;
+4. ``asv publish`` into ``html/``;
+5. the run report -> ``html-loadkit/run/report.json`` and ``report.md`` (+ ``plots/``),
+   built from the values asv recorded in step 3 (:mod:`loadkit.recorded`), not from a
+   second run of the workloads (``loadkit run`` is for runs without asv);
+6. the history page (``loadkit report``) -> ``html-loadkit/index.html``, showing the
+   run report's target checks beside asv's history.
 
 loadkit's pages sit beside the asv site because ``asv publish`` deletes ``html/``.
-
 Existing results are never deleted: asv adds this commit's file beside the others.
+Exit codes are loadkit's own, not asv's (:func:`job_exit_code`): 0 when every benchmark
+ran and every target is met; 1 when a benchmark failed or timed out (asv says 2, which
+in loadkit means bad usage) or a target was missed; 2 for usage errors; a stop signal
+128 + n.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
-from loadkit.errors import UsageError
+from loadkit import lifetime, workload
+from loadkit.errors import Failure, UsageError
 from loadkit.path_checks import check_html_dir, check_output_dir, check_output_file
+from loadkit.suite import Tracked
 
 
 def _repo_root() -> Path:
@@ -43,12 +56,38 @@ def _head(root: Path) -> str:
     return out.stdout.strip()
 
 
-def _asv(root: Path, *args: str) -> int:
-    return subprocess.run([sys.executable, "-m", "asv", *args], cwd=root, check=False).returncode
+def _asv(root: Path, *args: str, env: Mapping[str, str] | None = None) -> int:
+    command = [sys.executable, "-m", "asv", *args]
+    return subprocess.run(command, cwd=root, check=False, env=env).returncode
 
 
-def _check_paths(results: Path, html: Path) -> None:
-    """Where asv and loadkit will write, checked before asv runs a single benchmark."""
+def asv_exit_code(status: int) -> int:
+    """``asv run``'s exit status in loadkit's terms: 0 passed; ended by signal n
+    (``subprocess`` reports -n; a shell 128 + n) is that signal's 128 + n; anything else
+    is a benchmark that failed or timed out (asv exits 2 for those), which is 1."""
+    if status == 0:
+        return 0
+    if status < 0:
+        return lifetime.exit_code(-status)
+    if status in (lifetime.exit_code(s) for s in lifetime.STOP_SIGNALS):
+        return status
+    return 1
+
+
+def job_exit_code(asv_status: int, run_code: int | None) -> int:
+    """The job's exit code from ``asv run``'s status and the run report's code (1 when
+    a target was missed; None when skipped): an interruption wins, then bad usage (2),
+    then any failure (1)."""
+    codes = [asv_exit_code(asv_status), run_code or 0]
+    interrupted = [c for c in codes if c > 2]
+    if interrupted:
+        return interrupted[0]
+    return max(codes)
+
+
+def _check_paths(results: Path, html: Path) -> Path:
+    """Where asv and loadkit will write, checked before asv runs a single benchmark;
+    the run report's folder."""
     from loadkit.history.paths import report_dir
 
     check_output_dir(results, "results_dir of asv.conf.json")
@@ -57,55 +96,117 @@ def _check_paths(results: Path, html: Path) -> None:
     run_dir = report_dir(html) / "run"
     check_output_file(run_dir / "report.json", "run report")
     check_output_file(run_dir / "report.md", "run report")
+    check_output_dir(run_dir / "plots", "plots folder")
+    return run_dir
+
+
+def _declarations(suite_dir: Path) -> list[Tracked]:
+    from loadkit.suite import discover
+
+    if not suite_dir.is_dir():
+        raise UsageError(f"benchmark_dir {suite_dir} of asv.conf.json is not a folder")
+    try:
+        return discover(suite_dir)
+    except Exception as exc:  # the suite's own error: asv would fail on it too
+        raise Failure(
+            f"the benchmark suite in {suite_dir} does not import: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from loadkit.history.asv_config import load_config
+    from loadkit.suite import write_sidecar
+    from loadkit.suite_run import LOG_ENV, SCALE_ENV, count_runs
+
     root = _repo_root()
-    console = Console(stderr=True)
-    try:
-        conf = json.loads((root / "asv.conf.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{root / 'asv.conf.json'} is not readable JSON: {exc}") from None
-    if not isinstance(conf, dict):
-        raise UsageError(f"{root / 'asv.conf.json'} is not an asv config (not a JSON object)")
-    html = root / conf.get("html_dir", "html")
-    _check_paths(root / conf.get("results_dir", "results"), html)
+    conf = load_config(root / "asv.conf.json")
+    results, html = conf.results_dir, conf.html_dir
+    run_dir = _check_paths(results, html)
     commit = _head(root)
+    console = Console(stderr=True)
+    tracked = _declarations(conf.benchmark_dir)
+    write_sidecar(results, tracked)
     if not (Path.home() / ".asv-machine.json").exists():
         _asv(root, "machine", "--yes")
-    console.rule(f"asv run on {commit[:8]}")
+    console.rule(f"asv run on {commit[:8]}, scale {args.scale}")
     run_args = ["run", "--python=same", "--set-commit-hash", commit, "--record-samples"]
     if args.bench:
         run_args += ["--bench", args.bench]
-    status = _asv(root, *run_args)
+    with tempfile.TemporaryDirectory(prefix="loadkit-bench-") as tmp:
+        log = Path(tmp) / "scenarios.jsonl"
+        env = {**os.environ, SCALE_ENV: args.scale, LOG_ENV: str(log)}
+        status = _asv(root, *run_args, env=env)
+        runs = count_runs(log)
+    shown = ", ".join(f"{name} {runs[name]}" for name in workload.WORKLOADS if name in runs)
+    console.print(f"scenario runs in this asv run: {shown or 'none'}")
+    if asv_exit_code(status) > 2:  # stopped by a signal: nothing more to do
+        console.print(f"[red]asv run was stopped (exit {status})[/]")
+        return asv_exit_code(status)
     if status != 0:
-        console.print(f"[yellow]asv run exited {status}; publishing what was recorded[/]")
+        console.print(
+            f"[red]asv run exited {status}: a benchmark failed or timed out "
+            "(see above); publishing what was recorded[/]"
+        )
     console.rule("asv publish")
     if _asv(root, "publish") != 0:
-        raise UsageError("asv publish failed (see its output above)")
+        raise Failure("asv publish failed (see its output above)")
     if args.skip_report:
-        return status
-    from loadkit.cli import main as loadkit_main
+        return job_exit_code(status, None)
+    from loadkit.history.commands import write_history_page
     from loadkit.history.paths import report_dir as history_dir
+    from loadkit.report_output import print_summary, write_report
 
-    console.rule("loadkit report (history)")
-    results = str(root / conf.get("results_dir", "results"))
-    loadkit_main(["report", "--results", results, "--html", str(html)])
-    console.rule(f"loadkit run --scale {args.scale}")
-    # Beside the asv site, not in it: `asv publish` deletes html/ before writing.
-    report_dir = history_dir(html) / "run"
-    code = loadkit_main(
-        [
-            "run",
-            "--scale",
-            args.scale,
-            "--json",
-            str(report_dir / "report.json"),
-            "--markdown",
-            str(report_dir / "report.md"),
-        ]
-    )
-    console.print(f"asv site: {html / 'index.html'}  (serve it with `asv preview`)")
-    console.print(f"history:  {history_dir(html) / 'index.html'}")
-    console.print(f"report:   {report_dir / 'report.md'}")
-    return code or status
+    # The run report first: the history page shows its target checks on a first run.
+    console.rule("run report (from asv's recorded values)")
+    page = history_dir(html) / "index.html"
+    report = _run_report(results, commit, tracked, args.scale, run_dir, html, page)
+    print_summary(report, Console(), title="loadkit bench")
+    write_report(report, run_dir / "report.json", run_dir / "report.md")
+    console.rule("history page")
+    try:
+        write_history_page(results, html)
+    except UsageError as exc:  # e.g. a history that cannot be ordered: the report stands
+        console.print(f"[yellow]history page not written: {exc}[/]")
+    console.print(f"asv site: {html / 'index.html'}  (`loadkit serve` shows both sites)")
+    console.print(f"history:  {page}")
+    console.print(f"report:   {run_dir / 'report.md'}")
+    return job_exit_code(status, 0 if report["passed"] else 1)
+
+
+def _run_report(
+    results: Path,
+    commit: str,
+    tracked: list[Tracked],
+    scale: str,
+    run_dir: Path,
+    html: Path,
+    page: Path,
+) -> dict[str, Any]:
+    """The run report of this commit from asv's recorded values, with the plots that
+    can be drawn from them."""
+    from loadkit.recorded import entries, read_commit, workload_metrics
+    from loadkit.report import build_report
+
+    recorded = workload_metrics(read_commit(results, commit), tracked, scale)
+    blocks, targets = entries(recorded, scale)
+    for name, block in blocks.items():
+        block["artifacts"] = _plots(name, block["metrics"], run_dir / "plots")
+    links = {
+        "asv site": os.path.relpath(html / "index.html", run_dir),
+        "history page": os.path.relpath(page, run_dir),
+    }
+    return build_report(blocks, targets, scale=scale, commit=commit, links=links)
+
+
+def _plots(name: str, metrics: Mapping[str, float | None], folder: Path) -> dict[str, str]:
+    """Plots drawn from recorded metrics alone (the others need a run's raw samples)."""
+    if name != "wasm":
+        return {}
+    from loadkit.wasm.plots import plot_speedup, points_from_metrics
+
+    measured = {k: v for k, v in metrics.items() if v is not None}
+    if not points_from_metrics(measured):
+        return {}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = plot_speedup(measured, folder / "wasm-speedup.png")
+    return {"WASM speedup by document size": f"{folder.name}/{path.name}"}

@@ -1,11 +1,13 @@
 """How a parent and the child processes it starts talk to each other.
 
 Every child loadkit starts (a swarm's coordinator and producer processes, the dashboard's
-load-client processes, a workload's worker) speaks one shape: a :class:`Message` of a
-``kind`` and a ``body``. The parent sends a command (its kind names it, its body holds
-the arguments); the child answers with ``ready``, ``ok``, ``error`` (the body is one
-line: the exception's type and text) or ``stopped``. Pipes carry messages pickled; the
-worker, a separate program, writes them as JSON lines with :func:`to_json_line`.
+load-client processes, a workload's worker, the guard that outlives a command) speaks one
+shape: a :class:`Message` of a ``kind`` and a ``body``. The parent sends a command (its
+kind names it, its body holds the arguments); the child answers with ``ready``, ``ok``,
+``error`` (the body is one line: the exception's type and text) or ``stopped``, and a
+worker reports ``progress`` on the way. Pipes between Python processes carry messages
+pickled; the worker and the guard, separate programs, exchange them as JSON lines
+(:func:`to_json_line`).
 
 The waiting side never blocks for ever: :func:`receive` gives up after a timeout and
 says when the other end has gone, so a child whose parent died stops by itself and a
@@ -23,6 +25,7 @@ OK = "ok"
 ERROR = "error"
 STOPPED = "stopped"
 STOP = "stop"
+PROGRESS = "progress"
 
 
 class Message(NamedTuple):

@@ -6,8 +6,12 @@ report), ``check`` / ``calibrate`` / ``report`` the history scoring
 (:mod:`loadkit.history.commands`), ``agents`` hosts agents that join a fleet through
 Redis from any process or host, ``dashboard`` serves the live page
 (:mod:`loadkit.dashboard.cli`), ``redis`` starts a private Redis and prints its URL,
-``clean`` deletes what loadkit runs left on a Redis (:mod:`loadkit.clean`).
-Expected failures print one line and exit 2; a missed target or a regression exits 1.
+``clean`` deletes what loadkit runs left on a Redis (:mod:`loadkit.clean`), ``serve``
+serves the asv site and the history page on 127.0.0.1 (:mod:`loadkit.serve`).
+Exit codes (:mod:`loadkit.errors`): 0 passed; 1 a missed target, a regression or a
+failure (one line); 2 bad usage (one line); 130 / 143 / 129 stopped by SIGINT / SIGTERM
+/ SIGHUP, after stopping what the command started (:mod:`loadkit.lifetime`,
+:mod:`loadkit.guard`).
 """
 
 from __future__ import annotations
@@ -15,27 +19,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import signal
+import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
-from rich.table import Table
 
-from loadkit import workload
+from loadkit import guard, lifetime, workload
 from loadkit.argtypes import positive_float, positive_int
-from loadkit.atomic_file import write_text_atomically
 from loadkit.clean import add_command as add_clean_command
 from loadkit.dashboard.cli import add_command as add_dashboard_command
-from loadkit.errors import UsageError, exit_code_of
+from loadkit.errors import Failure, UsageError, exit_code_of, signal_name
 from loadkit.history.commands import add_commands as add_history_commands
 from loadkit.path_checks import check_input_file, check_output_dir, check_output_file
 from loadkit.process_title import hide_secrets_in_command_line
 from loadkit.redis_server import ENV_URL, PERSISTENCE_MODES, RedisServer, check_url, redis_url
+from loadkit.serve import add_command as add_serve_command
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,43 +103,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_commands(sub)
     add_dashboard_command(sub)
     add_clean_command(sub)
+    add_serve_command(sub)
     return parser
-
-
-def _summary_table(report: dict) -> Table:
-    table = Table(title=f"loadkit run ({report['scale']})")
-    for col in ("workload", "status", "confidence", "checks", "duration"):
-        table.add_column(col)
-    for name, w in report["workloads"].items():
-        passed = sum(c["passed"] for c in w["checks"])
-        colour = {"passed": "green", "failed": "yellow"}.get(w["status"], "red")
-        table.add_row(
-            name,
-            f"[{colour}]{w['status']}[/]",
-            f"{w['confidence']:.2f}",
-            f"{passed}/{len(w['checks'])}",
-            f"{w['duration_s']:.1f} s",
-        )
-    return table
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from loadkit.keyspace import new_run_id
     from loadkit.orchestrator import run_workloads
-    from loadkit.report import build_report, git_commit, load_report, to_markdown
+    from loadkit.report import build_report, git_commit, load_report
+    from loadkit.report_output import print_summary, write_report
 
     names = workload.resolve(args.workloads)
     plots = _check_run_paths(args)
     baseline = load_report(args.baseline) if args.baseline else None
     console = Console(stderr=True)
     run_id = new_run_id()  # prefixes every key of this run: clean_run(url, run_id) deletes them
-    # A stop request unwinds like Ctrl-C: the worker is stopped, the run's keys deleted.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    with redis_url(args.redis_url) as url:
+    # A stop signal unwinds like an error: the worker is stopped, the run's keys deleted,
+    # the embedded Redis stopped, the temp folders removed; a SIGKILL leaves it to the guard.
+    with (
+        lifetime.stop_on_signals(),
+        guard.guarded() as watcher,
+        redis_url(args.redis_url) as url,
+    ):
+        if args.redis_url or os.environ.get(ENV_URL):  # an embedded Redis just stops
+            watcher.watch_run(url, run_id)
         entries, targets = run_workloads(
             names, args.scale, url, args.timeout, console, plots, run_id
         )
@@ -150,18 +138,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = build_report(
         entries, targets, scale=args.scale, baseline=baseline, commit=git_commit(), links=links
     )
-    out = Console()
-    out.print(_summary_table(report))
-    for rec in report["recommendations"][:10]:
-        out.print(f"  {rec['priority']:<6} {rec['workload']}: {rec['message']}")
-    out.print(
-        f"overall confidence {report['overall_confidence']:.2f}: "
-        + ("PASSED" if report["passed"] else "NOT PASSED")
-    )
-    if args.json:
-        write_text_atomically(args.json, json.dumps(report, indent=2) + "\n")
-    if args.markdown:
-        write_text_atomically(args.markdown, to_markdown(report))
+    print_summary(report, Console())
+    write_report(report, args.json, args.markdown)
     return 0 if report["passed"] else 1
 
 
@@ -183,7 +161,7 @@ def _history_page(markdown: Path) -> str | None:
     """The history page for this repository's asv site (if ``loadkit report`` wrote it),
     as a link relative to the Markdown report."""
     from loadkit.history.asv_config import load_config
-    from loadkit.history.commands import report_page_link
+    from loadkit.history.commands import history_page_link
 
     conf = Path("asv.conf.json")
     if not conf.is_file():
@@ -192,7 +170,7 @@ def _history_page(markdown: Path) -> str | None:
         html_dir = load_config(conf).html_dir
     except UsageError:
         return None
-    page = report_page_link(html_dir)
+    page = history_page_link(html_dir)
     return os.path.relpath(page, markdown.resolve().parent) if page else None
 
 
@@ -205,8 +183,9 @@ def cmd_agents(args: argparse.Namespace) -> int:
         host = await AgentHost(args.redis_url, args.fleet, lease_ms=args.lease_ms).start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stopped_by: list[int] = []
+        for sig in lifetime.STOP_SIGNALS:
+            loop.add_signal_handler(sig, lambda sig=sig: (stopped_by.append(sig), stop.set()))
         try:
             await host.spawn(args.count)
             print(
@@ -234,17 +213,33 @@ def cmd_agents(args: argparse.Namespace) -> int:
                     )
                 raise
         print(f"stopped: {host.completed} tasks completed, {requeued} handed back", flush=True)
-        return 0
+        return lifetime.exit_code(stopped_by[0]) if stopped_by else 0
 
     return asyncio.run(host_agents())
 
 
 def cmd_redis(args: argparse.Namespace) -> int:
-    with RedisServer(persistence=args.persistence) as server:
+    """Serve until ``--duration`` is up (0) or a stop signal (128 + n); a server that
+    dies on its own is a failure (1). The data folder goes in every case."""
+    with (
+        lifetime.stop_on_signals(),
+        guard.guarded(),
+        RedisServer(persistence=args.persistence) as server,
+    ):
         print(server.url, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            time.sleep(args.duration)
-    return 0
+        assert server.process is not None
+        try:
+            server.process.wait(timeout=args.duration)
+        except subprocess.TimeoutExpired:
+            return 0
+        raise Failure(f"redis-server (pid {server.pid}) {ended_how(server.process.returncode)}")
+
+
+def ended_how(returncode: int) -> str:
+    """How a child ended, for a message: its exit code or the signal that killed it."""
+    if returncode < 0:
+        return f"was killed by {signal_name(-returncode)}"
+    return f"exited with code {returncode}"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -9,18 +9,22 @@ Every run has a run id chosen here before any child starts (it prefixes every ke
 workloads write, :mod:`loadkit.keyspace`), so once a child has ended - finished, failed,
 timed out or killed, or the run was interrupted - the parent deletes the run's keys as
 well (:func:`loadkit.run_cleanup.clean_run`, which a process outliving the parent can
-call with the same id).
+call with the same id). Each worker gets a temp folder named for this process
+(``loadkit-run-<pid>-*``) that is also its ``$TMPDIR``, so what it and its children
+create there (multiprocessing's ``pymp-*`` folders among them) goes with that folder;
+its process group, folder and keys are registered with the command's guard process
+(:mod:`loadkit.guard`) for as long as they exist, and the worker dies with this
+process (:func:`loadkit.lifetime.die_with_parent`).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import queue
-import signal
+import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -31,13 +35,18 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from loadkit import workload
+from loadkit import guard, lifetime, workload
+from loadkit.child_messages import ERROR, OK, PROGRESS, from_json_line
 from loadkit.keyspace import new_run_id
 from loadkit.redaction import redact_text, url_secrets
 from loadkit.redis_server import ENV_URL
 from loadkit.report import workload_entry
 from loadkit.run_cleanup import clean_up_run
 from loadkit.targets import Target
+
+# Longest temp folder handed to a worker as its $TMPDIR: multiprocessing puts a Unix
+# socket two levels below it, and a socket path has at most 107 bytes.
+MAX_TMPDIR_LEN = 64
 
 
 @dataclass
@@ -69,22 +78,42 @@ def run_child(
     deleted once the child has ended, however it ended."""
     run_id = (run_id or new_run_id()) if name in workload.USES_REDIS else None
     spawned: list[int] = []
+    run_dir = lifetime.make_temp_dir("run")
+    watcher = guard.active()
+    watcher.watch_dir(run_dir)
     try:
-        outcome = _run_worker(
-            name, scale, redis_url, timeout_s, on_progress, artifacts_dir, run_id, spawned
-        )
-    except BaseException:
-        if run_id is not None and spawned:
-            note = clean_up_run(spawned[0], redis_url, run_id)
+        try:
+            outcome = _run_worker(
+                name, scale, redis_url, timeout_s, on_progress, artifacts_dir, run_id, spawned,
+                run_dir,
+            )  # fmt: skip
+        except BaseException:
+            note = _end_worker(spawned, redis_url, run_id)
             if note is not None:
                 print(f"loadkit: {note}", file=sys.stderr)
-        raise
-    if run_id is not None and spawned:
-        note = clean_up_run(spawned[0], redis_url, run_id)
+            raise
+        note = _end_worker(spawned, redis_url, run_id)
         if note is not None:
             outcome.status = "error"
             outcome.error = f"{outcome.error}; {note}" if outcome.error else note
-    return outcome
+        return outcome
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        watcher.forget_dir(run_dir)
+
+
+def _end_worker(spawned: list[int], redis_url: str, run_id: str | None) -> str | None:
+    """Once the worker has ended (or is to be stopped): nothing of its process group
+    is left, then none of its run's keys; returns a line for what may be left."""
+    if not spawned:
+        return None
+    pgid = spawned[0]
+    if run_id is not None:
+        note = clean_up_run(pgid, redis_url, run_id)
+    else:
+        note = None if lifetime.stop_group(pgid) else f"process group {pgid} did not end"
+    guard.active().forget_group(pgid)
+    return note
 
 
 def _run_worker(
@@ -96,74 +125,78 @@ def _run_worker(
     artifacts_dir: Path | None,
     run_id: str | None,
     spawned: list[int],
+    run_dir: Path,
 ) -> ChildOutcome:
-    with tempfile.TemporaryDirectory(prefix="loadkit-run-") as tmp:
-        out = Path(tmp) / "result.json"
-        cmd = [
-            sys.executable,
-            "-m",
-            "loadkit.worker",
-            name,
-            "--scale",
-            scale,
-            "--out",
-            str(out),
-        ]
-        if artifacts_dir is not None:
-            cmd += ["--artifacts", str(artifacts_dir)]
-        if run_id is not None:
-            cmd += ["--run-id", run_id]
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            # The URL may hold a password: by environment (private to this user), never
-            # in argv (which every local user can read in ps).
-            env={**os.environ, ENV_URL: redis_url},
-            start_new_session=True,  # its own process group: a timeout kills all of it
-        )
-        spawned.append(proc.pid)  # the worker's pid, and its process group's id
-        lines: queue.Queue[str | None] = queue.Queue()
-        stderr_tail: deque[str] = deque(maxlen=40)
-        threads = [
-            threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True),
-            threading.Thread(target=lambda: stderr_tail.extend(proc.stderr or ()), daemon=True),
-        ]
-        for t in threads:
-            t.start()
-        timed_out = False
-        try:
-            while proc.poll() is None:
-                if time.monotonic() - start > timeout_s:
-                    timed_out = True
-                    _kill_group(proc)
-                    break
-                _drain(lines, on_progress, wait_s=0.1)
-        except BaseException:  # Ctrl-C, or a signal turned into an exception
-            _kill_group(proc)
-            raise
-        proc.wait()
-        for t in threads:
-            t.join(timeout=2)
-        _drain(lines, on_progress, wait_s=0)
-        duration = time.monotonic() - start
-        if timed_out:
-            return ChildOutcome("timeout", duration, None, f"no result within {timeout_s:g} s")
-        try:
-            data = json.loads(out.read_text())
-        except (OSError, json.JSONDecodeError):
-            data = {}
-        if proc.returncode == 0 and "metrics" in data:
-            return ChildOutcome(
-                "passed", duration, data["metrics"], None, data.get("artifacts") or {}
-            )
-        error = data.get("error") or _last_line(stderr_tail) or f"exit code {proc.returncode}"
-        return ChildOutcome(
-            "error", duration, data.get("metrics"), redact_text(error, url_secrets(redis_url))
-        )
+    out = run_dir / "result.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "loadkit.worker",
+        name,
+        "--scale",
+        scale,
+        "--out",
+        str(out),
+    ]
+    if artifacts_dir is not None:
+        cmd += ["--artifacts", str(artifacts_dir)]
+    if run_id is not None:
+        cmd += ["--run-id", run_id]
+    # The URL may hold a password: by environment (private to this user), never
+    # in argv (which every local user can read in ps).
+    env = lifetime.child_env({**os.environ, ENV_URL: redis_url})
+    if len(str(run_dir)) <= MAX_TMPDIR_LEN:
+        env["TMPDIR"] = str(run_dir)  # its temp files (pymp-*) go with the folder
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,  # its own process group: a timeout kills all of it
+    )
+    spawned.append(proc.pid)  # the worker's pid, and its process group's id
+    guard.active().watch_group(proc.pid)
+    lines: queue.Queue[str | None] = queue.Queue()
+    stderr_tail: deque[str] = deque(maxlen=40)
+    threads = [
+        threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True),
+        threading.Thread(target=lambda: stderr_tail.extend(proc.stderr or ()), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    timed_out = False
+    try:
+        while proc.poll() is None:
+            if time.monotonic() - start > timeout_s:
+                timed_out = True
+                lifetime.stop_group(proc.pid)
+                break
+            _drain(lines, on_progress, wait_s=0.1)
+    except BaseException:  # Ctrl-C, or a signal turned into an exception
+        lifetime.stop_group(proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(1)  # reaped: no zombie of ours left behind
+        raise
+    proc.wait()
+    for t in threads:
+        t.join(timeout=2)
+    _drain(lines, on_progress, wait_s=0)
+    duration = time.monotonic() - start
+    if timed_out:
+        return ChildOutcome("timeout", duration, None, f"no result within {timeout_s:g} s")
+    try:
+        message = from_json_line(out.read_text())
+    except OSError:
+        message = None
+    if proc.returncode == 0 and message is not None and message.kind == OK:
+        data = message.body
+        return ChildOutcome("passed", duration, data["metrics"], None, data.get("artifacts") or {})
+    error = message.body if message is not None and message.kind == ERROR else None
+    error = error or _last_line(stderr_tail) or f"exit code {proc.returncode}"
+    return ChildOutcome("error", duration, None, redact_text(error, url_secrets(redis_url)))
 
 
 def _last_line(tail: deque[str]) -> str | None:
@@ -179,26 +212,13 @@ def _drain(lines: queue.Queue[str | None], on_progress: Any, wait_s: float) -> N
     except queue.Empty:
         return
     while item is not None:
-        try:
-            event = json.loads(item)
-        except json.JSONDecodeError:
-            event = None
-        if on_progress is not None and isinstance(event, dict) and "phase" in event:
-            on_progress(str(event["phase"]), float(event.get("fraction", 0.0)))
+        event = from_json_line(item)
+        if on_progress is not None and event is not None and event.kind == PROGRESS:
+            on_progress(str(event.body["phase"]), float(event.body.get("fraction", 0.0)))
         try:
             item = lines.get_nowait()
         except queue.Empty:
             return
-
-
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=3)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_workloads(

@@ -7,7 +7,8 @@ Redis 6.2. The choice of binary lives here and nowhere else.
 
 The server is ours alone: it is stopped (and only it) when the context exits, on
 Ctrl-C, on errors, at interpreter exit, and - through ``PR_SET_PDEATHSIG`` - even when
-the owning process is killed. Persistence can be switched to AOF for recovery tests.
+the owning process is killed (whose guard process, :mod:`loadkit.guard`, then removes
+the server's temp folder). Persistence can be switched to AOF for recovery tests.
 An existing server (``LOADKIT_REDIS_URL`` or ``--redis-url``) is checked to answer and
 then used as is; loadkit never stops or flushes a server it did not start. A Redis
 Cluster is given as ``redis+cluster://host:port`` (any one node); :func:`connect_async`
@@ -18,14 +19,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import ipaddress
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from typing import Any, Literal
 
 import redis
 
+from loadkit import guard, lifetime
 from loadkit.errors import UsageError
 from loadkit.redaction import redact_text, redact_url, url_secrets
 from loadkit.redis_health import CLIENT_OPTIONS
@@ -46,7 +46,6 @@ ENV_BINARY = "LOADKIT_REDIS_SERVER"
 ENV_ALLOW_REMOTE = "LOADKIT_ALLOW_REMOTE"
 CLUSTER_SCHEME = "redis+cluster"
 
-_PR_SET_PDEATHSIG = 1
 _live_servers: set[RedisServer] = set()
 
 
@@ -84,15 +83,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGTERM us when our parent dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    # Do not inherit the parent's Ctrl-C: the owner stops us in an orderly way.
-    os.setpgid(0, 0)
 
 
 @dataclass(eq=False)
@@ -153,8 +143,9 @@ class RedisServer:
         if self.binary is None:
             self.binary = find_redis_binary()
         if self.data_dir is None:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="loadkit-redis-"))
+            self.data_dir = lifetime.make_temp_dir("redis")
             self._own_dir = True
+            guard.active().watch_dir(self.data_dir)
         fixed_port = self.port is not None
         last_error = ""
         for _attempt in range(1 if fixed_port else 5):
@@ -165,11 +156,14 @@ class RedisServer:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                preexec_fn=_die_with_parent,
+                # Dies with us; its own process group, so a Ctrl-C at the terminal
+                # reaches only its owner, which stops it in order.
+                preexec_fn=lifetime.die_with_parent_preexec(new_group=True),
                 # A server of ours has no use for the URL (and password) of another.
                 env={k: v for k, v in os.environ.items() if k != ENV_URL},
             )
             _live_servers.add(self)
+            guard.active().watch_server(self.process.pid)
             ok, last_error = self._wait_ready()
             if ok:
                 return self
@@ -222,6 +216,7 @@ class RedisServer:
                 self.process.wait()
             if self.process.stderr is not None:
                 self.process.stderr.close()
+            guard.active().forget_server(self.process.pid)
             self.process = None
         _live_servers.discard(self)
 
@@ -240,6 +235,7 @@ class RedisServer:
         self._end(graceful=True)
         if remove_data and self._own_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+            guard.active().forget_dir(self.data_dir)
             self.data_dir = None
             self._own_dir = False
 

@@ -3,54 +3,19 @@
 A worker deletes its run's keys in its last ``finally``, but a worker that was killed
 (a ``--timeout``, a SIGKILL, an out-of-memory kill) never gets there, and one whose Redis
 was paused gives up on it after a short wait. The parent knows the run id, so it deletes
-the run's keys itself: first it waits until nothing of the worker's process group is
-left (a swarm's coordinator and producer processes may still be writing as they wind
-down; anything left after the wait is killed), then it purges by the run's prefixes,
-waiting for a paused Redis to come back for a bounded time.
+the run's keys itself: first it stops what is left of the worker's process group (a
+swarm's coordinator and producer processes may still be writing;
+:func:`loadkit.lifetime.stop_group`), then it purges by the run's prefixes, waiting for
+a paused Redis to come back for a bounded time. The guard process of a command that
+was killed (:mod:`loadkit.guard`) does the same with the same functions.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import time
-
-import psutil
-
 from loadkit.keyspace import purge_run
+from loadkit.lifetime import stop_group
 
-GROUP_WAIT_S = 10.0
 PURGE_BUDGET_S = 10.0
-
-
-def group_members(pgid: int) -> list[psutil.Process]:
-    """Live (non-zombie) processes of process group ``pgid``."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return []
-    except PermissionError:
-        pass
-    members = []
-    for proc in psutil.process_iter(["status"]):
-        with contextlib.suppress(ProcessLookupError, psutil.Error):
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                members.append(proc)
-    return members
-
-
-def wait_group_gone(pgid: int, timeout_s: float = GROUP_WAIT_S) -> None:
-    """Wait until process group ``pgid`` has no live process; SIGKILL what is left after
-    ``timeout_s`` (the group is the worker's own session: nothing else is in it)."""
-    deadline = time.monotonic() + timeout_s
-    while members := group_members(pgid):
-        if time.monotonic() >= deadline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-            psutil.wait_procs(members, timeout=2)
-            return
-        time.sleep(0.05)
 
 
 def clean_run(redis_url: str, run_prefix: str, budget_s: float = PURGE_BUDGET_S) -> str | None:
@@ -65,7 +30,7 @@ def clean_run(redis_url: str, run_prefix: str, budget_s: float = PURGE_BUDGET_S)
 
 
 def clean_up_run(pgid: int, url: str, run_id: str, budget_s: float = PURGE_BUDGET_S) -> str | None:
-    """Delete run ``run_id``'s keys once its worker's process group is gone (see
-    :func:`clean_run`)."""
-    wait_group_gone(pgid)
+    """Stop what is left of the worker's process group, then delete run ``run_id``'s
+    keys (see :func:`clean_run`)."""
+    stop_group(pgid)
     return clean_run(url, run_id, budget_s)

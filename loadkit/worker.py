@@ -6,15 +6,20 @@ a timeout can kill it outright, and RSS figures start from a clean interpreter.
 Progress goes to stdout as JSON lines; the result goes to the ``--out`` file. The Redis
 URL comes in ``$LOADKIT_REDIS_URL``, not on the command line: it may carry a password,
 and any local user can read a command line. Whatever happens, the worker's last act is
-deleting its run's keys (``--run-id``) from Redis - SIGTERM included, which ends the run
-through that same ``finally``; the parent does the same after a worker it had to kill.
+deleting its run's keys (``--run-id``) from Redis; the parent does the same after a
+worker it had to kill. A stop signal (SIGTERM, SIGINT, SIGHUP - from the parent
+stopping the run, or from Linux when the parent died: :func:`loadkit.lifetime.die_with_parent`)
+means nobody wants the results: the worker deletes the keys and exits ``128 + n`` at
+once, without the orderly wind-down of the workload, which can take seconds; its
+process group (forkserver, resource tracker, swarm processes) is stopped by whoever
+stopped it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import os
 import signal
 import sys
@@ -22,12 +27,14 @@ import time
 import traceback
 from pathlib import Path
 
-from loadkit import workload
+from loadkit import lifetime, workload
+from loadkit.child_messages import ERROR, OK, PROGRESS, to_json_line
 from loadkit.errors import RedisLost
 from loadkit.keyspace import new_run_id, purge_run
 from loadkit.redaction import redact_text, url_secrets
 from loadkit.redis_health import REDIS_UNREACHABLE, address
 from loadkit.redis_server import ENV_URL
+from loadkit.run_cleanup import clean_run
 
 # How long the worker's own clean-up waits for Redis: a healthy server answers at once;
 # after a failure the parent, which outlives the worker, retries for longer.
@@ -43,14 +50,25 @@ def _progress_printer(min_interval_s: float = 0.1):
         if phase == last["phase"] and now - last["t"] < min_interval_s:
             return
         last.update(phase=phase, t=now)
-        print(json.dumps({"phase": phase, "fraction": round(fraction, 4)}), flush=True)
+        print(to_json_line(PROGRESS, {"phase": phase, "fraction": round(fraction, 4)}), flush=True)
 
     return emit
 
 
-def _exit_on_signal(signum: int, frame: object) -> None:
-    """A stop request unwinds the run like an error, so its clean-up still happens."""
-    raise SystemExit(128 + signum)
+def _stop_now(redis_url: str, run_id: str | None) -> None:
+    """Install the stop-signal handler: delete the run's keys (one pass, no waiting for
+    a Redis that does not answer - the parent, or its guard, retries) and exit at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        for sig in lifetime.STOP_SIGNALS:  # the first signal is the one that counts
+            signal.signal(sig, signal.SIG_IGN)
+        if run_id is not None:
+            with contextlib.suppress(Exception):
+                purge_run(redis_url, run_id, budget_s=PURGE_AFTER_FAILURE_S)
+        os._exit(lifetime.exit_code(signum))
+
+    for sig in lifetime.STOP_SIGNALS:
+        signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,14 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--artifacts", type=Path, help="folder for plots")
     parser.add_argument("--run-id", default=None, help="run id that prefixes every key")
+    lifetime.die_with_parent_from_env()  # first: a parent may die at any moment
     args = parser.parse_args(argv)
     # Taken out of the environment so that no process this one starts inherits it.
     redis_url = os.environ.pop(ENV_URL, "")
     if not redis_url:
         parser.error(f"${ENV_URL} must name the Redis to use")
-    signal.signal(signal.SIGTERM, _exit_on_signal)
     module = workload.load(args.workload)
     run_id = args.run_id or new_run_id()
+    _stop_now(redis_url, run_id if args.workload in workload.USES_REDIS else None)
     ctx = workload.RunContext(
         redis_url, args.scale, _progress_printer(), args.artifacts, run_id=run_id
     )
@@ -81,16 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         print(redact_text(traceback.format_exc(), secrets), file=sys.stderr, end="")
         lost = isinstance(exc, (*REDIS_UNREACHABLE, RedisLost))
         error = redact_text(describe_error(exc, redis_url), secrets)
-        args.out.write_text(json.dumps({"error": error}))
+        args.out.write_text(to_json_line(ERROR, error))
         return 1
     finally:
         if args.workload in workload.USES_REDIS and not lost:
             budget = PURGE_AFTER_SUCCESS_S if ok else PURGE_AFTER_FAILURE_S
-            purged = purge_run(redis_url, run_id, budget_s=budget)
-            if purged.error is not None:
-                print(f"keys of run {run_id} may be left: {purged.error}", file=sys.stderr)
+            note = clean_run(redis_url, run_id, budget_s=budget)
+            if note is not None:
+                print(note, file=sys.stderr)
     result = {"metrics": output.metrics, "notes": output.notes, "artifacts": output.artifacts}
-    args.out.write_text(json.dumps(result))
+    args.out.write_text(to_json_line(OK, result))
     return 0
 
 

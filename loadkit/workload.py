@@ -18,7 +18,9 @@ from types import ModuleType
 from loadkit.errors import UsageError
 from loadkit.keyspace import new_run_id
 
-SCALES: tuple[str, ...] = ("quick", "full")
+# smoke: seconds per workload, for checking that the suite runs (its figures are not
+# comparable with the others); quick: the everyday scale; full: the stated goals' sizes.
+SCALES: tuple[str, ...] = ("smoke", "quick", "full")
 
 # name -> (module, one-line description)
 WORKLOADS: dict[str, tuple[str, str]] = {

@@ -17,6 +17,39 @@ from loadkit.history.commands import add_commands
 from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_URL
 
 REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def require_chromium() -> None:
+    """Skip without Debian's Chromium or Playwright, except under CI, where it fails."""
+    import importlib.util
+
+    missing = None
+    if not CHROMIUM.exists():
+        missing = (
+            "browser test needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+        )
+    elif importlib.util.find_spec("playwright") is None:
+        missing = "browser test needs the playwright package"
+    if missing and os.environ.get("CI"):
+        pytest.fail(f"CI: {missing}", pytrace=False)
+    if missing:
+        pytest.skip(missing)
+
+
+def screenshot_dir(fallback: Path) -> Path:
+    """Where screenshots go: ``$LOADKIT_SCREENSHOT_DIR`` when set, else ``fallback``."""
+    folder = Path(os.environ.get("LOADKIT_SCREENSHOT_DIR") or fallback)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def child_env() -> dict[str, str]:

@@ -25,6 +25,7 @@ import redis
 from helpers import child_env, loadkit_cmd, run_loadkit, wait_for
 
 from loadkit.keyspace import group_keys, leftover_namespaces, run_namespaces
+from loadkit.lifetime import ended
 from loadkit.redis_server import RedisServer
 from loadkit.run_cleanup import clean_run
 
@@ -201,14 +202,18 @@ def test_sigterm_of_run_deletes_its_keys(server: RedisServer, client: redis.Redi
 def test_sigkill_of_run_is_cleaned_by_run_id_and_by_loadkit_clean(
     server: RedisServer, client: redis.Redis
 ) -> None:
-    """A killed ``loadkit run`` cleans nothing itself: whatever outlives it cleans by the
-    run id (``clean_run``), and ``loadkit clean`` finds any run's leftovers."""
+    """A run whose every process is SIGKILLed at once - its guard process too, so
+    nothing is left to clean up after it - keeps its keys: they are deleted by the run id
+    (``clean_run``), and ``loadkit clean`` finds any run's leftovers."""
     proc = start("run", "fleet", "--redis-url", server.url)
     worker = worker_of(proc)
     run_id = run_id_of(worker)
     wait_for(lambda: len(loadkit_keys(client)) > 10, 15, "the fleet's keys")
+    (guard,) = [p for p in psutil.Process(proc.pid).children() if "loadkit.guard" in p.cmdline()]
+    guard.kill()
+    wait_for(lambda: ended(guard), 5, "the guard's end")
+    os.killpg(worker.pid, signal.SIGKILL)
     proc.kill()
-    os.killpg(worker.pid, signal.SIGKILL)  # what a watchdog does to the orphaned worker
     proc.wait(5)
     worker.wait(5)
     left = loadkit_keys(client)

@@ -17,19 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import CHROMIUM, CHROMIUM_ARGS, screenshot_dir
 
 from loadkit.dashboard.server import DashboardServer, ServerConfig
 from loadkit.dashboard.sources import SimulatedFleet, Tick
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 AGENTS = 120
 
 if not CHROMIUM.exists():
@@ -99,10 +91,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         )
         yield context
         context.close()
-
-
-def screenshot_dir(tmp_path: Path) -> Path:
-    return Path(os.environ.get("LOADKIT_SCREENSHOT_DIR") or tmp_path)
 
 
 def updates(page: Any) -> int:

@@ -1,5 +1,5 @@
 """The dashboard load test's machinery: clients in another process really measure, the
-workload reports every metric the issue names, the plot is written, the CLI serves."""
+workload reports every metric it promises, the plot is written, the CLI serves."""
 
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ def test_cli_refuses_a_port_in_use() -> None:
 
 @pytest.mark.slow
 def test_loadkit_run_dashboard_quick_reports_every_metric(tmp_path: Path) -> None:
-    """The issue's done-when: 1000 clients, every metric, the histogram beside the report."""
+    """1000 clients, every metric, the histogram beside the report."""
     report_path = tmp_path / "r.json"
     done = run_loadkit(
         "run", "dashboard", "--scale", "quick", "--json", str(report_path), timeout=150

@@ -316,7 +316,7 @@ def test_simulator_is_seeded_and_changes_what_it_is_asked() -> None:
     assert set(a.states.values()) <= {"idle", "busy", "new", "dead"}
 
 
-def test_targets_cover_the_issue_and_bottlenecks_read_metrics() -> None:
+def test_targets_cover_the_reported_metrics_and_bottlenecks_read_them() -> None:
     metrics = {t.metric for t in targets("quick")}
     assert metrics <= REPORTED_METRICS
     assert {"ws_latency_p99_ms", "poll_refresh_s", "update_process_ms"} <= metrics

@@ -6,21 +6,30 @@ of a 5-commit history can swing by half between commits (neighbours, CPU frequen
 the verdicts asserted exactly are the count's, and the timing must point the same way.
 ``loadkit check`` must name the count as a REGRESSION when judging commit 5 and not
 when judging the commits before and after it, skip corrupt and foreign files without
-touching them, and the report page must survive ``asv publish``.
+touching them, and the report page must survive ``asv publish``. In Chromium, the
+page judging commit 5 puts the failing series first, and a one-commit history shows its
+values and the run report's targets; neither page asks for anything off the disk.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers import CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot_dir
 from helpers import run_history_cli as run_cli
 
-from loadkit.history.commands import report_page_link
+import loadkit
+from loadkit.history.commands import history_page_link, write_history_page
+from loadkit.history.paths import report_dir
 
 pytestmark = pytest.mark.slow
 
@@ -214,29 +223,211 @@ def test_usage_errors_exit_2_with_one_line(project, tmp_path, capsys):
     assert "nope" in errors[0] and "0000000" in errors[1] and "missing" in errors[2]
 
 
-def test_report_page_survives_asv_publish(project):
+def test_history_page_survives_asv_publish(project):
     repo = project["repo"]
     html = repo / "html"
     assert run_cli(["report", "--results", str(repo / "results"), "--html", str(html)]) == 0
-    link = report_page_link(html)
+    link = history_page_link(html)
     assert link is not None
     page = Path(link)
-    plots = sorted((page.parent / "plots").glob("*.png"))
-    assert len(plots) == 5
-    assert all(p.stat().st_size > 5000 for p in plots)
     text = page.read_text()
-    assert "bench_work.Work.time_loop" in text and "bench_work.Work.track_work" in text
+    assert "<img" not in text and "https://" not in text  # nothing to fetch from outside
+    inline = text.count('<svg class="detail"')
+    lazy = sorted((page.parent / "series").glob("*.js"))
+    assert inline + len(lazy) == 5 and text.count('<svg class="spark"') == 5
+    assert "time_loop" in text and "track_work" in text
     assert project["hashes"][SLOW_FROM][:8] in text  # the shift is named
     _asv(repo, project["env"], "publish")
     assert (html / "index.html").is_file()
-    assert page.is_file() and report_page_link(html) == link
+    assert page.is_file() and history_page_link(html) == link
+
+
+# --- the page in a real browser -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1200, "height": 900},
+        )
+        yield context
+        context.close()
+
+
+def _open(chromium: Any, page_path: Path) -> tuple[Any, list[str], list[str]]:
+    """The page from disk with every request off the disk refused: what works here works
+    offline. Returns the tab, its script errors and the refused requests."""
+    tab = chromium.new_page()
+    errors: list[str] = []
+    outside: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    def route(request_route: Any) -> None:
+        url = request_route.request.url
+        if url.startswith("file://"):
+            request_route.continue_()
+        else:
+            outside.append(url)
+            request_route.abort()
+
+    tab.route("**/*", route)
+    tab.goto(page_path.as_uri())
+    return tab, errors, outside
+
+
+def _expand_a_lazy_plot(tab: Any, mark: str) -> None:
+    """Open the first closed plot and wait for ``mark`` in its SVG."""
+    button = tab.locator('button.plot[aria-expanded="false"]').first
+    slug = button.get_attribute("data-slug")
+    plot = f'[id="plot-{slug}"]'  # ids hold dots: no #id selector
+    assert tab.locator(f"{plot} svg").count() == 0  # not built until asked for
+    button.click()
+    # A flat line has no height, which Playwright calls hidden: wait for it to exist.
+    tab.wait_for_selector(f"{plot} svg.detail {mark}", state="attached", timeout=10_000)
+    assert tab.locator(f"{plot} svg.detail").is_visible()
+    assert tab.locator(f'[id="detail-{slug}"]').is_visible()
+
+
+def test_browser_shows_the_failing_series_first_with_sparklines_and_plots(
+    project, chromium, tmp_path
+):
+    repo = project["repo"]
+    html = tmp_path / "html"
+    slow = project["hashes"][SLOW_FROM]
+    argv = ["report", "--results", str(repo / "results"), "--html", str(html)]
+    assert run_cli([*argv, "--commit", slow[:10]]) == 0
+    tab, errors, outside = _open(chromium, Path(history_page_link(html)))
+
+    gate = tab.locator("#gate")
+    assert (
+        "fail" in gate.get_attribute("class") and f"REGRESSION at {slow[:8]}" in gate.inner_text()
+    )
+    failing = tab.locator("#failing tbody tr").all_inner_texts()
+    assert failing and any("bench_work.Work.track_work" in row for row in failing)
+    assert all("REGRESSION" in row and "✗" in row for row in failing)
+    regressions = int(tab.locator('[data-verdict="REGRESSION"] .count').inner_text())
+    assert regressions >= len(failing)
+    # The grouped rows below: the failing benchmarks come before every other one.
+    rows = tab.eval_on_selector_all(
+        "tbody.bench",
+        "els => els.map(e => [e.dataset.benchmark, !!e.querySelector('tr.failing')])",
+    )
+    flags = [bad for _, bad in rows]
+    assert flags[0] and flags == sorted(flags, reverse=True), rows
+    assert "bench_work.Work.track_work" in [name for name, bad in rows if bad]
+    box = tab.locator("svg.spark").first.bounding_box()
+    assert box and box["width"] > 50 and box["height"] > 10
+    assert tab.locator("svg.spark").count() == 5
+    # The regression's full plot is already open; another opens on click.
+    assert tab.locator("svg.detail").first.is_visible()
+    shots = screenshot_dir(tmp_path)
+    tab.screenshot(path=str(shots / "history-e2e.png"))
+    _expand_a_lazy_plot(tab, "polyline.median")
+    tab.screenshot(path=str(shots / "history-e2e-full.png"), full_page=True)
+    assert (shots / "history-e2e.png").stat().st_size > 10_000
+    assert errors == [] and outside == []
+    tab.close()
+
+
+def _run_report_document(commit: str) -> dict[str, object]:
+    """A run report as ``loadkit run`` writes it (checked against its schema)."""
+    import jsonschema
+
+    document = {
+        "schema": "loadkit.report/1",
+        "created": "2026-01-01T00:00:00Z",
+        "commit": commit,
+        "machine": {"cpus": 2, "ram_gib": 4.0, "python": "3.11", "platform": "linux"},
+        "scale": "quick",
+        "workloads": {
+            "queue": {
+                "status": "passed",
+                "duration_s": 3.5,
+                "metrics": {"p95_ms": 4.2, "errors": 0},
+                "checks": [
+                    {
+                        "metric": "p95_ms",
+                        "op": "<=",
+                        "target": 50,
+                        "value": 4.2,
+                        "score": 1.0,
+                        "passed": True,
+                    },
+                    {
+                        "metric": "errors",
+                        "op": "<=",
+                        "target": 0,
+                        "value": 0,
+                        "score": 1.0,
+                        "passed": True,
+                    },
+                ],
+                "confidence": 0.9,
+                "bottlenecks": [],
+                "error": None,
+            }
+        },
+        "overall_confidence": 0.9,
+        "passed": True,
+        "recommendations": [],
+    }
+    schema = json.loads((Path(loadkit.__file__).parent / "report.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    return document
+
+
+def test_browser_first_run_shows_values_and_run_targets(project, chromium, tmp_path):
+    repo = project["repo"]
+    first = project["hashes"][0]
+    results = tmp_path / "proj" / "results"
+    machine = results / MACHINE
+    machine.mkdir(parents=True)
+    shutil.copy(repo / "results" / "benchmarks.json", results)
+    shutil.copy(repo / "results" / MACHINE / "machine.json", machine)
+    for path in (repo / "results" / MACHINE).glob(f"{first[:8]}-*.json"):
+        shutil.copy(path, machine)
+    html = tmp_path / "proj" / "html"
+    run_dir = report_dir(html) / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.json").write_text(json.dumps(_run_report_document(first)))
+    page = write_history_page(results, html)  # as `loadkit bench` calls it
+    assert str(page) == history_page_link(html)
+    tab, errors, outside = _open(chromium, page)
+
+    assert "First results" in tab.locator("#gate").inner_text()
+    body = tab.locator("body").inner_text()
+    assert "no history" not in body
+    latest = tab.locator("td.latest").all_inner_texts()
+    assert len(latest) == 5 and "no result" not in latest
+    assert "50,000 iterations" in latest and "1000 items/s" in latest
+    targets = tab.locator("#run-targets").inner_text()
+    assert "p95_ms" in targets and "errors\t0\t<= 0\tpass" in targets
+    # The run report comes before the rows on a first run: it is what there is to read.
+    order = tab.evaluate(
+        "[document.querySelector('#run-targets'), document.querySelector('.suite')]"
+        ".map(e => e.getBoundingClientRect().top)"
+    )
+    assert order[0] < order[1]
+    assert tab.locator("svg.spark").count() == 5
+    shots = screenshot_dir(tmp_path)
+    tab.screenshot(path=str(shots / "history-first-run.png"))
+    _expand_a_lazy_plot(tab, "path.newest")  # one commit: a point, no line yet
+    assert errors == [] and outside == []
+    tab.close()
 
 
 def test_several_machines_need_a_choice_and_foreign_machine_files_are_skipped(
     project, tmp_path, capsys
 ):
-    import shutil
-
     results = tmp_path / "results"
     shutil.copytree(project["repo"] / "results", results)
     other = results / "other"
@@ -249,3 +440,78 @@ def test_several_machines_need_a_choice_and_foreign_machine_files_are_skipped(
     err = capsys.readouterr().err
     assert f"skipped {COMMITS} files in other/: recorded on another machine" in err
     assert "no readable benchmark results" in err
+
+
+@pytest.fixture(scope="module")
+def asv_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The asv site's scripts from npm, as ``loadkit report --asv-offline`` fetches them
+    (a cache already filled through ``$LOADKIT_ASV_ASSETS`` is used as it is)."""
+    from loadkit.history.asv_offline import assets_cache, cached, fetch_assets
+
+    cache = assets_cache() if os.environ.get("LOADKIT_ASV_ASSETS") else None
+    if cache is not None and cached(cache):
+        return cache
+    cache = tmp_path_factory.mktemp("asv-www")
+    failure = fetch_assets(cache)
+    if failure:
+        pytest.skip(f"asv's scripts could not be fetched: {failure}")
+    return cache
+
+
+def test_asv_site_renders_offline_from_loadkit_serve(project, chromium, asv_assets, tmp_path):
+    repo = project["repo"]
+    html = tmp_path / "html"
+    _asv(repo, project["env"], "publish", "--html-dir", str(html))
+    env = {**os.environ, "LOADKIT_ASV_ASSETS": str(asv_assets)}
+    results = str(repo / "results")
+    done = subprocess.run(
+        [sys.executable, "-m", "loadkit", "report", "--results", results, "--html", str(html)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    index = (html / "index.html").read_text()
+    assert "https://" not in "".join(re.findall(r"<(?:script|link)[^>]*>", index))
+    page = Path(history_page_link(html)).read_text()
+    assert 'id="asv-offline"' not in page  # nothing left to warn about
+    server = subprocess.Popen(
+        [sys.executable, "-m", "loadkit", "serve", "--html", str(html), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        port = re.match(r"serving http://127\.0\.0\.1:(\d+)/", server.stdout.readline()).group(1)
+        tab = chromium.new_page()
+        outside: list[str] = []
+
+        def route(request_route: Any) -> None:
+            url = request_route.request.url
+            if url.startswith(f"http://127.0.0.1:{port}/"):
+                request_route.continue_()
+            else:
+                outside.append(url)
+                request_route.abort()
+
+        tab.route("**/*", route)
+        tab.goto(f"http://127.0.0.1:{port}/html/index.html")
+        tab.wait_for_selector(".benchmark-container", timeout=20_000)
+        assert "error.html" not in tab.url  # asv's page for scripts that failed to load
+        names = tab.locator(".benchmark-text").all_inner_texts()
+        assert any("track_work" in name for name in names), names
+        shots = screenshot_dir(tmp_path)
+        tab.screenshot(path=str(shots / "asv-offline.png"))
+        # The history page links to asv's graph of the same benchmark, on the same server.
+        tab.goto(f"http://127.0.0.1:{port}/")
+        link = tab.locator("a.asv").first
+        link.click()
+        tab.wait_for_selector("#graph-display canvas, .graph-container canvas", timeout=20_000)
+        assert "machine=e2ebox" in tab.url
+        assert outside == []
+        tab.close()
+    finally:
+        server.terminate()
+        assert server.wait(timeout=10) == 143

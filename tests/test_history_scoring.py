@@ -10,11 +10,8 @@ import pytest
 from helpers import run_history_cli as run_cli
 
 from loadkit.history import machine_simulation, simulation, tables
-from loadkit.history.commands import report_page_link
 from loadkit.history.direction import Direction
 from loadkit.history.gate import Verdict, run_gate
-from loadkit.history.paths import report_dir
-from loadkit.history.report_page import render_page, slug
 from loadkit.history.scoring import ScoringOptions, score_series, worse_fraction, worst_first
 from loadkit.history.series import Series
 
@@ -219,32 +216,6 @@ def test_check_without_results_is_a_usage_error(tmp_path, capsys):
     assert run_cli(["check", "--results", str(tmp_path / "empty")]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
-
-
-# --- report page ------------------------------------------------------------------
-
-
-def test_report_goes_beside_the_html_dir(tmp_path):
-    html = tmp_path / "html"
-    assert report_dir(html) == tmp_path / "html-loadkit"
-    assert report_page_link(html) is None
-    scores = [
-        score_series(_series([1.0] * 10 + [1.4], name="a/b c")),
-        score_series(_series([1.0] * 12, name="a/b c", samples=1)),
-    ]
-    page = render_page(scores, report_dir(html), "title <x>", ["note & more"])
-    assert report_page_link(html) == str(page)
-    text = page.read_text()
-    assert "title &lt;x&gt;" in text and "note &amp; more" in text
-    assert text.count("<img") == 2 and "REGRESSION" in text
-    assert len(list((page.parent / "plots").glob("*.png"))) == 2
-
-
-def test_slugs_are_unique_and_safe():
-    used: set[str] = set()
-    assert slug("a/b c", used) == "a_b_c"
-    assert slug("a/b c", used) == "a_b_c_2"
-    assert slug("///", used) == "series"
 
 
 def test_tables_render_without_a_terminal():

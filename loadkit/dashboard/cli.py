@@ -11,6 +11,10 @@ or a random one printed in the URL.
 ``--workers N`` (N > 1) serves the viewers from N server processes on the one port:
 this process owns the source and the board and publishes each update through Redis
 (:mod:`.fanout`; ``--simulate`` then starts an embedded Redis too).
+
+SIGINT, SIGTERM and SIGHUP stop it in order (fleet stopped, its keys deleted, an embedded
+Redis stopped) and it exits ``128 + n``; when it runs a fleet, a guard process
+(:mod:`loadkit.guard`) does the same if it is SIGKILLed.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import inspect
 import math
 import os
 import secrets
-import signal
 import socket
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from loadkit import guard, lifetime
 from loadkit.argtypes import positive_float, positive_int
 from loadkit.dashboard.access import format_origin, parse_origin
 from loadkit.dashboard.protocol import is_loopback
@@ -158,7 +162,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             )
         check_url(url)
         return _run_and_purge(args, config, generated, url)
-    with redis_url(args.redis_url) as url:
+    with (
+        lifetime.stop_on_signals(),
+        guard.guarded() as watcher,
+        redis_url(args.redis_url) as url,
+    ):
+        if args.redis_url or os.environ.get(ENV_URL):  # an embedded Redis just stops
+            watcher.watch_run(url, args.run_id)
         return _run_and_purge(args, config, generated, url)
 
 
@@ -258,9 +268,15 @@ async def _serve(
             raise UsageError(f"port {config.port} is in use; pick another with --port") from None
         raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc}") from None
     stop = asyncio.Event()
+    stopped_by: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    for sig in lifetime.STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(server.close)
         tick, what, background = await _source(args, url, server.publish, stack, stop)
@@ -279,7 +295,7 @@ async def _serve(
         if failure is not None:
             raise failure
     print("dashboard stopped", flush=True)
-    return 0
+    return lifetime.exit_code(stopped_by[0]) if stopped_by else 0
 
 
 async def _serve_fanout(
@@ -292,9 +308,15 @@ async def _serve_fanout(
     from loadkit.redis_server import connect_async
 
     stop = asyncio.Event()
+    stopped_by: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        stopped_by.append(sig)
+        stop.set()
+
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    for sig in lifetime.STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
     keys = BoardKeys.for_run(args.run_id)
     async with contextlib.AsyncExitStack() as stack:
         client = connect_async(url, max_connections=4)
@@ -330,7 +352,7 @@ async def _serve_fanout(
             print(f"loadkit: error: {watcher.result()}", file=sys.stderr, flush=True)
             return 1
     print("dashboard stopped", flush=True)
-    return 0
+    return lifetime.exit_code(stopped_by[0]) if stopped_by else 0
 
 
 async def _watch(pool: Any) -> str:

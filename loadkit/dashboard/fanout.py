@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import multiprocessing
+import os
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from loadkit import lifetime
 from loadkit.child_messages import (
     GONE,
     OK,
@@ -213,11 +215,18 @@ class _Worker:
 
 
 def worker_process(
-    conn: Connection, config: ServerConfig, url: str, keys: BoardKeys, max_fds: int
+    conn: Connection,
+    config: ServerConfig,
+    url: str,
+    keys: BoardKeys,
+    max_fds: int,
+    parent: int | None = None,
 ) -> None:
-    """Entry point of one server process (multiprocessing target)."""
+    """Entry point of one server process (multiprocessing target); it dies with
+    ``parent``, the process that started it."""
     from loadkit.dashboard.loadclient import raise_nofile
 
+    lifetime.die_with_parent(parent)
     try:
         raise_nofile(max_fds)
         asyncio.run(_Worker(config, url, keys).serve(conn))
@@ -249,7 +258,7 @@ class ServerPool:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         config = dataclasses.replace(config, reuse_port=True, worker=str(index))
-        args = (child, config, self.url, self.keys, self.max_fds)
+        args = (child, config, self.url, self.keys, self.max_fds, os.getpid())
         proc = ctx.Process(target=worker_process, args=args, daemon=True)
         proc.start()
         child.close()

@@ -39,6 +39,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, WebSocketException
 from websockets.protocol import State
 
+from loadkit import lifetime
 from loadkit.child_messages import GONE, OK, receive, send, send_error
 from loadkit.dashboard.board import CODES
 from loadkit.dashboard.protocol import GapTracker, Header, backoff_s, peek_header, resume_query
@@ -429,8 +430,10 @@ async def _serve_commands(conn: Connection, url: str) -> None:
             return
 
 
-def client_process(conn: Connection, url: str, max_fds: int) -> None:
-    """Entry point of a load-client process (multiprocessing target)."""
+def client_process(conn: Connection, url: str, max_fds: int, parent: int | None = None) -> None:
+    """Entry point of a load-client process (multiprocessing target); it dies with
+    ``parent``, the process that started it."""
+    lifetime.die_with_parent(parent)
     try:
         raise_nofile(max_fds)
         asyncio.run(_serve_commands(conn, url))

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -82,7 +83,9 @@ class _Clients:
         self.procs = []
         for _ in self.shares:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=client_process, args=(child, url, fds), daemon=True)
+            proc = ctx.Process(
+                target=client_process, args=(child, url, fds, os.getpid()), daemon=True
+            )
             proc.start()
             child.close()
             self.pipes.append(parent)

@@ -22,6 +22,7 @@ from loadkit.targets import Target
 from loadkit.workload import RunContext, WorkloadOutput
 
 SCALE = {
+    "smoke": LoadPlan(clients=100, agents=100, client_procs=1, pollers=5, rounds=10),
     # Two server processes and two client processes: one Python process writing to, or
     # reading from, thousands of sockets is the bottleneck (see bottlenecks()).
     "quick": LoadPlan(clients=1000, agents=1000, client_procs=2, pollers=20, rounds=50, workers=2),

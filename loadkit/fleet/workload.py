@@ -40,6 +40,14 @@ class FleetScale:
 
 
 SCALE = {
+    "smoke": FleetScale(
+        agents=200,
+        alloc_rate_per_s=500,
+        alloc_seconds=1.0,
+        work_ms=50,
+        step=StepLoad(50, 1000, low_s=0.5, high_s=1.5, cooldown_s=2.0, max_agents=500),
+        cycles=4,
+    ),
     "quick": FleetScale(
         agents=1000,
         alloc_rate_per_s=2000,

@@ -9,6 +9,8 @@ Mann–Kendall test), ``gate`` (newest commit vs the stable segment), ``confiden
 At the edges: ``asv_reader`` (results through ``asv.results`` into a ``point_table``,
 skips summarised by ``skipped_files``), ``commit_order`` (which commit is newer, from
 ``git_history``, asv's ``index.json`` via ``asv_index``, or dates; settings from
-``asv_config``), ``tables`` and ``report_page`` (rich table, JSON, HTML and
-matplotlib), and ``commands`` (the ``check``, ``calibrate`` and ``report`` commands).
+``asv_config``), ``tables`` (rich table, JSON, shared wording), the history page
+(``page_rows`` groups, ``svg_plots`` draws, ``history_page`` writes, ``run_targets`` and
+``asv_offline`` beside it), and ``commands`` (the ``check``, ``calibrate`` and
+``report`` commands).
 """

@@ -1,6 +1,6 @@
 """Bodies of the ``check``, ``calibrate`` and ``report`` commands: read the history, call
 the pure scoring, hand results to the table, JSON and page writers. Imported lazily by
-:mod:`loadkit.history.commands` (it pulls in scipy and matplotlib)."""
+:mod:`loadkit.history.commands` (it pulls in scipy)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from loadkit.atomic_file import write_text_atomically
 from loadkit.errors import UsageError
 from loadkit.history import tables
 from loadkit.history.asv_config import load_config
+from loadkit.history.asv_offline import assets_cache, cached, fetch_assets, vendor_asv_site
 from loadkit.history.asv_reader import MachineHistory, MachineResults, list_machines, read_results
 from loadkit.history.calibration import jobs, run_study
 from loadkit.history.commit_order import (
@@ -28,10 +29,16 @@ from loadkit.history.commit_order import (
     order_sources,
     resolve_commit_order,
 )
+from loadkit.history.history_page import (
+    PageFacts,
+    asv_site_needs_internet,
+    relative_link,
+    render_page,
+)
 from loadkit.history.machine_level import is_machine
 from loadkit.history.machine_simulation import SIBLING_COMMITS, SIBLINGS
 from loadkit.history.paths import report_dir
-from loadkit.history.report_page import render_page
+from loadkit.history.run_targets import read_run_targets
 from loadkit.history.scoring import ScoringOptions, SeriesScore, score_machine, worst_first
 from loadkit.history.simulation import GATE_BETWEEN_SD, GATE_SAMPLES, GATE_WITHIN_SD, SCENARIOS
 
@@ -159,14 +166,14 @@ def run_check(args: argparse.Namespace) -> int:
     console.print(tables.check_table(scores, title))
     if any(is_machine(s.series) for s in scores):
         console.print(tables.MACHINE_NOTE, soft_wrap=True)
-    if failing:
-        names = escape(", ".join(s.series.name for s in failing))
-        console.print(
-            f"[bold red]REGRESSION[/] at {newest[:8]} (confidence ≥ {args.confidence}, "
-            f"effect ≥ {args.min_effect:.0%}, false discoveries ≤ {args.fdr:.0%}): {names}"
+    outcome = escape(
+        tables.outcome_text(
+            [s.series.name for s in failing], newest, args.confidence, args.min_effect, args.fdr
         )
-    else:
-        console.print(f"no regression at {newest[:8]} reaches the required confidence and effect")
+    )
+    if failing:
+        outcome = outcome.replace("REGRESSION", "[bold red]REGRESSION[/]", 1)
+    console.print(outcome)
     if args.json:
         write_text_atomically(
             args.json,
@@ -239,16 +246,58 @@ def run_calibrate(args: argparse.Namespace) -> int:
     return 0 if report.met else 1
 
 
-def run_report(args: argparse.Namespace) -> int:
-    """``loadkit report``: plots and table in ``<html>-loadkit/index.html``."""
+def write_page(args: argparse.Namespace) -> Path:
+    """Score the history as ``check`` does and write the page beside the asv site."""
     scored = score_history(args)
-    out_dir = report_dir(Path(args.html))
-    title = f"loadkit history — {scored.history.machine} @ {scored.newest[:8]}"
-    # stdout stays the page's path alone; the order line goes where people read it.
+    html_dir = Path(args.html)
+    out_dir = report_dir(html_dir)
+    # The order line goes to stderr where people read it; the page repeats it in its notes.
     _stderr().print(escape(scored.order.line()))
+    asv_index = html_dir / "index.html"
+    targets, unreadable = read_run_targets(out_dir / "run" / "report.json")
+    notes = [scored.order.line(), *scored.notes, *([unreadable] if unreadable else [])]
+    offline_note = _asv_offline(html_dir, bool(getattr(args, "asv_offline", False)))
+    if offline_note:
+        notes.append(offline_note)
+        _stderr().print(f"[yellow]warning:[/] {escape(offline_note)}")
+    facts = PageFacts(
+        title=f"loadkit history — {scored.history.machine} @ {scored.newest[:8]}",
+        machine=scored.history.machine,
+        commit=scored.newest,
+        confidence=args.confidence,
+        min_effect=args.min_effect,
+        false_discovery=args.fdr,
+        notes=notes,
+        asv_page=relative_link(asv_index, out_dir) if asv_index.is_file() else None,
+        asv_needs_internet=asv_site_needs_internet(asv_index),
+        run_targets=targets,
+    )
     try:
-        page = render_page(scored.scores, out_dir, title, [scored.order.line(), *scored.notes])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return render_page(scored.scores, out_dir, facts)
     except OSError as exc:
         raise UsageError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
-    print(page, file=sys.stdout)
+
+
+def _asv_offline(html_dir: Path, fetch: bool) -> str | None:
+    """Point the asv site at local copies of its CDN scripts when they are cached (npm
+    fetches them first when asked); a note when that did not work."""
+    if not (html_dir / "index.html").is_file():
+        return None
+    cache = assets_cache()
+    if fetch and not cached(cache):
+        failure = fetch_assets(cache)
+        if failure:
+            return f"the asv site still needs internet: {failure}"
+    try:
+        vendor_asv_site(html_dir, cache)
+    except OSError as exc:
+        return f"the asv site still needs internet: cannot copy its scripts: {exc}"
+    return None
+
+
+def run_history_page(args: argparse.Namespace) -> int:
+    """``loadkit report``: the history page in ``<html>-loadkit/index.html``; prints its
+    path (stdout holds nothing else)."""
+    print(write_page(args), file=sys.stdout)
     return 0

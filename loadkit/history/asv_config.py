@@ -20,6 +20,7 @@ from loadkit.errors import UsageError
 # asv's own default when the config sets no html_dir (asv.config.Config).
 DEFAULT_HTML_DIR = "html"
 DEFAULT_RESULTS_DIR = "results"
+DEFAULT_BENCHMARK_DIR = "benchmarks"
 
 # "scheme://..." or git's scp-like "user@host:path": asv clones these, they are no path.
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/@:\s]+@[^/:\s]+:")
@@ -35,6 +36,7 @@ class AsvConfig:
     branch: str | None
     html_dir: Path
     results_dir: Path = Path(DEFAULT_RESULTS_DIR)
+    benchmark_dir: Path = Path(DEFAULT_BENCHMARK_DIR)
 
     @property
     def repo_is_url(self) -> bool:
@@ -71,6 +73,7 @@ def load_config(path: Path) -> AsvConfig:
         branch=str(branch) if branch is not None else None,
         html_dir=_folder(path, data.get("html_dir"), DEFAULT_HTML_DIR),
         results_dir=_folder(path, data.get("results_dir"), DEFAULT_RESULTS_DIR),
+        benchmark_dir=_folder(path, data.get("benchmark_dir"), DEFAULT_BENCHMARK_DIR),
     )
 
 

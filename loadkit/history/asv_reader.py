@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import sys
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from loadkit.errors import UsageError
 from loadkit.history.point_table import PointTable, SeriesKey
 from loadkit.history.series import Series
 from loadkit.history.skipped_files import SkipKind, SkippedFile, classify, summary_lines
+from loadkit.suite import Tracked, read_sidecar
 
 _NOT_RESULTS = {"machine.json", "benchmarks.json"}
 BENCHMARKS_JSON = "benchmarks.json"
@@ -116,6 +118,18 @@ def _benchmark_metadata(results_dir: Path) -> tuple[dict[str, dict], str | None]
     except (OSError, ValueError) as exc:
         return {}, f"cannot read {path} ({exc}): {_UNDESCRIBED}"
     return {key: value for key, value in data.items() if isinstance(value, dict)}, None
+
+
+def with_declared_directions(
+    metadata: dict[str, dict], declared: Mapping[str, Tracked]
+) -> dict[str, dict]:
+    """asv's metadata plus each benchmark's declared ``direction`` (asv drops custom
+    attributes, so ``loadkit bench`` keeps them in :data:`loadkit.suite.SIDECAR`);
+    undeclared benchmarks keep what asv wrote, and their names decide."""
+    merged = dict(metadata)
+    for name, tracked in declared.items():
+        merged[name] = {**metadata.get(name, {}), "direction": tracked.direction}
+    return merged
 
 
 def _param_label(names: list[str], values: tuple[str, ...]) -> str:
@@ -245,6 +259,7 @@ def read_results(results_dir: Path, machine: str, workers: int | None = None) ->
         known = ", ".join(list_machines(results_dir)) or "none"
         raise UsageError(f"unknown machine {machine!r} in {results_dir} (known: {known})")
     metadata, note = _benchmark_metadata(results_dir)
+    metadata = with_declared_directions(metadata, read_sidecar(results_dir))
     paths = sorted(p for p in machine_dir.glob("*.json") if p.name not in _NOT_RESULTS)
     workers = default_workers(len(paths)) if workers is None else workers
     parts = None

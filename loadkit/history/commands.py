@@ -27,7 +27,7 @@ DEFAULT_SEED = 2026
 
 def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     """The command body lives in :mod:`loadkit.history.actions`, imported only when the
-    command runs: scipy and matplotlib cost a second, which every other loadkit command
+    command runs: scipy costs a second, which every other loadkit command
     would otherwise pay just to build the parser."""
 
     def run(args: argparse.Namespace) -> int:
@@ -121,17 +121,57 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     report = subparsers.add_parser(
         "report",
-        help="write the trend plots and confidence table next to the asv site",
+        help="write the history page (verdicts, trends, plots) next to the asv site",
     )
     report.add_argument("--results", type=Path, required=True, help="asv results dir")
     report.add_argument(
         "--html", type=Path, required=True, help="asv html dir (the page goes beside it)"
     )
     _add_history_options(report)
-    report.set_defaults(func=_lazy("run_report"))
+    report.add_argument(
+        "--asv-offline",
+        action="store_true",
+        help="fetch the asv site's scripts once with npm (they come from CDNs) so it "
+        "renders without internet; once cached, every report copies them in",
+    )
+    report.set_defaults(func=_lazy("run_history_page"))
 
 
-def report_page_link(html_dir: str | os.PathLike[str]) -> str | None:
+def write_history_page(
+    results: str | os.PathLike[str],
+    html: str | os.PathLike[str],
+    *,
+    machine: str | None = None,
+    commit: str | None = None,
+    config: str | os.PathLike[str] | None = None,
+    confidence: float = 0.95,
+    min_effect: float = 0.05,
+    fdr: float = 0.01,
+    asv_offline: bool = False,
+) -> Path:
+    """The history page for asv results, as ``loadkit report`` writes it: for callers
+    such as ``loadkit bench`` that have the paths in hand. Returns the page's path;
+    a path or option that cannot work raises ``UsageError``."""
+    args = argparse.Namespace(
+        results=Path(results),
+        html=Path(html),
+        machine=machine,
+        commit=commit,
+        config=None if config is None else Path(config),
+        repo=None,
+        asv_index=None,
+        confidence=confidence,
+        min_effect=min_effect,
+        fdr=fdr,
+        asv_offline=asv_offline,
+    )
+    check_paths(args)
+    from loadkit.history import actions
+
+    return Path(actions.write_page(args))
+
+
+def history_page_link(html_dir: str | os.PathLike[str]) -> str | None:
     """Path of the report page for an asv html dir, or None if it was never written."""
     page = report_dir(Path(html_dir)) / PAGE_NAME
     return str(page) if page.is_file() else None

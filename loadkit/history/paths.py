@@ -1,4 +1,4 @@
-"""Where the history page lives, importable without matplotlib or scipy (the CLI needs
+"""Where the history page lives, importable without scipy (the CLI needs
 it to build its parser and to link the page from the run report)."""
 
 from __future__ import annotations

@@ -98,27 +98,84 @@ def detectable_text(score: SeriesScore) -> str:
     return f"{100.0 * score.gate.detectable_effect:.1f}%"
 
 
+CHECK_COLUMNS = (
+    "benchmark",
+    "verdict",
+    "effect [CI]",
+    "conf.",
+    "detectable",
+    "change points",
+    "drift %/commit",
+)
+
+
+def verdict_text(score: SeriesScore) -> str:
+    """The verdict, with ✗ when it fails the check."""
+    return score.verdict.value + (" ✗" if score.failing else "")
+
+
+def score_cells(score: SeriesScore) -> tuple[str, str, str, str, str]:
+    """The check table's figures for one series, after its name and verdict: the page
+    prints the same cells, so both always say the same thing."""
+    return (
+        effect_text(score),
+        confidence_text(score.gate.confidence) if score.gate else "—",
+        detectable_text(score),
+        change_points_text(score),
+        drift_text(score),
+    )
+
+
+def outcome_text(
+    failing: Sequence[str], commit: str, confidence: float, min_effect: float, fdr: float
+) -> str:
+    """The check's closing line: which series fail at ``commit``, or that none does."""
+    if not failing:
+        return f"no regression at {_short(commit)} reaches the required confidence and effect"
+    return (
+        f"REGRESSION at {_short(commit)} (confidence ≥ {confidence}, effect ≥ {min_effect:.0%}, "
+        f"false discoveries ≤ {fdr:.0%}): {', '.join(failing)}"
+    )
+
+
+_UNIT_SCALES = {
+    "seconds": ((1.0, "s"), (1e-3, "ms"), (1e-6, "μs"), (1e-9, "ns")),
+    "bytes": ((2.0**30, "GiB"), (2.0**20, "MiB"), (2.0**10, "KiB"), (1.0, "B")),
+}
+
+
+def value_text(value: float | None, unit: str) -> str:
+    """A measured value in its unit, scaled to read at a glance (``1.23 ms``). Zero is a
+    value like any other; only a missing one reads "no result"."""
+    if value is None or not math.isfinite(value):
+        return "no result"
+    scales = _UNIT_SCALES.get(unit, ())
+    if value == 0.0:
+        return f"0 {scales[0][1] if scales else unit}".rstrip()
+    for scale, short in scales:
+        if abs(value) >= scale or scale == scales[-1][0]:
+            return f"{value / scale:.3g} {short}"
+    number = f"{value:,.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"
+    return f"{number} {unit}".rstrip()
+
+
+_RIGHT = {"effect [CI]", "conf.", "detectable", "drift %/commit"}
+
+
 def check_table(scores: Sequence[SeriesScore], title: str) -> Table:
     """The check table, rows in the order given (callers sort worst first)."""
     table = Table(title=title, show_lines=False)
-    table.add_column("benchmark", overflow="fold")
-    table.add_column("verdict")
-    table.add_column("effect [CI]", justify="right")
-    table.add_column("conf.", justify="right")
-    table.add_column("detectable", justify="right")
-    table.add_column("change points")
-    table.add_column("drift %/commit", justify="right")
+    for column in CHECK_COLUMNS:
+        if column == "benchmark":
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, justify="right" if column in _RIGHT else "left")
     for score in scores:
         verdict = score.verdict.value
-        marker = " ✗" if score.failing else ""
         table.add_row(
             escape(score.series.name),
-            f"[{_VERDICT_STYLE[verdict]}]{verdict}{marker}[/]",
-            effect_text(score),
-            confidence_text(score.gate.confidence) if score.gate else "—",
-            detectable_text(score),
-            change_points_text(score),
-            drift_text(score),
+            f"[{_VERDICT_STYLE[verdict]}]{verdict_text(score)}[/]",
+            *score_cells(score),
         )
     return table
 

@@ -7,7 +7,9 @@ this module preloaded - no forking of the parent's event loop or sockets), each 
 its own event loop. The parent sends small commands (``paced``, ``saturate``, ``stats``,
 ``stop``) and gets one reply per command. Every child exits by itself after
 ``config.lifetime_s`` or when the parent's end of the pipe closes, so a crashed parent
-leaves nothing running.
+leaves nothing running; a child also dies with the forkserver that forked it
+(:func:`loadkit.lifetime.die_with_parent`), and the forkserver exits with the process
+that started it.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import asyncio
 import contextlib
 import gc
 import multiprocessing as mp
+import os
 import time
 from array import array
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
+from loadkit import lifetime
 from loadkit.child_messages import (
     GONE,
     OK,
@@ -134,6 +138,8 @@ class _CoordinatorService:
 
 def serve(*args: Any) -> None:
     """The child's entry point: its own event loop around :func:`_serve`."""
+    # The forkserver is the parent; if it is already gone, the closed pipe ends us.
+    lifetime.die_with_parent(os.getppid())
     asyncio.run(_serve(*args))
 
 

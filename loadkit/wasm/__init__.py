@@ -2,5 +2,6 @@
 and by the same algorithm in pure Python as the baseline it is measured against.
 
 ``WasmParser().parse(text)`` and ``pyparser.parse(text)`` return equal ``FlatAst``s or
-raise equal ``ParseError``s; :mod:`loadkit.wasm.language` describes the language.
+raise equal ``ParseError``s; :mod:`loadkit.wasm.language` describes the language and
+:mod:`loadkit.wasm.packed` the packed node layout the WASM side hands over.
 """

@@ -1,16 +1,21 @@
 """The result both parsers return: a flat AST over the source, or a ``ParseError``.
 
-Pure data, no I/O: the WASM host copies the node words out of linear memory into a
-``FlatAst``, the pure-Python parser builds the same words itself, and equivalence is
-plain equality of the two.
+Pure data, no I/O: the pure-Python parser builds the node words itself; the WASM host
+hands over its packed nodes (:mod:`loadkit.wasm.packed`) where they lie, and they are
+unpacked into the same words the first time a node is read. Equivalence is plain
+equality of the two parsers' words.
 """
 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 from loadkit.wasm.language import MAX_INPUT_BYTES, OPS, WORDS_PER_NODE, Kind
+from loadkit.wasm.packed import unpack
+
+T = TypeVar("T")
 
 
 class ParseError(ValueError):
@@ -68,19 +73,60 @@ def as_bytes(source: str | bytes) -> bytes:
     return data
 
 
-class FlatAst:
-    """Nodes in postorder, three ``int32`` words each: ``kind | op << 4 | children << 8``,
-    ``start``, ``end`` (byte offsets into ``source``)."""
+class PackedNodes(Protocol):
+    """Packed node bytes that may live in memory someone else reuses (a WASM instance's):
+    ``use`` runs a function on them while they are sure to stay put, and the function
+    must not keep a reference to the buffer it is given."""
 
-    __slots__ = ("_sizes", "source", "words")
+    nbytes: int
+
+    def use(self, fn: Callable[[bytes | memoryview], T]) -> T: ...
+
+
+class FlatAst:
+    """Nodes in postorder, three ``int32`` words each (``words``): ``kind | op << 4 |
+    children << 8``, ``start``, ``end`` (byte offsets into ``source``).
+
+    A tree from the WASM parser starts out packed (4 bytes a node, 12 unpacked); its
+    words are unpacked once, on the first look at a node, and the packed bytes let go.
+    ``nbytes`` is what the tree holds in whichever form it is in."""
+
+    __slots__ = ("_count", "_packed", "_sizes", "_words", "source")
 
     def __init__(self, source: bytes, words: array) -> None:
         self.source = source
-        self.words = words
+        self._words: array | None = words
+        self._packed: PackedNodes | None = None
+        self._count = len(words) // WORDS_PER_NODE
         self._sizes: list[int] | None = None
 
+    @classmethod
+    def from_packed(cls, source: bytes, count: int, packed: PackedNodes) -> FlatAst:
+        """A tree of ``count`` nodes held packed until a node is read."""
+        tree = cls.__new__(cls)
+        tree.source = source
+        tree._words = None
+        tree._packed = packed
+        tree._count = count
+        tree._sizes = None
+        return tree
+
+    @property
+    def words(self) -> array:
+        if self._words is None:
+            assert self._packed is not None
+            count = self._count
+            self._words = self._packed.use(lambda buf: unpack(buf, count))
+            self._packed = None
+        return self._words
+
+    @property
+    def packed(self) -> bool:
+        """Still packed (no node read yet)."""
+        return self._words is None
+
     def __len__(self) -> int:
-        return len(self.words) // WORDS_PER_NODE
+        return self._count
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FlatAst):
@@ -94,7 +140,11 @@ class FlatAst:
 
     @property
     def nbytes(self) -> int:
-        return len(self.words) * self.words.itemsize
+        """Bytes the nodes take now: packed, or unpacked once read."""
+        if self._words is None:
+            assert self._packed is not None
+            return self._packed.nbytes
+        return len(self._words) * self._words.itemsize
 
     def kind(self, i: int) -> Kind:
         return Kind(self.words[WORDS_PER_NODE * i] & 0xF)

@@ -19,7 +19,9 @@ Lines are separated by ``\\n``; blank lines are fine, indentation is not (Python
 it). Offsets are byte offsets into the UTF-8 document, as in CPython's ``col_offset``.
 
 The AST is a flat ``int32`` array, three words per node in postorder (children come
-before their parent): ``kind | op << 4 | child_count << 8``, ``start``, ``end``. Spans run
+before their parent): ``kind | op << 4 | child_count << 8``, ``start``, ``end``. The WASM
+module writes the same nodes packed, one 32-bit word for almost every node
+(:mod:`loadkit.wasm.packed`), and they are unpacked into these words on demand. Spans run
 from the first to the last token of the node (a parenthesised operand's span includes its
 parentheses, the node inside does not), exactly as CPython reports them. The C source
 (``parser.c``) repeats these numbers; the equivalence tests hold the two together.

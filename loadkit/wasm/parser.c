@@ -3,8 +3,16 @@
  * The algorithm, the grammar, the AST encoding and every error message are the same as
  * in pyparser.py (see language.py for the language): an on-demand scanner over the
  * input bytes (terminated by a NUL sentinel the caller does not count), recursive
- * descent with precedence climbing for binary operators, nodes emitted in postorder as
- * three 32-bit words: kind | op << 4 | child_count << 8, start, end.
+ * descent with precedence climbing for binary operators, nodes emitted in postorder.
+ * Nodes are packed (language.py, packed.py): one 32-bit word a node, kind | x << 4 |
+ * a << 7 | b << 13, where x is the operator (or the child count of a call, list or
+ * dict), b the node's length and a how far it starts (a name, number or string) or ends
+ * (any other node) after the end of the last name, number or string before it (so only
+ * those move the anchor, and the other nodes store nothing more); a field too large for
+ * its bits is
+ * escaped and its value follows in an extension word (kind 0, value << 4). Real code
+ * takes 4 bytes a node this way, 0.75 bytes per byte of input, where three words a
+ * node took 2.2: with the input itself, one parse holds under twice its input.
  *
  * How it is made fast without changing the algorithm (measured on the 1 MB corpus
  * document, where scanning took three quarters of the time, and per-token work and
@@ -21,16 +29,19 @@
  * out of line.
  *
  * Memory layout: [static data | stack | input (len) | sentinel + padding (64 bytes) |
- * AST nodes ... end of memory]. The node array is the last thing in memory, so it
- * grows in place with memory.grow; when the host's memory limit refuses growth the
- * parse fails with status 2 instead of trapping. Errors unwind by return value (-1),
- * never by trap.
+ * packed AST nodes ... end of memory]. The node array is the last thing in memory, so it
+ * grows in place with memory.grow. Room is made once per scanner window (64 bytes of
+ * input), not per node: enough for every node the parser can emit before the next
+ * window (see RESERVE). When the host's memory limit refuses growth the parse fails
+ * with status 2 instead of trapping. Errors unwind by return value (-1), never by trap.
  *
  * Exports: memory; __heap_base, where the input goes (the host grows memory to hold
  * len + INPUT_PADDING bytes there and copies the document in); parse(len, max_depth),
  * the one call per document, -> pointer to the result record {status, nodes, count,
- * err_pos, msg_len, msg[]}: status 0 ok, 1 syntax error (err_pos: where), 2 out of
- * memory (err_pos: the bytes parsed when the node array could grow no more).
+ * words, err_pos, msg_len, msg[]}: status 0 ok (count nodes packed in words 32-bit
+ * words from nodes on), 1 syntax error (err_pos: where), 2 out of memory (err_pos: the
+ * bytes parsed when the node array could grow no more). The host reads the nodes where
+ * they are, until its next call.
  */
 
 #include <stdint.h>
@@ -59,7 +70,12 @@ enum { K_NAME = 1, K_NUMBER, K_STRING, K_ATTR, K_CALL, K_INDEX, K_LIST, K_DICT,
        K_UNARY, K_NOT, K_BINARY, K_COMPARE, K_BOOL };
 enum { OP_NEG = 1, OP_POS = 2 };
 enum { OP_POW = 6 };
-#define W(kind, op, n) ((u32)(kind) | (u32)(op) << 4 | (u32)(n) << 8)
+/* A packed node's kind and x field (the operator; 0 for kinds without one). */
+#define H(kind, op) ((u32)(kind) | (u32)(op) << 4)
+/* Field values that mean "the value is in an extension word" (packed.py). */
+#define X_ESC 7u
+#define A_ESC 63u
+#define B_ESC 0x7FFFFu
 
 enum { T_EOF, T_NEWLINE, T_NAME, T_NUMBER, T_STRING, T_LPAREN, T_RPAREN, T_LBRACKET,
        T_RBRACKET, T_LBRACE, T_RBRACE, T_COMMA, T_COLON, T_DOT, T_NOT, T_POW,
@@ -75,12 +91,12 @@ static const u8 PREC[T_COUNT] = {
     [T_PLUS] = 5, [T_MINUS] = 5, [T_STAR] = 6, [T_SLASH] = 6, [T_PERCENT] = 6,
 };
 static const u32 BINARY_NODE[T_COUNT] = {
-    [T_AND] = W(K_BOOL, 1, 2), [T_OR] = W(K_BOOL, 2, 2),
-    [T_LT] = W(K_COMPARE, 1, 2), [T_LE] = W(K_COMPARE, 2, 2), [T_GT] = W(K_COMPARE, 3, 2),
-    [T_GE] = W(K_COMPARE, 4, 2), [T_EQ] = W(K_COMPARE, 5, 2), [T_NE] = W(K_COMPARE, 6, 2),
-    [T_PLUS] = W(K_BINARY, 1, 2), [T_MINUS] = W(K_BINARY, 2, 2),
-    [T_STAR] = W(K_BINARY, 3, 2), [T_SLASH] = W(K_BINARY, 4, 2),
-    [T_PERCENT] = W(K_BINARY, 5, 2),
+    [T_AND] = H(K_BOOL, 1), [T_OR] = H(K_BOOL, 2),
+    [T_LT] = H(K_COMPARE, 1), [T_LE] = H(K_COMPARE, 2), [T_GT] = H(K_COMPARE, 3),
+    [T_GE] = H(K_COMPARE, 4), [T_EQ] = H(K_COMPARE, 5), [T_NE] = H(K_COMPARE, 6),
+    [T_PLUS] = H(K_BINARY, 1), [T_MINUS] = H(K_BINARY, 2),
+    [T_STAR] = H(K_BINARY, 3), [T_SLASH] = H(K_BINARY, 4),
+    [T_PERCENT] = H(K_BINARY, 5),
 };
 
 /* For '*', '<', '>', '=', '!': the second character, the token for the pair, the token
@@ -117,7 +133,7 @@ static const char *const WORDS[26] = {
 };
 
 static struct {
-    i32 status, nodes, count, err_pos, msg_len;
+    i32 status, nodes, count, words, err_pos, msg_len;
     char msg[128];
 } result;
 
@@ -127,20 +143,28 @@ static i32 len, pos;
 static i32 tok, tstart, tend, prev_end;
 static i32 depth, max_depth;
 static u32 *nodes;
-static u32 *next_node, *nodes_end; /* where the next node goes; end of memory */
+static u32 *next_node, *nodes_end; /* where the next word goes; end of memory */
+static i32 leaf_end;    /* the end of the last name, number or string (0 before one) */
+static i32 reserve;     /* words of room each window starts with (RESERVE) */
+static i32 extra_words; /* extension words written (the rest are nodes) */
 
 /* --- errors ------------------------------------------------------------------- */
 
+/* Out of memory (status 2) is the answer once it is: the parser's complaints about the
+ * document cut short after it are not. */
 static void msg_add(const char *s) {
+    if (result.status == 2) return;
     while (*s && result.msg_len < (i32)sizeof result.msg) result.msg[result.msg_len++] = *s++;
 }
 
 static void msg_add_bytes(const u8 *s, i32 n) {
+    if (result.status == 2) return;
     for (i32 i = 0; i < n && result.msg_len < (i32)sizeof result.msg; i++)
         result.msg[result.msg_len++] = (char)s[i];
 }
 
 static void msg_add_int(i32 v) {
+    if (result.status == 2) return;
     char digits[12];
     i32 n = 0;
     do digits[n++] = (char)('0' + v % 10); while ((v /= 10) > 0);
@@ -148,6 +172,7 @@ static void msg_add_int(i32 v) {
 }
 
 COLD static int fail_at(i32 at, const char *message) {
+    if (result.status == 2) return -1;
     result.status = 1;
     result.err_pos = at;
     result.msg_len = 0;
@@ -171,39 +196,113 @@ COLD static int fail_char(i32 at) {
 
 /* --- nodes -------------------------------------------------------------------- */
 
-/* Whole nodes that fit between the node array's start and the end of memory. */
+/* Words that fit between the node array's start and the end of memory. */
 static i32 room(void) {
     uint64_t end = (uint64_t)__builtin_wasm_memory_size(0) * PAGE;
     uint64_t start = (uint64_t)(__SIZE_TYPE__)nodes;
-    return end > start ? (i32)((end - start) / 12u) : 0;
+    return end > start ? (i32)((end - start) / 4u) : 0;
 }
 
-/* Grow by an eighth (at least 1 MiB): a fresh instance's first big parse then holds at
- * most an eighth more than it needs (growing by half left up to a third of memory
- * unused), and growing is cheap: wasmtime has reserved the address space. */
+/* Grow by a 32nd (at least a page): a fresh instance's first big parse then holds at
+ * most a page or a 32nd more than it needs, and growing is cheap (wasmtime has
+ * reserved the address space; an instance that parses again has grown already). */
 COLD static int grow(void) {
     u32 pages = (u32)__builtin_wasm_memory_size(0);
-    u32 delta = pages / 8 > 16 ? pages / 8 : 16;
+    u32 delta = pages / 32 > 1 ? pages / 32 : 1;
     if (__builtin_wasm_memory_grow(0, delta) == (__SIZE_TYPE__)-1) {
         delta = 1; /* close to the limit: take what is left, a page at a time */
         if (__builtin_wasm_memory_grow(0, delta) == (__SIZE_TYPE__)-1) return -1;
     }
-    nodes_end = nodes + 3 * room();
+    nodes_end = nodes + room();
     return 0;
 }
 
-static int emit(u32 word, i32 start, i32 end) {
-    if (next_node == nodes_end && grow() < 0) {
-        /* err_pos: how far the parse got (the end of the node that did not fit). */
-        fail_at(end, "out of memory: the AST outgrew the memory limit");
+/* Status 2, unless the parse has failed already; err_pos: how far it got. */
+COLD static int out_of_memory(i32 at) {
+    if (result.status == 0) {
+        fail_at(at, "out of memory: the AST outgrew the memory limit");
         result.status = 2;
-        return -1;
     }
-    next_node[0] = word;
-    next_node[1] = (u32)start;
-    next_node[2] = (u32)end;
-    next_node += 3;
+    return -1;
+}
+
+/* RESERVE: the room each scanner window starts with, in words. Every node has a token
+ * of its own (a leaf its token; the others their operator, '.', or opening bracket),
+ * scanned before the node is emitted, and no two nodes share one. So the nodes emitted
+ * between two window loads are at most the tokens starting in the window (BLOCK), the
+ * one being scanned when the window loaded, and the nodes whose token was scanned
+ * before it but that were not emitted yet: those wait on the parser's stack, at most 8
+ * for each nesting level (5 binary operators of rising precedence, a postfix, a list
+ * or dict, a unary, not or '**'). Twice that, for margin. A node that needs extension
+ * words writes them in put_slow, which first makes room for them on top of this. */
+static i32 reserve_for(i32 nesting) {
+    u64 levels = (u64)(nesting > 0 ? nesting : 0) + 2;
+    u64 words = 64 + 2 + 16 * levels;
+    return words < (1u << 26) ? (i32)words : (i32)(1u << 26);
+}
+
+/* Grow until the node array has `reserve` words of room; -1 when the limit refuses. */
+COLD static int make_room(void) {
+    while (nodes_end - next_node < reserve)
+        if (grow() < 0) return -1;
     return 0;
+}
+
+/* A window found no room and memory can grow no more: the parse is out of memory, after
+ * the last leaf it made a node of (everything before its end was parsed). It stops by
+ * scanning on at the end of the document (the parser sees the end and unwinds); the
+ * few nodes emitted meanwhile go over the start of the array, which parse() made sure
+ * holds `reserve` words. Returns where the scanner goes on. */
+COLD static i32 out_of_room(void) {
+    out_of_memory(leaf_end);
+    next_node = nodes;
+    return len;
+}
+
+/* A node with a field too large for its bits (or a child count of 7 or more: count is
+ * then >= 0), or one that finds no room: the escaped fields' values follow the node
+ * word in extension words (count, a, b, in that order). */
+COLD static int put_slow(u32 head, i32 count, u32 a, u32 b, i32 end) {
+    u32 ext[3];
+    i32 k = 0;
+    if (count >= 0) ext[k++] = (u32)count << 4;
+    if (a >= A_ESC) { ext[k++] = a << 4; a = A_ESC; }
+    if (b >= B_ESC) { ext[k++] = b << 4; b = B_ESC; }
+    /* the words it writes come on top of the reserve the window started with */
+    while (nodes_end - next_node < 1 + k + reserve)
+        if (grow() < 0) return out_of_memory(end);
+    *next_node++ = head | a << 7 | b << 13;
+    for (i32 i = 0; i < k; i++) *next_node++ = ext[i];
+    extra_words += k;
+    return 0;
+}
+
+/* One word for almost every node, after one compare: a | b >> 13 is below A_ESC only
+ * when a is and b is below 63 << 13 (the few lengths from there to B_ESC take the slow
+ * path, which packs them without escaping). No test for room: the window made it. */
+static INLINE int put(u32 head, u32 a, u32 b, i32 end) {
+    if (__builtin_expect((a | b >> 13) >= A_ESC, 0)) return put_slow(head, -1, a, b, end);
+    *next_node++ = head | a << 7 | b << 13;
+    return 0;
+}
+
+/* A name, number or string: a is the gap before it. */
+static INLINE int emit_leaf(u32 head, i32 start, i32 end) {
+    u32 a = (u32)(start - leaf_end);
+    leaf_end = end;
+    return put(head, a, (u32)(end - start), end);
+}
+
+/* Any other node: a is how far it ends past the last leaf (its closing brackets). */
+static INLINE int emit_node(u32 head, i32 start, i32 end) {
+    return put(head, (u32)(end - leaf_end), (u32)(end - start), end);
+}
+
+/* A call, list or dict: its child count in x, or in an extension word from 7 on. */
+static INLINE int emit_items(u32 kind, i32 count, i32 start, i32 end) {
+    if (__builtin_expect(count >= (i32)X_ESC, 0))
+        return put_slow(H(kind, X_ESC), count, (u32)(end - leaf_end), (u32)(end - start), end);
+    return emit_node(H(kind, count), start, end);
 }
 
 /* --- scanner ------------------------------------------------------------------ */
@@ -429,6 +528,8 @@ static i32 win;
 static u64 win_name, win_starts;
 
 static INLINE void load_window(i32 p) {
+    if (__builtin_expect(nodes_end - next_node < reserve, 0) && make_room() < 0)
+        p = out_of_room();
     u64 name = 0, blank = 0;
     for (int k = 0; k < BLOCK / 16; k++) {
         v128_t v = wasm_v128_load(src + p + 16 * k);
@@ -463,6 +564,7 @@ __attribute__((noinline)) static u64 next_window(void) {
  * that starts with it. */
 __attribute__((noinline)) static i32 token_across(i32 start) {
     load_window(start);
+    if (win != start) return 1; /* out of memory: the scanner went to the end */
     win_starts &= win_starts - 1; /* its own start */
     i32 n = __builtin_ctzll(~win_name);
     if (n == BLOCK) { /* a name of BLOCK bytes or more */
@@ -543,7 +645,7 @@ static int parse_dict(void) {
     while (tok != T_RBRACE) {
         if (tok != T_STRING && tok != T_NUMBER)
             return fail_at(tstart, "dict keys must be string or number literals");
-        if (emit(W(tok == T_STRING ? K_STRING : K_NUMBER, 0, 0), tstart, tend) < 0 ||
+        if (emit_leaf(H(tok == T_STRING ? K_STRING : K_NUMBER, 0), tstart, tend) < 0 ||
             advance() < 0 || expect(T_COLON, "expected ':'") < 0 || parse_expr() < 0)
             return -1;
         n += 2;
@@ -554,25 +656,25 @@ static int parse_dict(void) {
         }
     }
     if (advance() < 0) return -1;
-    return emit(W(K_DICT, 0, n), start, prev_end);
+    return emit_items(K_DICT, n, start, prev_end);
 }
 
-/* The node word of a literal or name token (0: not one). */
+/* The node kind of a literal or name token (0: not one). */
 static const u32 LEAF_NODE[T_COUNT] = {
-    [T_NAME] = W(K_NAME, 0, 0), [T_NUMBER] = W(K_NUMBER, 0, 0), [T_STRING] = W(K_STRING, 0, 0),
+    [T_NAME] = H(K_NAME, 0), [T_NUMBER] = H(K_NUMBER, 0), [T_STRING] = H(K_STRING, 0),
 };
 
 static INLINE int parse_primary(void) {
     i32 start = tstart, n;
     u32 leaf = LEAF_NODE[tok]; /* most primaries: one test, not a switch */
-    if (leaf) return emit(leaf, tstart, tend) < 0 ? -1 : advance();
+    if (leaf) return emit_leaf(leaf, tstart, tend) < 0 ? -1 : advance();
     switch (tok) {
     case T_LPAREN:
         if (advance() < 0 || parse_expr() < 0) return -1;
         return expect(T_RPAREN, "expected ')'");
     case T_LBRACKET:
         if (advance() < 0 || (n = parse_items(T_RBRACKET, "expected ',' or ']'")) < 0) return -1;
-        return emit(W(K_LIST, 0, n), start, prev_end);
+        return emit_items(K_LIST, n, start, prev_end);
     case T_LBRACE:
         return parse_dict();
     }
@@ -592,16 +694,16 @@ static INLINE int parse_postfix(void) {
         if (tok == T_DOT) {
             if (advance() < 0) return -1;
             if (tok != T_NAME) return fail_at(tstart, "expected a name after '.'");
-            if (emit(W(K_NAME, 0, 0), tstart, tend) < 0 || advance() < 0 ||
-                emit(W(K_ATTR, 0, 2), start, prev_end) < 0)
+            if (emit_leaf(H(K_NAME, 0), tstart, tend) < 0 || advance() < 0 ||
+                emit_node(H(K_ATTR, 0), start, prev_end) < 0)
                 return -1;
         } else if (tok == T_LPAREN) {
             if (advance() < 0 || (n = parse_items(T_RPAREN, "expected ',' or ')'")) < 0 ||
-                emit(W(K_CALL, 0, n + 1), start, prev_end) < 0)
+                emit_items(K_CALL, n + 1, start, prev_end) < 0)
                 return -1;
         } else { /* T_LBRACKET */
             if (advance() < 0 || parse_expr() < 0 || expect(T_RBRACKET, "expected ']'") < 0 ||
-                emit(W(K_INDEX, 0, 2), start, prev_end) < 0)
+                emit_node(H(K_INDEX, 0), start, prev_end) < 0)
                 return -1;
         }
     } while (IS_POSTFIX[tok]);
@@ -618,7 +720,7 @@ static int parse_signed(void) {
         return -1;
     }
     depth--;
-    return emit(W(K_UNARY, op, 1), start, prev_end);
+    return emit_node(H(K_UNARY, op), start, prev_end);
 }
 
 /* The right operand of '**' (a call, so that parse_unary can be inlined). */
@@ -635,7 +737,7 @@ static INLINE int parse_unary(void) {
     if (tok != T_POW) return 0;
     if (enter() < 0 || advance() < 0 || parse_power_operand() < 0) return -1;
     depth--;
-    return emit(W(K_BINARY, OP_POW, 2), start, prev_end);
+    return emit_node(H(K_BINARY, OP_POW), start, prev_end);
 }
 
 /* Precedence climbing over the binary operators binding at least as tight as min_prec. */
@@ -644,14 +746,14 @@ static int parse_binary(i32 min_prec) {
     if (tok == T_NOT && min_prec <= NOT_PREC) {
         if (enter() < 0 || advance() < 0 || parse_binary(NOT_PREC) < 0) return -1;
         depth--;
-        if (emit(W(K_NOT, 0, 1), start, prev_end) < 0) return -1;
+        if (emit_node(H(K_NOT, 0), start, prev_end) < 0) return -1;
     } else if (parse_unary() < 0) {
         return -1;
     }
     while (PREC[tok] >= min_prec) { /* PREC is 0 for the rest and min_prec >= 1 */
         i32 t = tok, prec = PREC[t];
         if (advance() < 0 || parse_binary(prec + 1) < 0 ||
-            emit(BINARY_NODE[t], start, prev_end) < 0)
+            emit_node(BINARY_NODE[t], start, prev_end) < 0)
             return -1;
         if (prec == CMP_PREC && PREC[tok] == CMP_PREC)
             return fail_at(tstart, "comparisons cannot be chained; add parentheses");
@@ -696,17 +798,25 @@ EXPORT("parse") void *parse(i32 n, i32 max_nesting) {
     len = n;
     pos = 0;
     tend = 0;
-    refresh_window(0);
     depth = 0;
     max_depth = max_nesting;
-    nodes = (u32 *)(((__SIZE_TYPE__)input + (u32)n + INPUT_PADDING + 3) & ~(__SIZE_TYPE__)3);
-    next_node = nodes;
-    nodes_end = nodes + 3 * room(); /* may be nodes: the first node grows memory */
     result.status = 0;
     result.msg_len = 0;
     result.err_pos = 0;
-    parse_document();
+    nodes = (u32 *)(((__SIZE_TYPE__)input + (u32)n + INPUT_PADDING + 3) & ~(__SIZE_TYPE__)3);
+    next_node = nodes;
+    nodes_end = nodes + room();
+    leaf_end = 0;
+    extra_words = 0;
+    reserve = reserve_for(max_nesting);
+    if (make_room() == 0) { /* else no room for even the reserve: status 2 at byte 0 */
+        refresh_window(0);
+        parse_document();
+    } else {
+        out_of_memory(0);
+    }
     result.nodes = (i32)(__SIZE_TYPE__)nodes;
-    result.count = (i32)(next_node - nodes) / 3;
+    result.words = (i32)(next_node - nodes);
+    result.count = result.words - extra_words;
     return &result;
 }

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-GOAL_RATIO = 52  # the issue's goals: 52x pure Python, 100x ast.parse
+GOAL_RATIO = 52  # the goals: 52x pure Python, 100x ast.parse
 GOAL_VS_AST_RATIO = 100
 _LABEL = re.compile(r"^speedup(_vs_ast)?_ratio_(\d+)(kb|mb)$")
 _UNIT = {"kb": 1_000, "mb": 1_000_000}
@@ -36,7 +36,7 @@ def plot_speedup(
     metrics_or_points: Mapping[str, float] | Iterable[Point], path: Path | str
 ) -> Path:
     """WASM speedup over pure Python and over ``ast.parse`` against document size; the
-    issue asks how the ratio changes with size, and a line shows it at a glance. With
+    question is how the ratio changes with size, and a line shows it at a glance. With
     metrics that hold them, points beside the 1 MB one show the ratio on random
     expression trees (``speedup_ratio_random_trees``, the stress case) and on one line
     repeated (``speedup_ratio_repeated_line``, where the CPU predicts the branches)."""
