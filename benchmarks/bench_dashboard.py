@@ -36,6 +36,7 @@ class DashboardLoad(DashboardRun):
     track_update_process_ms = track("update_process_ms", "ms", LOWER)
     track_memory_per_connection_kib = track("memory_per_connection_kib", "KiB", LOWER)
     track_messages_missed = track("messages_missed", "count", LOWER)
+    track_boards_wrong = track("boards_wrong", "count", LOWER)
     track_slow_clients_dropped = track("slow_clients_dropped", "count", HIGHER)
 
 

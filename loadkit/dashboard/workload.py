@@ -79,6 +79,7 @@ def targets(scale: str) -> list[Target]:
         Target("memory_per_connection_kib", "<", 1024, "under 1 MB per connection"),
         Target("slow_clients_dropped", ">=", SCALE[scale].stuck_clients, "stuck clients dropped"),
         Target("messages_missed", "<=", 0, "no sequence gaps without a reconnect"),
+        Target("boards_wrong", "<=", 0, "every client's board, built from deltas, is right"),
     ]
 
 
