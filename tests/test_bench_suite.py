@@ -64,6 +64,7 @@ def declared() -> list[Tracked]:
     return discover(SUITE)
 
 
+@pytest.mark.slow
 def test_asv_check_finds_no_problems(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "asv", "check", "--python=same"],

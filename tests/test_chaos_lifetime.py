@@ -33,6 +33,8 @@ from loadkit.bench import asv_exit_code, job_exit_code
 from loadkit.errors import Interrupted, exit_code_of
 from loadkit.redis_server import RedisServer
 
+pytestmark = pytest.mark.slow  # real runs stopped by real signals
+
 MARK = "LOADKIT_LIFETIME_PROBE"
 GONE_WITHIN_S = 2.0  # every process of a stopped command is gone within this
 WATCH_S = 15.0  # how long the tests look before calling something left behind

@@ -22,6 +22,8 @@ from helpers import CHROMIUM, CHROMIUM_ARGS, screenshot_dir
 from loadkit.dashboard.server import DashboardServer, ServerConfig
 from loadkit.dashboard.sources import SimulatedFleet, Tick
 
+pytestmark = pytest.mark.slow  # a real browser
+
 AGENTS = 120
 
 if not CHROMIUM.exists():

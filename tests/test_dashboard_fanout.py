@@ -132,6 +132,7 @@ def test_a_follower_that_misses_an_update_takes_the_snapshot_and_passes_it_on() 
     run(scenario())
 
 
+@pytest.mark.slow
 def test_server_processes_share_one_port_and_come_back_after_a_restart(redis_url: str) -> None:
     async def scenario() -> None:
         keys = BoardKeys.for_run(new_run_id())

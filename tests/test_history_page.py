@@ -131,6 +131,7 @@ def test_flagged_plots_are_inline_and_the_rest_load_on_demand(tmp_path):
     assert content.startswith("window.loadkitPlot(") and '<svg class=\\"detail\\"' in content
 
 
+@pytest.mark.slow
 def test_a_thousand_series_page_stays_small(tmp_path):
     rng = np.random.default_rng(1)
     commits = 200

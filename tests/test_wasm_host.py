@@ -204,6 +204,7 @@ def test_targets_and_bottlenecks_read_the_metrics():
     ) == []  # fmt: skip
 
 
+@pytest.mark.slow
 def test_repeated_line_document_repeats_one_line_of_its_stream(wasm):
     doc = corpus.repeated_line_document(20_000, corpus.lines(3))
     lines = doc.splitlines()
