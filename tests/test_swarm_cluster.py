@@ -16,7 +16,7 @@ from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.coordinator import create_swarms
 from loadkit.swarm.scripts import Scripts
 
-pytestmark = pytest.mark.slow  # a six-node Redis cluster
+pytestmark = pytest.mark.slow  # a three-node Redis cluster
 
 
 def test_a_cluster_url_is_accepted_and_swarms_spread_over_the_masters(cluster_url: str) -> None:
