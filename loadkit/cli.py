@@ -181,11 +181,8 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
     async def host_agents() -> int:
         host = await AgentHost(args.redis_url, args.fleet, lease_ms=args.lease_ms).start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        stopped_by: list[int] = []
-        for sig in lifetime.STOP_SIGNALS:
-            loop.add_signal_handler(sig, lambda sig=sig: (stopped_by.append(sig), stop.set()))
+        signals = lifetime.StopSignals().install(asyncio.get_running_loop())
+        stop = signals.event
         try:
             await host.spawn(args.count)
             print(
@@ -213,7 +210,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
                     )
                 raise
         print(f"stopped: {host.completed} tasks completed, {requeued} handed back", flush=True)
-        return lifetime.exit_code(stopped_by[0]) if stopped_by else 0
+        return signals.exit_code
 
     return asyncio.run(host_agents())
 

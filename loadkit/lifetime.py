@@ -20,6 +20,7 @@ Stopping a process group is done one way everywhere: :func:`stop_group`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -84,6 +85,31 @@ def stop_on_signals(signals: tuple[signal.Signals, ...] = STOP_SIGNALS) -> Itera
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+class StopSignals:
+    """The stop signals as an asyncio program sees them: an event to wait on, set by the
+    first SIGINT, SIGTERM or SIGHUP, and the exit code that signal calls for. For
+    programs that stop in order from their event loop rather than by an exception."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signal: int | None = None
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> StopSignals:
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._seen, sig)
+        return self
+
+    def _seen(self, sig: int) -> None:
+        if self.signal is None:
+            self.signal = sig
+        self.event.set()
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no signal came, else 128 + n."""
+        return exit_code(self.signal) if self.signal is not None else 0
 
 
 # -- parent death ----------------------------------------------------------------------

@@ -267,16 +267,8 @@ async def _serve(
         if exc.errno == errno.EADDRINUSE:
             raise UsageError(f"port {config.port} is in use; pick another with --port") from None
         raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc}") from None
-    stop = asyncio.Event()
-    stopped_by: list[int] = []
-
-    def on_signal(sig: int) -> None:
-        stopped_by.append(sig)
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for sig in lifetime.STOP_SIGNALS:
-        loop.add_signal_handler(sig, on_signal, sig)
+    signals = lifetime.StopSignals().install(asyncio.get_running_loop())
+    stop = signals.event
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(server.close)
         tick, what, background = await _source(args, url, server.publish, stack, stop)
@@ -295,7 +287,7 @@ async def _serve(
         if failure is not None:
             raise failure
     print("dashboard stopped", flush=True)
-    return lifetime.exit_code(stopped_by[0]) if stopped_by else 0
+    return signals.exit_code
 
 
 async def _serve_fanout(
@@ -307,16 +299,8 @@ async def _serve_fanout(
     from loadkit.dashboard.publisher import BoardPublisher, run_ticks
     from loadkit.redis_server import connect_async
 
-    stop = asyncio.Event()
-    stopped_by: list[int] = []
-
-    def on_signal(sig: int) -> None:
-        stopped_by.append(sig)
-        stop.set()
-
-    loop = asyncio.get_running_loop()
-    for sig in lifetime.STOP_SIGNALS:
-        loop.add_signal_handler(sig, on_signal, sig)
+    signals = lifetime.StopSignals().install(asyncio.get_running_loop())
+    stop = signals.event
     keys = BoardKeys.for_run(args.run_id)
     async with contextlib.AsyncExitStack() as stack:
         client = connect_async(url, max_connections=4)
@@ -352,7 +336,7 @@ async def _serve_fanout(
             print(f"loadkit: error: {watcher.result()}", file=sys.stderr, flush=True)
             return 1
     print("dashboard stopped", flush=True)
-    return lifetime.exit_code(stopped_by[0]) if stopped_by else 0
+    return signals.exit_code
 
 
 async def _watch(pool: Any) -> str:
