@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from loadkit.atomic_file import write_text_atomically
+
 # One vocabulary for every track_: seconds, milliseconds, kibibytes, megabytes per
 # second, events per second, a multiplier, a dimensionless share, a count, a yes/no (1/0).
 UNITS: tuple[str, ...] = ("s", "ms", "KiB", "MB/s", "1/s", "x", "ratio", "count", "bool")
@@ -128,10 +130,7 @@ def write_sidecar(results_dir: Path, tracked: list[Tracked]) -> Path:
     """The declarations beside asv's ``benchmarks.json``, written whole or not at all."""
     path = results_dir / SIDECAR
     lines = [json.dumps(asdict(t), sort_keys=True) for t in tracked]
-    results_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomically(path, "".join(line + "\n" for line in lines))
     return path
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from loadkit.atomic_file import write_text_atomically
 from loadkit.history import tables
 from loadkit.history.page_rows import (
     BenchmarkRow,
@@ -287,13 +288,6 @@ def _benchmark_rows(row: BenchmarkRow, facts: PageFacts, inline: set[str]) -> st
     return "".join(parts)
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write beside the target and rename: a reader never sees half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-
-
 def render_page(scores: Sequence[SeriesScore], out_dir: Path, facts: PageFacts) -> Path:
     """Write ``index.html`` and ``series/<name>.js`` (the plots loaded on demand) into
     ``out_dir``; return the page. ``scores`` come worst first."""
@@ -307,7 +301,7 @@ def render_page(scores: Sequence[SeriesScore], out_dir: Path, facts: PageFacts) 
     for member in members:
         if member.slug not in inline:
             svg = json.dumps(detail_plot(member.score))
-            _write_text(
+            write_text_atomically(
                 series_dir / f"{member.slug}.js",
                 f"window.loadkitPlot({json.dumps(member.slug)}, {svg});\n",
             )
@@ -361,7 +355,7 @@ def render_page(scores: Sequence[SeriesScore], out_dir: Path, facts: PageFacts) 
         + f"<script>{_SCRIPT}</script></body></html>\n"
     )
     path = out_dir / PAGE_NAME
-    _write_text(path, page)
+    write_text_atomically(path, page)
     return path
 
 
