@@ -106,3 +106,15 @@ def run_history_cli(argv: list[str]) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def start_dashboard(*args: str) -> subprocess.Popen[str]:
+    """``loadkit dashboard ARGS`` through the console script, its output captured."""
+    return subprocess.Popen(
+        loadkit_cmd("dashboard", *args),
+        cwd=REPO,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
 import time
 import urllib.request
 from collections.abc import Awaitable
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
-from helpers import REPO, child_env, loadkit_cmd
+from helpers import start_dashboard
 
 from loadkit.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool, follow
 from loadkit.dashboard.loadclient import Shared, WsClient, board_digest, http_get
@@ -178,17 +177,6 @@ def test_server_processes_share_one_port_and_come_back_after_a_restart(redis_url
     run(scenario(), timeout_s=90)
 
 
-def _dashboard(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        loadkit_cmd("dashboard", *args),
-        cwd=REPO,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _board_keys(url: str) -> set[str]:
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
@@ -200,7 +188,7 @@ def _board_keys(url: str) -> set[str]:
 @pytest.mark.slow
 def test_cli_workers_serve_one_board_and_leave_no_keys(redis_url: str) -> None:
     before = _board_keys(redis_url)
-    proc = _dashboard(
+    proc = start_dashboard(
         "--simulate", "--workers", "2", "--agents", "60", "--port", "0",
         "--duration", "4", "--interval", "0.2", "--redis-url", redis_url,
     )  # fmt: skip
@@ -224,30 +212,6 @@ def test_cli_workers_serve_one_board_and_leave_no_keys(redis_url: str) -> None:
     assert _board_keys(redis_url) == before
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [(["--workers", "0"], "must be >= 1"), (["--workers", "x"], "an integer")],
-)
-def test_cli_bad_worker_counts_are_usage_errors(args: list[str], message: str) -> None:
-    proc = _dashboard("--simulate", *args)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 2
-    assert message in err and "Traceback" not in err
-
-
-def test_cli_workers_refuse_a_port_in_use() -> None:
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = str(taken.getsockname()[1])
-        proc = _dashboard("--simulate", "--workers", "2", "--port", port, "--duration", "5")
-        _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 2
-    assert f"port {port} is in use" in err and "Traceback" not in err
-
-
 @pytest.mark.slow
 def test_cli_workers_end_with_one_line_when_redis_is_lost() -> None:
     """Redis killed under a fanned-out dashboard: the publisher (or a server process)
@@ -256,7 +220,7 @@ def test_cli_workers_end_with_one_line_when_redis_is_lost() -> None:
     from loadkit.redis_server import RedisServer
 
     with RedisServer() as server:
-        proc = _dashboard(
+        proc = start_dashboard(
             "--simulate", "--workers", "2", "--agents", "30", "--port", "0",
             "--duration", "60", "--interval", "0.2", "--redis-url", server.url,
         )  # fmt: skip

@@ -7,14 +7,13 @@ import asyncio
 import json
 import math
 import re
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import REPO, child_env, loadkit_cmd, run_loadkit
+from helpers import run_loadkit, start_dashboard
 from test_dashboard_protocol import REPORTED_METRICS
 
 from loadkit.dashboard.cli import _config
@@ -103,20 +102,9 @@ def test_cli_config_needs_a_token_off_loopback() -> None:
     assert chosen.token == "mine" and not generated
 
 
-def _dashboard(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        loadkit_cmd("dashboard", *args),
-        cwd=REPO,
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.mark.slow
 def test_cli_serves_the_page_of_a_simulated_fleet_and_stops_by_itself() -> None:
-    proc = _dashboard("--simulate", "--agents", "40", "--port", "0", "--duration", "2")
+    proc = start_dashboard("--simulate", "--agents", "40", "--port", "0", "--duration", "2")
     try:
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)
@@ -133,7 +121,9 @@ def test_cli_serves_the_page_of_a_simulated_fleet_and_stops_by_itself() -> None:
 @pytest.mark.slow
 def test_cli_shows_a_real_fleet_on_redis(redis_url: str) -> None:
     """Default mode: real agents of loadkit.fleet under load, sampled into the board."""
-    proc = _dashboard("--agents", "30", "--port", "0", "--duration", "5", "--redis-url", redis_url)
+    proc = start_dashboard(
+        "--agents", "30", "--port", "0", "--duration", "5", "--redis-url", redis_url
+    )
     try:
         url = re.search(r"http://127\.0\.0\.1:\d+/", proc.stdout.readline())
         assert url
@@ -161,23 +151,26 @@ def test_cli_shows_a_real_fleet_on_redis(redis_url: str) -> None:
         (["--port", "70000"], "port must be 0-65535"),
         (["--agents", "0"], "must be >= 1"),
         (["--fleet", "f1"], "--fleet watches a fleet on an existing Redis"),
+        (["--simulate", "--workers", "0"], "must be >= 1"),
+        (["--simulate", "--workers", "x"], "an integer"),
     ],
 )
 def test_cli_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
-    proc = _dashboard(*args)
+    proc = start_dashboard(*args)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert message in err and "Traceback" not in err
 
 
-def test_cli_refuses_a_port_in_use() -> None:
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]])
+def test_cli_refuses_a_port_in_use(workers: list[str]) -> None:
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        proc = _dashboard("--simulate", "--port", port, "--duration", "5")
+        proc = start_dashboard("--simulate", *workers, "--port", port, "--duration", "5")
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert f"port {port} is in use" in err and "Traceback" not in err
