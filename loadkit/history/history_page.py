@@ -260,14 +260,8 @@ def _benchmark_rows(row: BenchmarkRow, facts: PageFacts, inline: set[str]) -> st
     parts = [f'<tbody class="bench" data-benchmark="{_esc(row.benchmark)}">']
     single = len(row.members) == 1 and not row.members[0].label
     if single:
-        member = row.members[0]
-        parts.append(
-            f'<tr class="head{css}" id="row-{member.slug}">'
-            f'<td class="name">{_esc(row.function)}{link}</td>'
-            + "".join(_member_cells(member, facts, member.slug in inline))
-            + "</tr>"
-            + _detail_row(member, member.slug in inline)
-        )
+        name = f"{_esc(row.function)}{link}"
+        parts.append(_member_rows(row.members[0], f"head{css}", name, facts, inline))
     else:
         parts.append(
             f'<tr class="head{css}"><td class="name">{_esc(row.function)}{link} '
@@ -277,15 +271,23 @@ def _benchmark_rows(row: BenchmarkRow, facts: PageFacts, inline: set[str]) -> st
         )
         for member in row.members:
             failing = " failing" if member.score.failing else ""
-            parts.append(
-                f'<tr class="member{failing}" id="row-{member.slug}">'
-                f'<td class="name">{_esc(member.label)}</td>'
-                + "".join(_member_cells(member, facts, member.slug in inline))
-                + "</tr>"
-                + _detail_row(member, member.slug in inline)
-            )
+            name = _esc(member.label)
+            parts.append(_member_rows(member, f"member{failing}", name, facts, inline))
     parts.append("</tbody>")
     return "".join(parts)
+
+
+def _member_rows(
+    member: Member, css: str, name_html: str, facts: PageFacts, inline: set[str]
+) -> str:
+    """One series' row (name, cells) and its plot row below it."""
+    shown = member.slug in inline
+    return (
+        f'<tr class="{css}" id="row-{member.slug}"><td class="name">{name_html}</td>'
+        + "".join(_member_cells(member, facts, shown))
+        + "</tr>"
+        + _detail_row(member, shown)
+    )
 
 
 def render_page(scores: Sequence[SeriesScore], out_dir: Path, facts: PageFacts) -> Path:
