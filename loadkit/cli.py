@@ -134,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.markdown:
         page = _history_page(Path(args.markdown))
         if page:
-            links["benchmark history (loadkit report)"] = page
+            links["history page"] = page
     report = build_report(
         entries, targets, scale=args.scale, baseline=baseline, commit=git_commit(), links=links
     )
