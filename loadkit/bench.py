@@ -23,6 +23,7 @@ in loadkit means bad usage) or a target was missed; 2 for usage errors; a stop s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psutil
 from rich.console import Console
 
 from loadkit import lifetime, workload
@@ -57,8 +59,25 @@ def _head(root: Path) -> str:
 
 
 def _asv(root: Path, *args: str, env: Mapping[str, str] | None = None) -> int:
+    """Run asv in a process group of its own that dies with this process, so that a
+    stop signal here stops asv with everything it started (its forkserver, a benchmark
+    mid-run) before this process exits 128 + n."""
     command = [sys.executable, "-m", "asv", *args]
-    return subprocess.run(command, cwd=root, check=False, env=env).returncode
+    proc = subprocess.Popen(
+        command, cwd=root, env=env, preexec_fn=lifetime.die_with_parent_preexec(new_group=True)
+    )
+    try:
+        with lifetime.stop_on_signals():
+            return proc.wait()
+    except BaseException:
+        # asv's forkserver runs each benchmark in a session of its own: stop those too.
+        descendants: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            descendants = psutil.Process(proc.pid).children(recursive=True)
+        lifetime.stop_group(proc.pid)
+        for child in descendants:
+            lifetime.stop_process(child)
+        raise
 
 
 def asv_exit_code(status: int) -> int:
@@ -134,7 +153,9 @@ def run_bench(args: argparse.Namespace) -> int:
         run_args += ["--bench", args.bench]
     with tempfile.TemporaryDirectory(prefix="loadkit-bench-") as tmp:
         log = Path(tmp) / "scenarios.jsonl"
-        env = {**os.environ, SCALE_ENV: args.scale, LOG_ENV: str(log)}
+        # asv's own temp files (its forkserver's socket folder) go in here too, so they
+        # are removed however the run ends.
+        env = {**os.environ, SCALE_ENV: args.scale, LOG_ENV: str(log), "TMPDIR": tmp}
         status = _asv(root, *run_args, env=env)
         runs = count_runs(log)
     shown = ", ".join(f"{name} {runs[name]}" for name in workload.WORKLOADS if name in runs)

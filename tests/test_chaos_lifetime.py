@@ -360,13 +360,18 @@ def time_stuck():
 
 
 time_stuck.timeout = 1.0
+
+
+def time_long():
+    time.sleep(60)
+
+
+time_long.timeout = 120.0
 """
 
 
-@pytest.mark.parametrize("which", ["broken", "stuck"])
-def test_bench_exits_1_when_a_benchmark_fails_or_times_out(tmp_path: Path, which: str) -> None:
-    """The real path: ``asv run`` (which exits 2) on a repository with one benchmark that
-    fails or overruns its timeout; loadkit's exit code is 1, never the usage error's 2."""
+def _probe_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A git repository holding the probe benchmarks, and the environment to run it in."""
     repo, home = tmp_path / "repo", tmp_path / "home"
     (repo / "benchmarks").mkdir(parents=True)
     home.mkdir()
@@ -386,6 +391,14 @@ def test_bench_exits_1_when_a_benchmark_fails_or_times_out(tmp_path: Path, which
     }
     for git in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "probe"]):
         subprocess.run(["git", *git], cwd=repo, env=env, check=True, capture_output=True)
+    return repo, env
+
+
+@pytest.mark.parametrize("which", ["broken", "stuck"])
+def test_bench_exits_1_when_a_benchmark_fails_or_times_out(tmp_path: Path, which: str) -> None:
+    """The real path: ``asv run`` (which exits 2) on a repository with one benchmark that
+    fails or overruns its timeout; loadkit's exit code is 1, never the usage error's 2."""
+    repo, env = _probe_repo(tmp_path)
     out = subprocess.run(
         loadkit_cmd("bench", "--skip-report", "--bench", f"time_({which}|fine)"),
         cwd=repo,
@@ -397,3 +410,41 @@ def test_bench_exits_1_when_a_benchmark_fails_or_times_out(tmp_path: Path, which
     assert "asv run exited 2" in out.stderr + out.stdout, out.stderr
     assert out.returncode == 1, out.stderr[-2000:]
     assert (repo / "html" / "index.html").exists()  # what was recorded is published
+
+
+def test_a_stopped_bench_leaves_no_asv_process_or_folder(tmp_path: Path, private_tmp: Path) -> None:
+    """SIGTERM while asv runs a benchmark: asv, its forkserver and the benchmark stop
+    with loadkit, which exits 143, and no temp folder stays."""
+    repo, env = _probe_repo(tmp_path)
+    env["TMPDIR"] = str(private_tmp)
+    proc = subprocess.Popen(
+        loadkit_cmd("bench", "--skip-report", "--bench", "time_long"),
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def of_this_repo() -> list[str]:
+        """Command lines of the live processes working on the probe repository."""
+        found = []
+        for p in psutil.process_iter(["cmdline", "status"]):
+            cmdline = " ".join(p.info["cmdline"] or [])
+            if str(repo) in cmdline and p.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(cmdline)
+        return found
+
+    try:
+        wait_until(
+            lambda: any("time_long" in cmdline for cmdline in of_this_repo()),
+            90,
+            "asv running the long benchmark",
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 143
+        gone_s = wait_until(lambda: not of_this_repo(), 2, "end of asv's processes")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print(f"bench SIGTERM: asv's processes gone {gone_s:.2f} s after loadkit exited")
+    assert os.listdir(private_tmp) == []
