@@ -22,6 +22,7 @@ from helpers import REPO, child_env, loadkit_cmd
 
 from loadkit.asvsuite.recorded import ResultsView, entries, workload_metrics
 from loadkit.asvsuite.runner import count_runs
+from loadkit.asvsuite.track import discover, track
 from loadkit.history.sources.asv_reader import with_declared_directions
 from loadkit.runs import workload
 from loadkit.runs.declarations import (
@@ -30,9 +31,7 @@ from loadkit.runs.declarations import (
     LOWER,
     UNITS,
     Tracked,
-    discover,
     read_sidecar,
-    track,
     write_sidecar,
 )
 from loadkit.runs.direction import Direction, infer_direction

@@ -2,7 +2,8 @@
 
 A ``track_`` number means nothing without its unit and which way is better; guessing
 the direction from a name inverts a verdict the first time a name says less than it
-seems to. So every ``track_`` of the suite is made by :func:`track`, which states the
+seems to. So every ``track_`` of the suite is made by
+:func:`loadkit.asvsuite.track.track`, which states the
 workload metric it reports, a unit from :data:`UNITS` and a direction.
 
 asv keeps only its own benchmark attributes in ``results/benchmarks.json`` (a custom
@@ -16,12 +17,9 @@ maps asv's recorded values back to workload metrics with it.
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from loadkit.common.atomic_file import write_text_atomically
 
@@ -62,68 +60,6 @@ def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1]
     return value
-
-
-def track(metric: str, unit: str, direction: str) -> Callable[..., float]:
-    """A ``track_`` method returning one metric of the class's shared run.
-
-    asv passes the ``setup_cache`` result (the workload's flat metrics) and the class's
-    parameters; the method only reads. An unknown unit or direction is a mistake in the
-    suite, raised when the module is imported so ``asv check`` sees it."""
-    if unit not in UNITS:
-        raise ValueError(f"unit {unit!r} of {metric} is not one of {' '.join(UNITS)}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction {direction!r} of {metric} is not one of {DIRECTIONS}")
-
-    def read(self: Any, metrics: Metrics, *params: Any) -> float:
-        names = getattr(self, "param_names", [])
-        return float(metrics[metric.format(**dict(zip(names, map(str, params), strict=False)))])
-
-    read.unit = unit  # type: ignore[attr-defined]
-    read.direction = direction  # type: ignore[attr-defined]
-    read.metric = metric  # type: ignore[attr-defined]
-    # asv's version of a benchmark is a hash of its source, the same for every reader;
-    # a series is the declaration, so a changed metric, unit or direction starts anew.
-    read.version = f"{metric} {unit} {direction}"  # type: ignore[attr-defined]
-    return read
-
-
-def _declared(benchmark: Any) -> Tracked | None:
-    """The declaration behind one discovered asv benchmark, if it has one."""
-    func = benchmark.func
-    metric, direction = getattr(func, "metric", None), getattr(func, "direction", None)
-    owner = getattr(func, "__self__", None)
-    workload = getattr(owner, "workload", None)
-    if not (isinstance(metric, str) and isinstance(direction, str) and isinstance(workload, str)):
-        return None
-    return Tracked(
-        benchmark=benchmark.name,
-        workload=workload,
-        metric=metric,
-        unit=str(getattr(func, "unit", "")),
-        direction=direction,
-        param_names=tuple(str(n) for n in benchmark.param_names),
-        setup_cache_key=benchmark.setup_cache_key,
-    )
-
-
-def discover(benchmark_dir: Path) -> list[Tracked]:
-    """The declared ``track_`` benchmarks of a suite, found the way asv finds them.
-
-    Imports the suite in this process (as ``asv run`` does in its own): a suite that
-    does not import raises here, before asv runs anything."""
-    from asv_runner.discovery import disc_benchmarks
-
-    root = str(benchmark_dir.resolve())
-    parent = os.path.dirname(root)
-    added = parent not in sys.path
-    if added:
-        sys.path.insert(0, parent)
-    try:
-        return [d for b in disc_benchmarks(root) if (d := _declared(b)) is not None]
-    finally:
-        if added:
-            sys.path.remove(parent)
 
 
 def write_sidecar(results_dir: Path, tracked: list[Tracked]) -> Path:

@@ -38,7 +38,9 @@ import numpy as np
 import psutil
 
 from loadkit.common.errors import UsageError
+from loadkit.redis_io.connect import connect_async
 from loadkit.redis_io.keyspace import new_run_id
+from loadkit.redis_io.server import redis_url as usable_redis
 from loadkit.runs.metrics import percentile
 from loadkit.runtime.child_messages import OK, ChildFailed, expect, send
 from loadkit.workloads.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool
@@ -168,7 +170,6 @@ async def measure_dashboard(
 ) -> tuple[dict[str, float], np.ndarray]:
     """Run the whole load test; returns the metrics and the per-message latencies (ms).
     Without ``redis_url`` a private Redis is started for it."""
-    from loadkit.redis_io.server import redis_url as usable_redis
 
     with usable_redis(redis_url) as url:
         return await _measure(plan, progress, url, run_id or new_run_id())
@@ -177,7 +178,6 @@ async def measure_dashboard(
 async def _measure(
     plan: LoadPlan, progress: Progress, url: str, run_id: str
 ) -> tuple[dict[str, float], np.ndarray]:
-    from loadkit.redis_io.server import connect_async
 
     raise_nofile(plan.clients + plan.stuck_clients + plan.pollers + 256)
     sim = SimulatedFleet(plan.agents)
