@@ -68,8 +68,8 @@ def _line(kind: SkipKind, names: list[str], machine: str) -> str:
     examples = ", ".join(names[:EXAMPLES]) + (", …" if count > EXAMPLES else "")
     if kind is SkipKind.OLD_FORMAT:
         return (
-            f"{files}: stored in an old asv results format (left as they are); `asv update`, "
-            "run in the benchmark project, migrates them"
+            f"{files}: in an old asv results format that asv's migration cannot read "
+            f"({examples}); left as they are"
         )
     if kind is SkipKind.NEWER_FORMAT:
         return f"{files}: written by a newer asv than this one ({examples}); update asv"
