@@ -53,7 +53,7 @@ def judged_commit(
     ``measured`` are the commits where at least one benchmark gave a value,
     ``outcomes`` what each commit's files said (benchmarks that failed everywhere),
     ``newer_unmeasured`` how many commits the order source knows after the newest
-    one with a results file.
+    one with a results file of this machine (asv's index lists every machine's).
     """
     if not commits:
         return None
@@ -80,7 +80,7 @@ def judged_commit(
         source = f" in {order_detail}" if order_detail else ""
         notes.append(
             f"{_count(newer_unmeasured, 'newer commit')}{source} ha"
-            f"{'s' if newer_unmeasured == 1 else 've'} no results file; judging "
+            f"{'s' if newer_unmeasured == 1 else 've'} no results file for this machine; judging "
             f"{judged[:8]}, the newest commit with results"
         )
     outcome = outcomes.get(judged)
