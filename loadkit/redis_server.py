@@ -38,6 +38,7 @@ from loadkit import guard, lifetime
 from loadkit.errors import UsageError
 from loadkit.redaction import redact_text, redact_url, url_secrets
 from loadkit.redis_health import CLIENT_OPTIONS
+from loadkit.redis_retry import client_retry
 
 Persistence = Literal["none", "aof-everysec", "aof-always"]
 PERSISTENCE_MODES: tuple[str, ...] = ("none", "aof-everysec", "aof-always")
@@ -340,13 +341,16 @@ def connect_async(url: str, *, max_connections: int = 64, **kwargs: Any) -> Any:
     connection pool (a burst waits for a free connection instead of failing). Socket
     and connect timeouts and a health-check interval are set
     (:data:`loadkit.redis_health.CLIENT_OPTIONS`, overridable), so a server that stops
-    answering is an error within seconds, never a read that waits forever."""
+    answering is an error within seconds, never a read that waits forever. What redis-py
+    retries by itself is :func:`loadkit.redis_retry.client_retry`: nothing on a single
+    server (callers retry what is safe to repeat), a few counted attempts on a cluster."""
     from redis.asyncio import BlockingConnectionPool
     from redis.asyncio import Redis as AsyncRedis
     from redis.asyncio.cluster import RedisCluster
 
-    kwargs = {**CLIENT_OPTIONS, **kwargs}
-    if is_cluster_url(url):
+    cluster = is_cluster_url(url)
+    kwargs = {**CLIENT_OPTIONS, "retry": client_retry(cluster), **kwargs}
+    if cluster:
         return RedisCluster.from_url(node_url(url), max_connections=max_connections, **kwargs)
     pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, **kwargs)
     # from_pool: the client owns the pool, so aclose() closes its sockets too (a client

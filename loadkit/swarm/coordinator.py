@@ -22,13 +22,11 @@ import time
 from array import array
 from typing import Any
 
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from loadkit.aio import cancel_and_wait
 from loadkit.errors import RedisLost
-from loadkit.redis_health import Liveness
+from loadkit.redis_retry import RECONNECTS, Attempts
 from loadkit.redis_server import connect_async, is_cluster_url
 from loadkit.redis_values import as_text
 from loadkit.swarm.config import SwarmConfig
@@ -42,13 +40,13 @@ _HINT_SWARM = re.compile(r"\{swarm:(\d+)\}")
 
 
 def connect(config: SwarmConfig, name: str, max_connections: int | None = None) -> Any:
-    """A client that surfaces connection errors at once (no silent re-send inside
-    redis-py): the loops decide what is safe to retry, and count it. A cluster client's
-    pool does not wait for a free connection, so give it one per concurrent caller."""
+    """A client named for this run's role, with the retries of
+    :func:`loadkit.redis_server.connect_async`: the loops decide what is safe to retry,
+    and count it. A cluster client's pool does not wait for a free connection, so give
+    it one per concurrent caller."""
     return connect_async(
         config.url,
         max_connections=max_connections or config.max_connections,
-        retry=Retry(NoBackoff(), 0),
         client_name=name,
         socket_connect_timeout=2.0,
     )
@@ -148,17 +146,17 @@ class Coordinator:
         that is re-routing - so no loop of a coordinator ends silently. Once Redis has
         not answered for ``LOST_AFTER_S`` the coordinator is lost: every loop ends and
         :meth:`check` raises."""
-        liveness = Liveness(f"swarm coordinator {self.name} {what}", max_backoff_s=0.1)
+        attempts = Attempts(f"swarm coordinator {self.name} {what}", max_backoff_s=0.1)
         while self._running and self.lost is None:
             try:
                 await step()
-                liveness.ok()
+                attempts.ok()
             except (RedisError, OSError) as exc:
                 self.errors += 1
                 self.last_error = f"{what}: {type(exc).__name__}: {exc}"
                 log.warning("swarm coordinator %s %s", self.name, self.last_error)
                 try:
-                    wait = liveness.failed(exc)
+                    wait = attempts.failed(exc)
                 except RedisLost as lost:
                     self.lost = lost
                     log.error("%s", lost)
@@ -197,6 +195,7 @@ class Coordinator:
             "duplicates": c.duplicates,
             "reclaimed": c.reclaimed,
             "errors": self.errors,
+            "reconnects": RECONNECTS.count,
             "last_error": self.last_error,
             "grants": self.board.grants,
             "leading": len(self.board.leaders()),

@@ -40,6 +40,7 @@ from loadkit.child_messages import (
     send_error,
 )
 from loadkit.errors import RedisLost
+from loadkit.redis_retry import RECONNECTS
 from loadkit.swarm.config import SwarmConfig
 from loadkit.swarm.coordinator import Coordinator, connect
 from loadkit.swarm.messaging import Producer
@@ -108,6 +109,7 @@ class _ProducerService:
             "elapsed_s": time.perf_counter() - t0,
             "seq": list(self.producer.seq),
             "retries": self.producer.retries,
+            "reconnects": RECONNECTS.count,
             "enqueue_ns": self.producer.enqueue_ns.tobytes(),
         }
 
