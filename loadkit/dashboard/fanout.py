@@ -28,9 +28,6 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from loadkit import lifetime
 from loadkit.child_messages import (
     GONE,
@@ -48,9 +45,8 @@ from loadkit.dashboard.server import DashboardServer, ServerConfig
 from loadkit.dashboard.sources import Tick
 from loadkit.errors import UsageError
 from loadkit.metrics import settled_rss_bytes
-from loadkit.redis_health import Liveness
+from loadkit.redis_retry import RECONNECTS, TRANSIENT, Attempts
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 SNAPSHOT_TTL_S = 600  # a snapshot key a killed publisher left expires by itself
 LOAD_WAIT_S = 10.0  # how long a follower waits for the publisher's first snapshot
 
@@ -79,7 +75,7 @@ class RedisPublisher:
         self.client = client
         self.keys = keys
         self.publisher = publisher
-        self.liveness = Liveness("dashboard publishing its board")
+        self.attempts = Attempts("dashboard publishing its board")
         self.errors = 0
 
     async def publish(self, tick: Tick, now_s: float | None = None) -> int:
@@ -89,11 +85,11 @@ class RedisPublisher:
         pipe.publish(self.keys.updates, message)
         try:
             await pipe.execute()
-        except REDIS_DOWN as exc:
+        except TRANSIENT as exc:
             self.errors += 1
-            self.liveness.failed(exc)
+            self.attempts.failed(exc)
             return 0
-        self.liveness.ok()
+        self.attempts.ok()
         return len(message)
 
 
@@ -116,23 +112,23 @@ async def follow(
     subscription is made again the same way; once Redis has been silent for
     :data:`loadkit.redis_health.LOST_AFTER_S` this raises
     :class:`loadkit.errors.RedisLost`."""
-    liveness = Liveness("dashboard server following its board")
+    attempts = Attempts("dashboard server following its board")
     while True:
         pubsub = client.pubsub()
         try:
             await pubsub.subscribe(keys.updates)
             await load_snapshot(server, client, keys)
-            liveness.ok()
+            attempts.ok()
             if loaded is not None:
                 loaded.set()
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None and not server.deliver(message["data"]):
                     await load_snapshot(server, client, keys)
-        except REDIS_DOWN as exc:
-            await asyncio.sleep(liveness.failed(exc))
+        except TRANSIENT as exc:
+            await asyncio.sleep(attempts.failed(exc))
         finally:
-            with contextlib.suppress(*REDIS_DOWN):
+            with contextlib.suppress(*TRANSIENT):
                 await pubsub.aclose()
 
 
@@ -186,6 +182,7 @@ class _Worker:
             "seq": server.seq,
             "polls": server.polls,
             "write_ms": list(server.write_ms),
+            "reconnects": RECONNECTS.count,
         }
 
     async def command(self, kind: str) -> dict[str, Any]:

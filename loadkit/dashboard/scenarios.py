@@ -46,6 +46,7 @@ from loadkit.dashboard.sources import SimulatedFleet, Tick
 from loadkit.errors import UsageError
 from loadkit.keyspace import new_run_id
 from loadkit.metrics import percentile
+from loadkit.redis_retry import RECONNECTS
 
 Progress = Callable[[str, float], None]
 RECONNECT_WINDOW_S = 5.0
@@ -175,6 +176,7 @@ async def _measure(
     from loadkit.redis_server import connect_async
 
     raise_nofile(plan.clients + plan.stuck_clients + plan.pollers + 256)
+    reconnects_before = RECONNECTS.count
     sim = SimulatedFleet(plan.agents)
     keys = BoardKeys.for_run(run_id)
     redis = connect_async(url, max_connections=4)
@@ -252,7 +254,10 @@ async def _measure(
         await restarting
         if down_s is None:
             down_s = time.perf_counter() - down
-        resumed_by_servers = sum(s["resumed"] for s in await pool.ask("stats"))
+        final = await pool.ask("stats")
+        resumed_by_servers = sum(s["resumed"] for s in final)
+        # The server processes of before the restart, those of after it, and this one.
+        server_reconnects = sum(s["reconnects"] for s in steady + final)
         progress("report", 0.95)
         results = await clients.ask_all(cmd="finish")
     finally:
@@ -317,6 +322,7 @@ async def _measure(
         "poll_requests": float(len(polls)),
         "poll_not_modified": float(sum(r["poll_not_modified"] for r in results)),
         "poll_errors": float(sum(r["poll_errors"] for r in results)),
+        "redis_reconnects": float(RECONNECTS.count - reconnects_before + server_reconnects),
     }
     for i, n in enumerate(per_worker):
         metrics[f"worker{i}_ws_connections"] = float(n)

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loadkit.fleet.host import BUSY, DEAD, IDLE, NEW
 from loadkit.fleet.manager import FleetManager
 from loadkit.fleet.store import FleetStore
 from loadkit.metrics import LatencyRecorder
-from loadkit.redis_health import LOST_AFTER_S, Liveness
+from loadkit.redis_health import LOST_AFTER_S
+from loadkit.redis_retry import TRANSIENT, Attempts
 from loadkit.redis_values import as_text
 
 log = logging.getLogger("loadkit")
@@ -115,7 +114,7 @@ class RedisFleetSource:
         self.store = FleetStore(client, fleet)
         self._last_completed: int | None = None
         self.errors = 0
-        self.liveness = Liveness(f"dashboard reading fleet {fleet}", lost_after_s)
+        self.attempts = Attempts(f"dashboard reading fleet {fleet}", lost_after_s)
 
     async def tick(self, dt_s: float) -> Tick:
         """A full sample; while Redis is unreachable, no change (the board keeps the last
@@ -124,12 +123,11 @@ class RedisFleetSource:
         :class:`loadkit.errors.RedisLost` and the dashboard ends with that error."""
         try:
             tick = await self._read(dt_s)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except TRANSIENT as exc:
             self.errors += 1
-            log.warning("dashboard: reading fleet %s failed: %s", self.store.fleet, exc)
-            self.liveness.failed(exc)
+            self.attempts.failed(exc)
             return Tick(stats={"redis_errors": float(self.errors)})
-        self.liveness.ok()
+        self.attempts.ok()
         return tick
 
     async def _read(self, dt_s: float) -> Tick:
