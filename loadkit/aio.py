@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from loadkit.errors import RedisLost
-from loadkit.redis_health import LOST_AFTER_S
 from loadkit.redis_retry import TRANSIENT, Attempts
 
 log = logging.getLogger("loadkit")
@@ -20,12 +19,13 @@ async def keep_running(
     step: Callable[[], Awaitable[None]],
     running: Callable[[], bool] = lambda: True,
     on_retry: Callable[[BaseException], None] | None = None,
-    lost_after_s: float = LOST_AFTER_S,
+    lost_after_s: float | None = None,
 ) -> None:
     """Call ``step`` repeatedly while ``running()``. A transient Redis error is retried on
     a fresh connection with bounded backoff (:mod:`loadkit.redis_retry`), so a killed
     connection or a restarted server pauses a loop instead of ending it; once nobody in
-    this process has heard from Redis for ``lost_after_s``, the loop ends with
+    this process has heard from Redis for ``lost_after_s`` (the policy's window by
+    default), the loop ends with
     :class:`RedisLost` (see :func:`first_failure`). ``step`` must be safe to repeat.
     Cancellation ends the loop; any other exception is a bug and propagates."""
     attempts = Attempts(label, lost_after_s)

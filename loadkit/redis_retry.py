@@ -23,6 +23,9 @@ Connections drop while Redis is perfectly alive - an idle ``timeout``, a proxy r
 * **Lost**: only when no command has succeeded in this process - on any connection,
   old or new - for :data:`loadkit.redis_health.LOST_AFTER_S` (:data:`HEARD`); then the
   retry raises :class:`loadkit.errors.RedisLost`, noticed within 5 s of the last answer.
+  On a cluster the window is :data:`CLUSTER_LOST_AFTER_S`: a primary that dies is only
+  replaced once the others have given up on it (``cluster-node-timeout``, 15 s by
+  default), and until then every request touching its slots fails.
 * **Counted**: every retry after a transient error is a reconnect
   (:data:`RECONNECTS`); each workload reports its total as ``redis_reconnects``, so a
   noisy network is visible instead of silent.
@@ -64,6 +67,24 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 )
 # How often a cluster client re-sends a command itself (slot-map refresh, MOVED/ASK).
 CLUSTER_RETRIES = 3
+# A cluster's failover takes its node timeout (15 s by default) plus an election.
+CLUSTER_LOST_AFTER_S = 20.0
+
+
+class Window:
+    """How long Redis may be silent in this process before it is lost: widened once
+    this process talks to a cluster (:func:`expect_failovers`)."""
+
+    def __init__(self) -> None:
+        self.lost_after_s = LOST_AFTER_S
+
+
+WINDOW = Window()
+
+
+def expect_failovers() -> None:
+    """This process talks to a Redis Cluster: give a failover time to happen."""
+    WINDOW.lost_after_s = max(WINDOW.lost_after_s, CLUSTER_LOST_AFTER_S)
 
 
 class Reconnects:
@@ -109,13 +130,14 @@ class Attempts:
     :meth:`failed` after a transient error returns the seconds to wait before trying
     again on a fresh connection (and counts a reconnect), or raises
     :class:`loadkit.errors.RedisLost` once nobody in this process has heard from Redis
-    for ``lost_after_s``."""
+    for ``lost_after_s`` (by default the process's :data:`WINDOW`)."""
 
     def __init__(
-        self, what: str, lost_after_s: float = LOST_AFTER_S, max_backoff_s: float = 0.5
+        self, what: str, lost_after_s: float | None = None, max_backoff_s: float = 0.5
     ) -> None:
         self.what = what
-        self.liveness = Liveness(what, lost_after_s, max_backoff_s=max_backoff_s, heard=HEARD)
+        window = WINDOW.lost_after_s if lost_after_s is None else lost_after_s
+        self.liveness = Liveness(what, window, max_backoff_s=max_backoff_s, heard=HEARD)
 
     def ok(self) -> None:
         self.liveness.ok()
@@ -128,7 +150,7 @@ class Attempts:
 
 
 async def retried(
-    what: str, request: Callable[[], Awaitable[T]], lost_after_s: float = LOST_AFTER_S
+    what: str, request: Callable[[], Awaitable[T]], lost_after_s: float | None = None
 ) -> T:
     """``await request()``, retried on a fresh connection after each transient error
     until it answers or Redis is lost. ``request`` must be safe to repeat (a read or an

@@ -38,7 +38,7 @@ from loadkit import guard, lifetime
 from loadkit.errors import UsageError
 from loadkit.redaction import redact_text, redact_url, url_secrets
 from loadkit.redis_health import CLIENT_OPTIONS
-from loadkit.redis_retry import client_retry
+from loadkit.redis_retry import client_retry, expect_failovers
 
 Persistence = Literal["none", "aof-everysec", "aof-always"]
 PERSISTENCE_MODES: tuple[str, ...] = ("none", "aof-everysec", "aof-always")
@@ -351,6 +351,7 @@ def connect_async(url: str, *, max_connections: int = 64, **kwargs: Any) -> Any:
     cluster = is_cluster_url(url)
     kwargs = {**CLIENT_OPTIONS, "retry": client_retry(cluster), **kwargs}
     if cluster:
+        expect_failovers()
         return RedisCluster.from_url(node_url(url), max_connections=max_connections, **kwargs)
     pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, **kwargs)
     # from_pool: the client owns the pool, so aclose() closes its sockets too (a client

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import socket
@@ -239,3 +240,41 @@ def start_cluster(primaries: int = 3, node_timeout_ms: int = 3000) -> TestCluste
         cluster.stop()
         raise
     return cluster
+
+
+# -- workload runs ----------------------------------------------------------------------
+
+
+def workload_outcome(report: Path, stderr: str = "") -> str:
+    """What a ``loadkit run`` ended with, for a failed assertion: each workload's status,
+    its error from the report and the checks it missed, then the end of stderr (which
+    alone is mostly a progress bar)."""
+    lines = []
+    try:
+        document = json.loads(report.read_text())
+    except (OSError, ValueError) as exc:
+        lines.append(f"no report at {report.name}: {exc}")
+    else:
+        for name, w in document.get("workloads", {}).items():
+            lines.append(f"{name}: {w.get('status')} {w.get('error') or ''}".rstrip())
+            missed = [c for c in w.get("checks", []) if not c.get("passed")]
+            lines += [
+                f"  missed {c['metric']} = {c.get('value')} ({c['op']} {c['target']})"
+                for c in missed
+            ]
+    tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-15:]
+    return "\n".join([*lines, "stderr:", *tail])
+
+
+def run_workload_cli(
+    report: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``loadkit run ARGS --json REPORT`` through the console script."""
+    return subprocess.run(
+        loadkit_cmd("run", *args, "--json", str(report)),
+        env=env or child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

@@ -25,7 +25,6 @@ from loadkit.fleet.host import BUSY, DEAD, IDLE, NEW
 from loadkit.fleet.manager import FleetManager
 from loadkit.fleet.store import FleetStore
 from loadkit.metrics import LatencyRecorder
-from loadkit.redis_health import LOST_AFTER_S
 from loadkit.redis_retry import TRANSIENT, Attempts
 from loadkit.redis_values import as_text
 
@@ -110,7 +109,7 @@ class FleetSource:
 class RedisFleetSource:
     """Reads a fleet's registry from Redis each tick (a few commands, two round trips)."""
 
-    def __init__(self, client: Redis, fleet: str, lost_after_s: float = LOST_AFTER_S) -> None:
+    def __init__(self, client: Redis, fleet: str, lost_after_s: float | None = None) -> None:
         self.store = FleetStore(client, fleet)
         self._last_completed: int | None = None
         self.errors = 0

@@ -10,7 +10,7 @@ process measures latency from when the message was *due*, not when it left.
 
 Connection errors are the caller's to retry: a producer re-sends a batch until Redis
 answers (same seqs, so nothing is applied twice) or has been silent for
-:data:`loadkit.redis_health.LOST_AFTER_S` (then :class:`loadkit.errors.RedisLost`); a
+the policy's window (then :class:`loadkit.errors.RedisLost`); a
 consumer keeps a batch it could not apply and applies it again first. What counts as a
 connection error, and when Redis is lost, is :mod:`loadkit.redis_retry`.
 """
@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadkit.redis_health import LOST_AFTER_S
 from loadkit.redis_retry import TRANSIENT, Attempts
 from loadkit.redis_values import as_text
 from loadkit.swarm.keys import GROUP, SwarmKeys
@@ -63,7 +62,7 @@ class Producer:
     keys: Sequence[SwarmKeys]
     index: int
     stream_cap: int = 200_000
-    retry_for_s: float = LOST_AFTER_S  # Redis silent this long: RedisLost, not a retry
+    retry_for_s: float | None = None  # silent this long: RedisLost (None: the policy's)
     on_sent: Callable[[int], None] | None = None
     # paced mode: per message, scheduled time -> Redis acknowledged its XADD
     enqueue_ns: array = field(default_factory=lambda: array("q"))
