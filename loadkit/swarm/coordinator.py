@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from loadkit.aio import cancel_and_wait
 from loadkit.errors import RedisLost
-from loadkit.redis_retry import RECONNECTS, Attempts
+from loadkit.redis_retry import RECONNECTS, Attempts, retried
 from loadkit.redis_server import connect_async, is_cluster_url
 from loadkit.redis_values import as_text
 from loadkit.swarm.config import SwarmConfig
@@ -102,8 +102,12 @@ class Coordinator:
         self.lost: RedisLost | None = None
 
     async def start(self) -> Coordinator:
-        await self.scripts.load()
-        await create_swarms(self.scripts, self.config, self.name, self.members)
+        # Both are safe to repeat; a coordinator started while a cluster fails over waits.
+        await retried(f"swarm coordinator {self.name} start", self.scripts.load)
+        await retried(
+            f"swarm coordinator {self.name} start",
+            lambda: create_swarms(self.scripts, self.config, self.name, self.members),
+        )
         self._running = True
         loop = asyncio.get_running_loop()
         self._tasks = [
