@@ -16,6 +16,7 @@ import pytest
 import redis
 from helpers import TestCluster, start_cluster
 
+from loadkit.redis_retry import WINDOW
 from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_URL, RedisServer
 
 _counter = itertools.count()
@@ -52,6 +53,16 @@ def _no_ambient_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's LOADKIT_REDIS_URL / LOADKIT_ALLOW_REMOTE must not steer the tests."""
     monkeypatch.delenv(ENV_URL, raising=False)
     monkeypatch.delenv(ENV_ALLOW_REMOTE, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _redis_window() -> Iterator[None]:
+    """A test that talked to a cluster in this process widened the window in which
+    Redis may be silent (:func:`loadkit.redis_retry.expect_failovers`): the next test
+    starts with the usual one."""
+    before = WINDOW.lost_after_s
+    yield
+    WINDOW.lost_after_s = before
 
 
 @pytest.fixture(scope="session")
