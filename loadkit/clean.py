@@ -25,7 +25,8 @@ from loadkit.keyspace import (
     sync_client,
     unlink,
 )
-from loadkit.redis_health import UNREACHABLE, address
+from loadkit.redis_health import address
+from loadkit.redis_retry import TRANSIENT
 from loadkit.redis_server import ENV_URL, check_url
 
 
@@ -69,7 +70,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
             for prefix, keys in groups.items():
                 if prefix not in live:
                     deleted += unlink(client, keys)
-    except UNREACHABLE as exc:
+    except TRANSIENT as exc:
         raise UsageError(f"Redis at {address(url)} stopped answering: {exc}") from None
     finally:
         client.close()

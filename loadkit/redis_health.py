@@ -18,8 +18,6 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loadkit.errors import RedisLost
@@ -39,21 +37,6 @@ CLIENT_OPTIONS: dict[str, float] = {
     "health_check_interval": HEALTH_CHECK_S,
 }
 
-# Errors after which the same request may succeed later: a dropped connection, a
-# server that is restarting (LOADING is a ConnectionError in redis-py), a timeout.
-UNREACHABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    RedisClusterException,
-    ConnectionError,
-    OSError,
-)
-# The same, as only redis-py raises them (an OSError may come from anything).
-REDIS_UNREACHABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    RedisClusterException,
-)
 TIMEOUTS: tuple[type[BaseException], ...] = (RedisTimeoutError, TimeoutError)
 
 

@@ -65,6 +65,8 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+# The same, as only redis-py raises them (an OSError may come from anything).
+REDIS_TRANSIENT: tuple[type[BaseException], ...] = TRANSIENT[:6]
 # How often a cluster client re-sends a command itself (slot-map refresh, MOVED/ASK).
 CLUSTER_RETRIES = 3
 # A cluster's failover takes its node timeout (15 s by default) plus an election.

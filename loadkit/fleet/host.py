@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from loadkit.aio import cancel_and_wait, first_failure, keep_running
 from loadkit.fleet.store import FleetStore
 from loadkit.metrics import LatencyRecorder
-from loadkit.redis_health import UNREACHABLE, Patience
+from loadkit.redis_health import Patience
+from loadkit.redis_retry import TRANSIENT
 from loadkit.redis_server import connect_async
 
 # NEW: created here, registration in Redis not yet confirmed.
@@ -416,7 +417,7 @@ async def deregister_later(
             try:
                 await store.deregister(host_id, agents, drop_inbox=True)
                 return True
-            except UNREACHABLE as exc:
+            except TRANSIENT as exc:
                 if not patience.retry(exc):
                     return False
                 await asyncio.sleep(0.2)
