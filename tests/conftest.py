@@ -1,6 +1,6 @@
 """Shared fixtures: one real redis-server for the session, unique fleet names per test.
 
-The server is started by :class:`loadkit.redis_server.RedisServer` (the same code the CLI
+The server is started by :class:`loadkit.redis_io.server.RedisServer` (the same code the CLI
 uses), so every test that touches Redis talks to a real ``redis-server`` over a real
 loopback socket. Tests isolate themselves by fleet name (every fleet key carries the
 ``{fleet:<name>}`` prefix), not by flushing the server.
@@ -16,8 +16,9 @@ import pytest
 import redis
 from helpers import TestCluster, start_cluster
 
-from loadkit.redis_retry import WINDOW
-from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_URL, RedisServer
+from loadkit.redis_io.retry import WINDOW
+from loadkit.redis_io.server import RedisServer
+from loadkit.redis_io.urls import ENV_ALLOW_REMOTE, ENV_URL
 
 _counter = itertools.count()
 
@@ -58,7 +59,7 @@ def _no_ambient_redis(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _redis_window() -> Iterator[None]:
     """A test that talked to a cluster in this process widened the window in which
-    Redis may be silent (:func:`loadkit.redis_retry.expect_failovers`): the next test
+    Redis may be silent (:func:`loadkit.redis_io.retry.expect_failovers`): the next test
     starts with the usual one."""
     before = WINDOW.lost_after_s
     yield

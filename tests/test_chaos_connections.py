@@ -21,7 +21,7 @@ import pytest
 import redis
 from helpers import TestCluster, child_env, run_workload_cli, start_dashboard, workload_outcome
 
-from loadkit.redis_server import RedisServer
+from loadkit.redis_io.server import RedisServer
 
 pytestmark = pytest.mark.slow  # whole quick runs under fire
 

@@ -11,10 +11,11 @@ import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from loadkit.errors import RedisLost
-from loadkit.redis_health import LOST_AFTER_S, Heard, Liveness
-from loadkit.redis_retry import RECONNECTS, client_retry, retried
-from loadkit.redis_server import RedisServer, connect_async
+from loadkit.common.errors import RedisLost
+from loadkit.redis_io.connect import connect_async
+from loadkit.redis_io.health import LOST_AFTER_S, Heard, Liveness
+from loadkit.redis_io.retry import RECONNECTS, client_retry, retried
+from loadkit.redis_io.server import RedisServer
 
 
 class Clock:
