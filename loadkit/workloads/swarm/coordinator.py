@@ -22,6 +22,7 @@ import time
 from array import array
 from typing import Any
 
+from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import RedisError
 
 from loadkit.common.errors import RedisLost
@@ -45,12 +46,22 @@ def connect(config: SwarmConfig, name: str, max_connections: int | None = None) 
     :func:`loadkit.redis_io.connect.connect_async`: the loops decide what is safe to retry,
     and count it. A cluster client's pool does not wait for a free connection, so give
     it one per concurrent caller."""
+    seeds = {"startup_nodes": [ClusterNode(h, p) for h, p in config.seeds]} if config.seeds else {}
     return connect_async(
         config.url,
         max_connections=max_connections or config.max_connections,
         client_name=name,
         socket_connect_timeout=2.0,
+        **seeds,
     )
+
+
+def cluster_seeds(client: Any) -> tuple[tuple[str, int], ...]:
+    """Every node a connected cluster client knows (primaries and replicas); () for a
+    single server."""
+    if not hasattr(client, "get_nodes"):
+        return ()
+    return tuple(sorted((n.host, int(n.port)) for n in client.get_nodes()))
 
 
 async def create_swarms(

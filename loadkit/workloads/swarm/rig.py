@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy as np
 from loadkit.redis_io.retry import retried
 from loadkit.redis_io.values import as_text
 from loadkit.workloads.swarm.config import SwarmConfig
-from loadkit.workloads.swarm.coordinator import connect, create_swarms
+from loadkit.workloads.swarm.coordinator import cluster_seeds, connect, create_swarms
 from loadkit.workloads.swarm.keys import GROUP, SwarmKeys
 from loadkit.workloads.swarm.procs import Child, Counters
 from loadkit.workloads.swarm.scripts import Scripts
@@ -137,6 +137,8 @@ class SwarmRig:
 
     async def start(self) -> SwarmRig:
         await retried("swarm set-up", self.scripts.load)
+        # Children started from now on (a replacement coordinator too) know every node.
+        self.config = replace(self.config, seeds=cluster_seeds(self.client))
         self.created = await retried(
             "swarm set-up",
             lambda: create_swarms(self.scripts, self.config, "setup", self.config.member_ids()),

@@ -353,10 +353,17 @@ async def _fence_swarm(scripts: Scripts, keys: SwarmKeys, rounds: int, ttl_ms: i
 
 
 async def measure_fencing(
-    url: str, run: str, swarms: int, rounds: int, ttl_ms: int = 100, progress: Progress = _noop
+    url: str,
+    run: str,
+    swarms: int,
+    rounds: int,
+    ttl_ms: int = 100,
+    progress: Progress = _noop,
+    seeds: tuple[tuple[str, int], ...] = (),
 ) -> dict[str, float]:
-    """``swarms * rounds`` injected leader pauses, all swarms at once."""
-    config = SwarmConfig(url=url, run=run, swarms=swarms, members=2, lease_ms=ttl_ms)
+    """``swarms * rounds`` injected leader pauses, all swarms at once. ``seeds``: the
+    nodes of a cluster, should the one the URL names be gone."""
+    config = SwarmConfig(url=url, run=run, swarms=swarms, members=2, lease_ms=ttl_ms, seeds=seeds)
     client = connect(config, f"{run}-fence", max_connections=swarms + 8)
     scripts = Scripts(client)
     finished = False

@@ -181,7 +181,12 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         await rig.close(purge=True, kill=not finished)
     ctx.progress("fencing", 0.7)
     metrics |= await measure_fencing(
-        ctx.redis_url, run_id + "-fence", sc.swarms, sc.fence_rounds, sc.fence_ttl_ms
+        ctx.redis_url,
+        run_id + "-fence",
+        sc.swarms,
+        sc.fence_rounds,
+        sc.fence_ttl_ms,
+        seeds=rig.config.seeds,
     )
     ctx.progress("kill redis", 0.8)
     metrics |= await measure_redis_kill(config, sc.kill_rate_per_s, sc.kill_s, sc.kill_at_s)
