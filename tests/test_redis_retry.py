@@ -79,3 +79,33 @@ def test_a_killed_server_is_lost_within_the_window() -> None:
     with RedisServer() as server:
         took = asyncio.run(scenario(server.url, server))
     assert LOST_AFTER_S - 0.5 <= took <= LOST_AFTER_S + 1.0
+
+
+def test_a_loop_stops_when_a_library_swallowed_its_cancellation() -> None:
+    """Python 3.11's ``asyncio.wait_for`` (redis-py sends commands through it) returns a
+    result instead of raising when the cancellation arrives as the command completes;
+    the loop must still end instead of running for ever."""
+    from loadkit.redis_io.aio import keep_running
+
+    async def scenario() -> bool:
+        swallowed = False
+
+        async def step() -> None:
+            nonlocal swallowed
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed = True  # what wait_for does when its inner future is done
+
+        loop = asyncio.ensure_future(keep_running("swallower", step))
+        await asyncio.sleep(0.05)
+        loop.cancel()
+        done, _ = await asyncio.wait([loop], timeout=1.0)
+        if not done:  # stop it for good, then fail
+            loop.cancel()
+            await asyncio.wait([loop])
+        return bool(done) and swallowed and loop.cancelled()
+
+    assert asyncio.run(scenario())

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from loadkit.common.errors import RedisLost
-from loadkit.redis_io.retry import TRANSIENT, Attempts
+from loadkit.redis_io.retry import TRANSIENT, Attempts, raise_if_cancelled
 
 log = logging.getLogger("loadkit")
 
@@ -30,6 +30,7 @@ async def keep_running(
     Cancellation ends the loop; any other exception is a bug and propagates."""
     attempts = Attempts(label, lost_after_s)
     while running():
+        raise_if_cancelled()
         try:
             await step()
             attempts.ok()

@@ -151,6 +151,18 @@ class Attempts:
         return wait
 
 
+def raise_if_cancelled() -> None:
+    """Raise :class:`asyncio.CancelledError` when this task was asked to stop.
+
+    On Python 3.11, ``asyncio.wait_for`` - which redis-py uses to send a command -
+    swallows a cancellation that arrives as the command completes: the task goes on with
+    its cancel request pending. A loop that retries or repeats for ever would then never
+    stop, so every loop checks here before its next attempt."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def retried(
     what: str, request: Callable[[], Awaitable[T]], lost_after_s: float | None = None
 ) -> T:
@@ -159,6 +171,7 @@ async def retried(
     idempotent script) and build its command anew on each call."""
     attempts = Attempts(what, lost_after_s)
     while True:
+        raise_if_cancelled()
         try:
             result = await request()
         except TRANSIENT as exc:

@@ -30,7 +30,7 @@ from typing import Any
 
 from loadkit.common.errors import UsageError
 from loadkit.redis_io.connect import connect_async
-from loadkit.redis_io.retry import RECONNECTS, TRANSIENT, Attempts
+from loadkit.redis_io.retry import RECONNECTS, TRANSIENT, Attempts, raise_if_cancelled
 from loadkit.runs.metrics import settled_rss_bytes
 from loadkit.runtime import lifetime
 from loadkit.runtime.child_messages import (
@@ -115,6 +115,7 @@ async def follow(
     the policy's window this raises :class:`loadkit.common.errors.RedisLost`."""
     attempts = Attempts("dashboard server following its board")
     while True:
+        raise_if_cancelled()
         pubsub = client.pubsub()
         try:
             await pubsub.subscribe(keys.updates)
@@ -123,6 +124,7 @@ async def follow(
             if loaded is not None:
                 loaded.set()
             while True:
+                raise_if_cancelled()
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None and not server.deliver(message["data"]):
                     await load_snapshot(server, client, keys)

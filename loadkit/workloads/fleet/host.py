@@ -410,7 +410,7 @@ async def deregister_later(
     for a second: :class:`loadkit.redis_io.health.Patience`). True when it was done; if not,
     the agents' leases run out and any manager of the fleet reaps them."""
     client = connect_async(url, max_connections=2)
-    store = FleetStore(client, fleet)
+    store = FleetStore(client, fleet, retry=False)  # the patience below is the policy here
     patience = Patience(budget_s)
     try:
         while True:

@@ -259,9 +259,16 @@ class FleetStore:
     """Typed async wrappers around the fleet scripts for one fleet name."""
 
     def __init__(
-        self, client: Redis | RedisCluster, fleet: str, results_cap: int = 100_000
+        self,
+        client: Redis | RedisCluster,
+        fleet: str,
+        results_cap: int = 100_000,
+        retry: bool = True,
     ) -> None:
+        """``retry=False``: a dropped connection is the caller's to handle (a clean-up
+        with its own patience), not retried here."""
         self.client = client
+        self.retry = retry
         self.fleet = fleet
         self.prefix = prefix_for(fleet)
         self.results_cap = results_cap
@@ -282,6 +289,8 @@ class FleetStore:
         return ":".join((self.prefix, *parts))
 
     async def _retried(self, what: str, request: Callable[[], Awaitable[T]]) -> T:
+        if not self.retry:
+            return await request()
         return await retried(f"fleet {self.fleet} {what}", request)
 
     async def _call(self, name: str, args: Sequence[Any]) -> Any:

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from loadkit.common.errors import RedisLost
 from loadkit.redis_io.aio import cancel_and_wait
 from loadkit.redis_io.connect import connect_async
-from loadkit.redis_io.retry import RECONNECTS, Attempts, retried
+from loadkit.redis_io.retry import RECONNECTS, Attempts, raise_if_cancelled, retried
 from loadkit.redis_io.urls import is_cluster_url
 from loadkit.redis_io.values import as_text
 from loadkit.workloads.swarm.config import SwarmConfig
@@ -164,6 +164,7 @@ class Coordinator:
         :meth:`check` raises."""
         attempts = Attempts(f"swarm coordinator {self.name} {what}", max_backoff_s=0.1)
         while self._running and self.lost is None:
+            raise_if_cancelled()
             try:
                 await step()
                 attempts.ok()
