@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
 def describe_error(exc: BaseException, url: str) -> str:
     """One line for the report: Redis failures say which server stopped answering."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
-    if isinstance(exc, REDIS_TRANSIENT) and not isinstance(exc, RedisLost):
+    if isinstance(exc, RedisLost):  # "lost Redis: no answer to <what> for <s> (<cause>)"
+        detail = text.removeprefix("lost Redis: ")
+        return f"RedisLost: Redis at {address(url)} stopped answering: {detail}"
+    if isinstance(exc, REDIS_TRANSIENT):
         cause = f"{type(exc).__name__}: {text}"
         return f"RedisLost: Redis at {address(url)} stopped answering ({cause})"
     return f"{type(exc).__name__}: {text}"
