@@ -40,7 +40,7 @@ import psutil
 from loadkit.common.errors import UsageError
 from loadkit.redis_io.connect import connect_async
 from loadkit.redis_io.keyspace import new_run_id
-from loadkit.redis_io.retry import RECONNECTS
+from loadkit.redis_io.retry import RECONNECTS, retried
 from loadkit.redis_io.server import redis_url as usable_redis
 from loadkit.runs.metrics import percentile
 from loadkit.runtime.child_messages import OK, ChildFailed, expect, send
@@ -269,8 +269,10 @@ async def _measure(
         if clients is not None:
             clients.close()
         pool.close()
+        # retried after a dropped connection; a Redis that is gone keeps the key, which
+        # expires by itself (SNAPSHOT_TTL_S)
         with contextlib.suppress(Exception):
-            await redis.delete(keys.snapshot)
+            await retried("dashboard clean-up", lambda: redis.delete(keys.snapshot))
         await redis.aclose()
     by_worker: dict[str, list[np.ndarray]] = {}
     for r in results:
