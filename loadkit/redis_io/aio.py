@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from loadkit.common.errors import RedisLost
 from loadkit.redis_io.retry import TRANSIENT, Attempts, raise_if_cancelled
-
-log = logging.getLogger("loadkit")
 
 
 async def keep_running(
@@ -25,9 +22,9 @@ async def keep_running(
     a fresh connection with bounded backoff (:mod:`loadkit.redis_io.retry`), so a killed
     connection or a restarted server pauses a loop instead of ending it; once nobody in
     this process has heard from Redis for ``lost_after_s`` (the policy's window by
-    default), the loop ends with
-    :class:`RedisLost` (see :func:`first_failure`). ``step`` must be safe to repeat.
-    Cancellation ends the loop; any other exception is a bug and propagates."""
+    default), the loop ends with :class:`RedisLost` (see :func:`first_failure`). ``step``
+    must be safe to repeat. Cancellation ends the loop, even one a library swallowed;
+    any other exception is a bug and propagates."""
     attempts = Attempts(label, lost_after_s)
     while running():
         raise_if_cancelled()

@@ -10,14 +10,14 @@ hold 10,000 of them in a few MiB.
 One host talks to Redis over two connections: a blocking one that drains its inbox
 (``BLPOP`` then ``LPOP count``) and a small pool for everything else. Results from many
 agents are flushed together in one script call, so a busy host makes few round trips.
+Any process can host agents for a fleet - ``loadkit agents`` does exactly this - since
+all coordination goes through Redis.
 
 A dropped connection is retried (:mod:`loadkit.redis_io.retry`) and loses nothing: the
 task a message carries is also recorded with its agent in Redis, so after the inbox
 connection failed - a popped message may have gone down with it - the host reads back
 what its idle agents hold and starts it; a task that arrives twice (message and
 read-back, or a retried script's reply) is started once.
-Any process can host agents for a fleet - ``loadkit agents`` does exactly this - since
-all coordination goes through Redis.
 """
 
 from __future__ import annotations
