@@ -22,6 +22,7 @@ from loadkit.common.parallel import process_mapper
 from loadkit.common.site_paths import page_dir
 from loadkit.history.calibration import tables as calibration_tables
 from loadkit.history.calibration.machine_simulation import SIBLING_COMMITS, SIBLINGS
+from loadkit.history.calibration.shared_simulation import BENCHMARKS as SHARED_BENCHMARKS
 from loadkit.history.calibration.simulation import (
     GATE_BETWEEN_SD,
     GATE_SAMPLES,
@@ -51,6 +52,7 @@ from loadkit.history.sources.commit_order import (
     order_sources,
     resolve_commit_order,
 )
+from loadkit.history.sources.judged_commit import JudgedCommit, judged_commit
 from loadkit.history.sources.run_targets import read_run_targets
 from loadkit.history.stats.machine_level import is_machine
 from loadkit.history.stats.scoring import (
@@ -126,6 +128,7 @@ class ScoredHistory:
     newest: str
     order: CommitOrder
     notes: list[str]
+    judged: JudgedCommit | None = None
 
 
 def score_history(options: HistoryOptions) -> ScoredHistory:
@@ -149,14 +152,31 @@ def score_history(options: HistoryOptions) -> ScoredHistory:
     history = read.history(order.commits)
     if not history.series:
         raise UsageError(f"no readable benchmark results for machine {machine} in {results}")
-    newest = history.commits[-1]
-    if options.commit:
-        newest = _resolve_commit(read, history, order, options.commit)
+    wanted = _resolve_commit(read, history, order, options.commit) if options.commit else None
+    measured = {commit for series in history.series for commit in series.commits}
+    judged = judged_commit(
+        history.commits,
+        measured,
+        read.table.outcomes,
+        wanted,
+        order.newer_unmeasured,
+        order.detail,
+    )
+    if judged is None:
+        raise UsageError(f"no benchmark gave a result on {machine} up to {wanted or 'now'}")
+    for line in judged.notes:
+        warn(line)
+    newest = judged.commit
     scoring = ScoringOptions(
         confidence=options.confidence, min_effect=options.min_effect, false_discovery=options.fdr
     )
     present = [series.up_to(newest) for series in history.series if newest in series.commits]
-    missing = [series.name for series in history.series if newest not in series.commits]
+    failed = set(judged.failed_here)
+    missing = [
+        series.name
+        for series in history.series
+        if newest not in series.commits and series.benchmark not in failed
+    ]
     with Progress(
         TextColumn("reading histories"),
         BarColumn(),
@@ -172,12 +192,15 @@ def score_history(options: HistoryOptions) -> ScoredHistory:
             lambda: progress.advance(task),
             process_mapper(PARALLEL_FROM, MAX_WORKERS),
         )
+    for score in scores:
+        if score.shared_move is not None:
+            warn(score.shared_move.describe(score.series.name))
     if missing:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )
-        warn(f"no result at {newest[:8]} (failed, skipped or not yet written) for {shown}")
-    return ScoredHistory(history, worst_first(scores), newest, order, notes)
+        warn(f"no result at {newest[:8]} (not run there) for {shown}")
+    return ScoredHistory(history, worst_first(scores), newest, order, notes, judged)
 
 
 def run_check(options: CheckOptions) -> int:
@@ -203,6 +226,13 @@ def run_check(options: CheckOptions) -> int:
     if failing:
         outcome = outcome.replace("REGRESSION", "[bold red]REGRESSION[/]", 1)
     console.print(outcome)
+    judged = scored.judged
+    failed_run = judged.failed_run if judged is not None else None
+    if failed_run is not None:
+        console.print(
+            f"[bold red]FAILED RUN[/] at {failed_run[:8]}: every benchmark failed there",
+            highlight=False,
+        )
     if options.json:
         write_text_atomically(
             options.json,
@@ -215,13 +245,20 @@ def run_check(options: CheckOptions) -> int:
                     "min_effect": options.min_effect,
                     "false_discovery": options.fdr,
                     "failing": [s.series.name for s in failing],
+                    "failed_run": None
+                    if failed_run is None
+                    else {
+                        "commit": failed_run,
+                        "benchmarks": list(judged.failed_run_benchmarks),
+                    },
+                    "failed_at_commit": list(judged.failed_here) if judged else [],
                     "commit_order": scored.order.as_dict(),
                     "skipped_files": history.skipped,
                     "series": [tables.score_to_dict(s) for s in scores],
                 }
             ),
         )
-    return 1 if failing else 0
+    return 1 if failing or failed_run is not None else 0
 
 
 def json_document(document: dict[str, object]) -> str:
@@ -262,6 +299,12 @@ def run_calibrate(options: CalibrateOptions) -> int:
         f"({SIBLING_COMMITS} commits), check as it runs (false discovery across them)"
     )
     console.print(calibration_tables.machine_calibration_table(report.machine_cells, machine_title))
+    shared_title = (
+        f"machines whose {SHARED_BENCHMARKS} benchmarks all move at once: a code change on a "
+        "steady dedicated machine, or a runner lottery that comes back (listed: the share of "
+        "benchmarks check names itself)"
+    )
+    console.print(calibration_tables.shared_calibration_table(report.shared_cells, shared_title))
     curve_title = (
         "calibration: verdicts from machines of every kind, of every length, "
         "right when they tell the truth about the newest commit"

@@ -30,12 +30,16 @@ from loadkit.history.stats.scoring import (
     analyse_series,
     benjamini_hochberg,
     beside_machine,
+    commit_order,
     family_priors,
     judge,
     score_machine,
+    shared_moves_of,
     shifts_of,
+    with_shared_move,
 )
 from loadkit.history.stats.series import Series
+from loadkit.history.stats.shared_moves import SharedMove
 from loadkit.runs.direction import Direction
 
 SIBLINGS = 50
@@ -237,20 +241,32 @@ class _Scorer:
     reads: list[SeriesHistory]
     shifts: dict[str, dict[str, float]]
     sibling_p: list[float]
+    moves: dict[str, SharedMove]
 
     @classmethod
     def of(cls, machine: SimulatedMachine, options: ScoringOptions) -> _Scorer:
         reads = [analyse_series(series, options) for series in machine.siblings]
-        shifts = shifts_of(reads)
-        reads = [beside_machine(read, shifts) for read in reads]
+        order = commit_order(series.commits for series in machine.siblings)
+        # What check takes out of each benchmark: a shared move read as a code change
+        # stays in (see shared_moves_of).
+        shifts, moves, _ = shared_moves_of(reads, shifts_of(reads), order)
+        reads = [with_shared_move(beside_machine(read, shifts), moves) for read in reads]
         priors = family_priors(reads)
         judged = [judge(r, options, p) for r, p in zip(reads, priors, strict=True)]
         p_worse = [s.gate.p_worse if s.gate is not None else 1.0 for s in judged]
-        return cls(machine=machine, options=options, reads=reads, shifts=shifts, sibling_p=p_worse)
+        return cls(
+            machine=machine,
+            options=options,
+            reads=reads,
+            shifts=shifts,
+            sibling_p=p_worse,
+            moves=moves,
+        )
 
     def score(self, target: Series) -> tuple[SeriesScore, bool]:
         """The target's score and whether ``check`` fails because of it."""
         read = beside_machine(analyse_series(target, self.options), self.shifts)
+        read = with_shared_move(read, self.moves)
         prior = family_priors([*self.reads, read])[-1]
         score = judge(read, self.options, prior)
         p_worse = score.gate.p_worse if score.gate is not None else 1.0

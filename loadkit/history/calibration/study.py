@@ -17,6 +17,7 @@ from typing import Any
 
 from loadkit.common.parallel import map_in_processes
 from loadkit.history.calibration import machine_simulation as machines
+from loadkit.history.calibration import shared_simulation as shared
 from loadkit.history.calibration import simulation
 
 
@@ -27,12 +28,19 @@ class CalibrationReport:
     cells: list[simulation.Cell]
     gate_cells: list[simulation.GateCell]
     machine_cells: list[machines.MachineCell]
+    shared_cells: list[shared.SharedCell]
     calibration: list[machines.CalibrationRow]
     suite: machines.SuiteCell
 
     @property
     def met(self) -> bool:
-        rows: list[Any] = [*self.cells, *self.gate_cells, *self.machine_cells, *self.calibration]
+        rows: list[Any] = [
+            *self.cells,
+            *self.gate_cells,
+            *self.machine_cells,
+            *self.shared_cells,
+            *self.calibration,
+        ]
         return all(row.met for row in rows) and self.suite.met
 
     def as_dict(self) -> dict[str, object]:
@@ -40,6 +48,7 @@ class CalibrationReport:
             "cells": [cell.as_dict() for cell in self.cells],
             "gate_cells": [cell.as_dict() for cell in self.gate_cells],
             "machine_cells": [cell.as_dict() for cell in self.machine_cells],
+            "shared_cells": [cell.as_dict() for cell in self.shared_cells],
             "calibration": [row.as_dict() for row in self.calibration],
             "suite": self.suite.as_dict(),
         }
@@ -67,6 +76,10 @@ def _machine(index: int, series: int, seed: int) -> machines.MachineCell:
     return machines.run_machine_cell(machines.MACHINE_SCENARIOS[index], series, seed)
 
 
+def _shared(index: int, machine_count: int, seed: int) -> shared.SharedCell:
+    return shared.run_shared_cell(shared.SHARED_SCENARIOS[index], machine_count, seed)
+
+
 def jobs(series: int, seed: int) -> list[Job]:
     """The study's cells, in table order (scenarios by index: their level paths are
     closures, which do not cross to another process)."""
@@ -80,6 +93,11 @@ def jobs(series: int, seed: int) -> list[Job]:
     listed += [
         Job(s.name, "machine_cells", _machine, (i, series, seed))
         for i, s in enumerate(machines.MACHINE_SCENARIOS)
+    ]
+    # A whole machine per draw: a tenth as many machines as series (at least 20).
+    listed += [
+        Job(s.name, "shared_cells", _shared, (i, max(20, series // 10), seed))
+        for i, s in enumerate(shared.SHARED_SCENARIOS)
     ]
     listed.append(Job("calibration", "calibration", machines.run_calibration, (4 * series, seed)))
     listed.append(Job("suite", "suite", machines.run_suite, (max(10, series // 5), seed)))
@@ -108,6 +126,7 @@ def run_study(
         cells=tables["cells"],
         gate_cells=tables["gate_cells"],
         machine_cells=tables["machine_cells"],
+        shared_cells=tables["shared_cells"],
         calibration=tables["calibration"][0],
         suite=tables["suite"][0],
     )

@@ -16,6 +16,7 @@ from loadkit.history.calibration.machine_simulation import (
     MachineCell,
     SuiteCell,
 )
+from loadkit.history.calibration.shared_simulation import SharedCell
 from loadkit.history.calibration.simulation import Cell, GateCell
 
 
@@ -85,6 +86,30 @@ def machine_calibration_table(cells: Sequence[MachineCell], title: str) -> Table
             f"{cell.regression_rate:.1%}",
             f"{cell.no_change_rate:.1%}",
             f"{cell.median_detectable_effect:.1%}",
+            cell.requirement,
+            _met(cell.met),
+        )
+    return table
+
+
+def shared_calibration_table(cells: Sequence[SharedCell], title: str) -> Table:
+    """How often check fails a machine whose benchmarks all moved at once."""
+    table = Table(title=title)
+    table.add_column("scenario")
+    table.add_column("machine")
+    for column in ("reference", "samples", "machines", "check fails", "listed"):
+        table.add_column(column, justify="right")
+    table.add_column("requirement")
+    table.add_column("met")
+    for cell in cells:
+        table.add_row(
+            cell.scenario,
+            cell.machine,
+            str(cell.reference),
+            str(cell.samples),
+            str(cell.machines),
+            f"{cell.check_fail_rate:.1%}",
+            f"{cell.listed_share:.0%}",
             cell.requirement,
             _met(cell.met),
         )

@@ -59,16 +59,27 @@ def effect_text(score: SeriesScore) -> str:
     return f"{percent(gate.ratio)} [{low}, {high}]"
 
 
+def at_environment_change(score: SeriesScore, index: int) -> bool:
+    """Whether a change sits where the environment was renamed (a known break)."""
+    return any(rename[0] == index for rename in score.series.renames)
+
+
 def change_points_text(score: SeriesScore) -> str:
-    """Each change as commit, size and confidence; recent shifts marked."""
+    """Each change as commit, size and confidence; recent shifts marked, and those at
+    an environment change said so."""
     commits = score.series.commits
+
+    def where(index: int) -> str:
+        return " at the environment change" if at_environment_change(score, index) else ""
+
     parts = [
         f"{_short(commits[cp.index])} {percent(cp.ratio)} ({confidence_text(cp.confidence)})"
+        f"{where(cp.index)}"
         for cp in score.change_points
     ]
     parts += [
         f"{_short(commits[shift.index])} {percent(shift.gate.ratio)} "
-        f"({confidence_text(shift.gate.confidence)}, recent)"
+        f"({confidence_text(shift.gate.confidence)}, recent){where(shift.index)}"
         for shift in score.recent_shifts
     ]
     return "; ".join(parts) or "—"
@@ -202,6 +213,22 @@ def score_to_dict(score: SeriesScore) -> dict[str, object]:
         "noise_scale": _number(gate.noise_scale) if gate else None,
         "noise_df": _number(gate.noise_df) if gate else None,
         "prior_series": score.prior_series,
+        "environment": series.environment,
+        "environment_changes": [
+            {"commit": commits[index], "index": index, "from": old, "to": new}
+            for index, old, new in series.renames
+        ],
+        "shared_move": None
+        if score.shared_move is None
+        else {
+            "commit": score.shared_move.commit,
+            "ratio": _number(math.exp(score.shared_move.size)),
+            "share": _number(score.shared_move.share),
+            "read_as": score.shared_move.kind.value,
+            "earlier_reverted_moves": score.shared_move.lotteries,
+            "persisted_commits": score.shared_move.persisted,
+            "reference_commits": score.shared_move.reference,
+        },
         "change_points": [
             {
                 "commit": commits[cp.index],
@@ -211,6 +238,7 @@ def score_to_dict(score: SeriesScore) -> dict[str, object]:
                 "confidence": _number(cp.confidence),
                 "p_value": _number(cp.p_value),
                 "worse": change_is_worse(cp, series.direction),
+                "at_environment_change": at_environment_change(score, cp.index),
             }
             for cp in score.change_points
         ],
@@ -221,6 +249,7 @@ def score_to_dict(score: SeriesScore) -> dict[str, object]:
                 "verdict": shift.gate.verdict.value,
                 "ratio": _number(shift.gate.ratio),
                 "confidence": _number(shift.gate.confidence),
+                "at_environment_change": at_environment_change(score, shift.index),
             }
             for shift in score.recent_shifts
         ],

@@ -162,6 +162,10 @@ def detail_plot(score: SeriesScore, width: int = 760, height: int = 240) -> str:
             'stroke-opacity="0.6"/>'
         )
     commits = series.commits
+    out += [
+        _rename_line(scale, index, commits[index], old, new, top, bottom)
+        for index, old, new in series.renames
+    ]
     for cp in score.change_points:
         out.append(
             _change_line(
@@ -216,6 +220,20 @@ def detail_plot(score: SeriesScore, width: int = 760, height: int = 240) -> str:
         "</svg>",
     ]
     return "".join(out)
+
+
+def _rename_line(
+    scale: _Scale, index: int, commit: str, old: str, new: str, top: float, bottom: float
+) -> str:
+    """A known break: the environment was renamed (only unpinned requirements changed),
+    and the history runs on through it."""
+    x = scale.x(index - 0.5)
+    title = f"environment change at {commit[:8]}: {old} → {new}"
+    return (
+        f'<line class="env-change" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" '
+        f'stroke="#7f8c8d" stroke-width="1.5" stroke-dasharray="1 3">'
+        f"<title>{html.escape(title)}</title></line>"
+    )
 
 
 def _change_line(

@@ -1,11 +1,14 @@
 """Reading asv results for one machine, through asv's own ``asv.results``.
 
 asv's file format has changed before (``asv update`` migrates old files) and will again;
-going through ``Results.load`` keeps us on whatever format the installed asv reads. Files
-are read one at a time and each ``Results`` is dropped once its numbers are in the
-:class:`~loadkit.history.sources.point_table.PointTable`, so memory holds numbers, not asv's
-objects. A file that asv cannot read — corrupt JSON, a foreign JSON file, another
-machine's results, an old format — is skipped and reported once per kind of reason.
+going through ``Results.load`` keeps us on whatever format the installed asv reads, and
+older files are migrated in memory by asv's own steps
+(:mod:`~loadkit.history.sources.old_results`). Files are read one at a time and each
+``Results`` is dropped once its numbers are in the
+:class:`~loadkit.history.sources.point_table.PointTable`, so memory holds numbers, not
+asv's objects. A file that asv cannot read — corrupt JSON, a foreign JSON file, another
+machine's results, an old format asv cannot migrate — is skipped and reported once per
+kind of reason.
 Files are only ever opened for reading.
 """
 
@@ -23,7 +26,9 @@ from asv import util
 
 from loadkit.common.errors import UsageError
 from loadkit.common.parallel import map_in_processes, worker_count
-from loadkit.history.sources.point_table import PointTable, SeriesKey
+from loadkit.history.sources.environment_lines import line_of
+from loadkit.history.sources.old_results import MigratedResults, OldFormatError, migrate
+from loadkit.history.sources.point_table import PointTable, RunOutcome, SeriesKey
 from loadkit.history.sources.skipped_files import SkipKind, SkippedFile, classify, summary_lines
 from loadkit.history.stats.series import Series
 from loadkit.runs.declarations import Tracked, read_sidecar
@@ -136,6 +141,15 @@ def _param_label(names: list[str], values: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"{n}={v}" for n, v in zip(labels, values, strict=True)) + ")"
 
 
+def _requirements(result: object) -> Mapping[str, object]:
+    """The requirements asv stored with a run (it keeps them without a public accessor);
+    anything else reads as none, and the environment is then a line of its own."""
+    found = getattr(result, "requirements", None)
+    if found is None:
+        found = getattr(result, "_requirements", None)
+    return found if isinstance(found, Mapping) else {}
+
+
 class _Collector:
     """Moves one ``Results`` at a time into a point table."""
 
@@ -159,10 +173,12 @@ class _Collector:
             self._ids[shape] = ids
         return ids
 
-    def collect(self, result: asv_results.Results) -> None:
+    def collect(self, result: asv_results.Results | MigratedResults) -> None:
         commit = self.table.commit_id(result.commit_hash, result.date)
         env = str(result.env_name)
+        line = line_of(env, _requirements(result))
         versions = result.benchmark_version
+        outcome = RunOutcome()
         for key in result.get_all_result_keys():
             wanted = self.metadata.get(key, {}).get("version")
             recorded = versions.get(key)
@@ -171,23 +187,45 @@ class _Collector:
             params = result.get_result_params(key) or []
             values = result.get_result_value(key, params)
             if all(value is None for value in values):
-                continue  # failed or skipped everywhere
+                outcome.failed.add(key)  # failed (or skipped) for every parameter
+                continue
+            outcome.measured += 1
             self.table.add(
-                self._series_ids(key, env, params),
+                self._series_ids(key, line, params),
                 commit,
                 values,
                 result.get_result_samples(key, params),
             )
+        self.table.note_run(result.commit_hash, line, env, outcome)
 
 
-def _load(path: Path, machine: str) -> asv_results.Results | SkippedFile:
+def _load(path: Path, machine: str) -> asv_results.Results | MigratedResults | SkippedFile:
     try:
         result = asv_results.Results.load(str(path), machine_name=machine)
     except util.UserError as exc:
         reason = str(exc).replace(str(path.resolve()), path.name)
-        return SkippedFile(path.name, classify(reason), reason)
+        kind = classify(reason)
+        if kind is not SkipKind.OLD_FORMAT:
+            return SkippedFile(path.name, kind, reason)
+        return _load_old(path, machine)
     except _UNREADABLE as exc:
         return SkippedFile(path.name, SkipKind.NOT_RESULTS, f"{type(exc).__name__}: {exc}")
+    if not isinstance(result.commit_hash, str):
+        return SkippedFile(path.name, SkipKind.NOT_RESULTS, "no commit hash")
+    return result
+
+
+def _load_old(path: Path, machine: str) -> MigratedResults | SkippedFile:
+    """An old-format file, migrated in memory; skipped only when asv cannot migrate it."""
+    try:
+        result = migrate(path)
+    except OldFormatError as exc:
+        return SkippedFile(path.name, SkipKind.OLD_FORMAT, str(exc))
+    except _UNREADABLE as exc:
+        return SkippedFile(path.name, SkipKind.OLD_FORMAT, f"{type(exc).__name__}: {exc}")
+    if result.params.get("machine") != machine:
+        reason = f"{path.name}: machine name is not {machine!r}"
+        return SkippedFile(path.name, SkipKind.OTHER_MACHINE, reason)
     if not isinstance(result.commit_hash, str):
         return SkippedFile(path.name, SkipKind.NOT_RESULTS, "no commit hash")
     return result

@@ -58,6 +58,8 @@ class CommitOrder:
     at_risk: int = 0
     left_out: int = 0
     notes: tuple[str, ...] = field(default=())
+    # Commits the source places after the newest one with results: none was measured.
+    newer_unmeasured: int = 0
 
     def line(self) -> str:
         """The one line ``check`` prints above its table."""
@@ -71,6 +73,7 @@ class CommitOrder:
             "commits": len(self.commits),
             "at_risk": self.at_risk,
             "left_out": self.left_out,
+            "newer_unmeasured": self.newer_unmeasured,
         }
 
 
@@ -82,6 +85,15 @@ def order_on_branch(history: list[str], present: Dates) -> tuple[list[str], list
     ordered = [commit for commit in history if commit in present]
     on_branch = set(ordered)
     return ordered, sorted(commit for commit in present if commit not in on_branch)
+
+
+def newer_than_measured(known: list[str], present: Dates) -> int:
+    """How many commits of ``known`` (oldest first) come after the newest one with
+    results: commits the source knows that no results file measured."""
+    for position in range(len(known) - 1, -1, -1):
+        if known[position] in present:
+            return len(known) - 1 - position
+    return 0
 
 
 def order_by_date(present: Dates) -> list[str]:
@@ -238,6 +250,7 @@ def _from_git(
         detail=_git_detail(ref, repo, how),
         left_out=len(off_branch),
         notes=_left_out_notes(ref, len(off_branch), len(unknown)),
+        newer_unmeasured=newer_than_measured(history, present),
     )
 
 
@@ -269,6 +282,7 @@ def _from_index(index: AsvIndex, present: Dates, source: str) -> CommitOrder | N
         detail=f"asv index.json ({index.path})",
         at_risk=len(by_date),
         notes=notes if by_date else (),
+        newer_unmeasured=newer_than_measured(index.commits, present),
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,11 +28,26 @@ def _number(value: object) -> float:
 
 @dataclass(frozen=True)
 class SeriesKey:
-    """What tells series apart: benchmark, parameter combination, environment."""
+    """What tells series apart: benchmark, parameter combination, environment line
+    (the environment's name without its unpinned requirements, see
+    :func:`loadkit.history.sources.environment_lines.line_of`)."""
 
     benchmark: str
     label: str
     env: str
+
+
+@dataclass
+class RunOutcome:
+    """What one commit's files said beyond numbers: benchmarks that failed everywhere
+    they ran, and how many benchmarks gave a value."""
+
+    failed: set[str] = field(default_factory=set)
+    measured: int = 0
+
+    def merge(self, other: RunOutcome) -> None:
+        self.failed |= other.failed
+        self.measured += other.measured
 
 
 class PointTable:
@@ -50,6 +65,14 @@ class PointTable:
         self._start = array("q")
         self._count = array("i")
         self._samples = array("d")
+        # (environment line, commit) -> the environment's name in that commit's files.
+        self.environments: dict[tuple[str, str], str] = {}
+        self.outcomes: dict[str, RunOutcome] = {}
+
+    def note_run(self, commit: str, line: str, env: str, outcome: RunOutcome) -> None:
+        """Record a file's environment name and outcome once its points are in."""
+        self.environments[(line, commit)] = env
+        self.outcomes.setdefault(commit, RunOutcome()).merge(outcome)
 
     def __len__(self) -> int:
         return len(self._series)
@@ -98,6 +121,9 @@ class PointTable:
         self._value.extend(other._value)
         self._count.extend(other._count)
         self._samples.extend(other._samples)
+        self.environments.update(other.environments)
+        for commit, outcome in other.outcomes.items():
+            self.outcomes.setdefault(commit, RunOutcome()).merge(outcome)
 
     def add(
         self,
@@ -173,19 +199,28 @@ class PointTable:
             key = self.keys[int(series[points[0]])]
             info = metadata.get(key.benchmark, {})
             unit = str(info.get("unit") or "")
-            suffix = f" [{key.env}]" if len(environments) > 1 else ""
+            commits = [order[p] for p in position[points].tolist()]
+            names = [self.environments.get((key.env, c), key.env) for c in commits]
+            renames = tuple(
+                (i, names[i - 1], names[i])
+                for i in range(1, len(names))
+                if names[i] != names[i - 1]
+            )
+            env = names[-1]
+            suffix = f" [{env}]" if len(environments) > 1 else ""
             spans = zip(first[points].tolist(), length[points].tolist(), strict=True)
             built.append(
                 (
                     key,
                     Series(
                         name=key.benchmark + key.label + suffix,
-                        commits=[order[p] for p in position[points].tolist()],
+                        commits=commits,
                         measurements=[buffer[s : s + n] for s, n in spans],
                         direction=infer_direction(key.benchmark, unit, info.get("direction")),
                         unit=unit,
                         benchmark=key.benchmark,
-                        environment=key.env,
+                        environment=env,
+                        renames=renames,
                     ),
                 )
             )

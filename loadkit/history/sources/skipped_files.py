@@ -1,9 +1,11 @@
 """Results files the reader had to skip, said once per reason rather than once per file.
 
-A results folder of an asv too old for the installed one holds hundreds of files that
-all fail for the same reason; a line per file buries the one thing to do (``asv
-update``). So skips are grouped by kind: each kind is one line with a count, up to three
-example names and what would fix it.
+A results folder written by another asv, or filled by another tool, holds hundreds of
+files that all fail for the same reason; a line per file buries the one thing to do. So
+skips are grouped by kind: each kind is one line with a count, up to three example names
+and what would fix it. (Files of an older asv format are migrated in memory, see
+:mod:`~loadkit.history.sources.old_results`; only those the migration cannot read land
+here.)
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ def _line(kind: SkipKind, names: list[str], machine: str) -> str:
     examples = ", ".join(names[:EXAMPLES]) + (", …" if count > EXAMPLES else "")
     if kind is SkipKind.OLD_FORMAT:
         return (
-            f"{files}: stored in an old asv results format (left as they are); `asv update`, "
-            "run in the benchmark project, migrates them"
+            f"{files}: in an old asv results format that asv's migration cannot read "
+            f"({examples}); left as they are"
         )
     if kind is SkipKind.NEWER_FORMAT:
         return f"{files}: written by a newer asv than this one ({examples}); update asv"

@@ -62,6 +62,14 @@ from loadkit.history.stats.noise import (
     series_profile,
 )
 from loadkit.history.stats.series import Series
+from loadkit.history.stats.shared_moves import (
+    MoveKind,
+    SharedMove,
+    find_shared_move,
+    moved_together,
+    robust_sd,
+    sign_test,
+)
 from loadkit.runs.direction import Direction
 
 _MAX_REFERENCE = 40
@@ -113,6 +121,7 @@ class SeriesScore:
     failing: bool
     prior_series: int = 0
     machine_shift: float = 0.0
+    shared_move: SharedMove | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -144,6 +153,9 @@ class SeriesHistory:
     gate_series: Series
     machine_shift: float = 0.0
     machine_error: float = 0.0
+    # A shared move of its group read as a code change, left in at the newest commit
+    # (log, slower positive; 0 when there is none).
+    shared_move: float = 0.0
 
     @property
     def segment_starts(self) -> list[int]:
@@ -217,6 +229,65 @@ def shifts_of(reads: Sequence[SeriesHistory]) -> dict[str, dict[str, float]]:
         segment_residuals(np.log(read.series.centres), read.segment_starts) for read in reads
     ]
     return machine_shifts([read.series for read in reads], residuals)
+
+
+def _within_noise(series: Series) -> float:
+    """The usual sampling error of one commit's median (log), 0 without samples."""
+    typical = typical_median_error([np.log(values) for values in series.measurements])
+    return typical or 0.0
+
+
+def shared_moves_of(
+    reads: Sequence[SeriesHistory], shifts: dict[str, dict[str, float]], order: Sequence[str]
+) -> tuple[dict[str, dict[str, float]], dict[str, SharedMove], dict[str, dict[str, float]]]:
+    """Each group's shared move through the newest commit (see :mod:`shared_moves`).
+
+    Returns the shifts to take out of the benchmarks (a move read as a code change is
+    left in them from its commit on), the moves found per group, and per group each
+    benchmark's own move at the newest commit (by series name, log, slower positive).
+    """
+    members: dict[str, list[SeriesHistory]] = defaultdict(list)
+    for read in reads:
+        members[group_of(read.series)].append(read)
+    adjusted = dict(shifts)
+    moves: dict[str, SharedMove] = {}
+    newest_moves: dict[str, dict[str, float]] = {}
+    for group, group_shifts in shifts.items():
+        commits = [commit for commit in order if commit in group_shifts]
+        position = {commit: i for i, commit in enumerate(commits)}
+        group_reads = members[group]
+        residuals = np.full((len(group_reads), len(commits)), np.nan)
+        noise = np.zeros(len(group_reads))
+        for row, read in enumerate(group_reads):
+            series = read.series
+            own = series.direction.sign * segment_residuals(
+                np.log(series.centres), read.segment_starts
+            )
+            for commit, value in zip(series.commits, own, strict=True):
+                if commit in position:
+                    residuals[row, position[commit]] = value
+        values = np.array([group_shifts[c] for c in commits])
+        for row, read in enumerate(group_reads):
+            # A benchmark's own scatter is what the machine's shift does not explain.
+            apart = residuals[row, :-1] - values[:-1]
+            apart = apart[np.isfinite(apart)]
+            noise[row] = max(robust_sd(apart), _within_noise(read.series))
+        shares = np.array(
+            [moved_together(residuals[:, i], noise, values[i])[0] for i in range(len(commits))]
+        )
+        move = find_shared_move(commits, values, shares)
+        if move is None:
+            continue
+        moves[group] = move
+        newest_moves[group] = {
+            read.series.name: float(residuals[row, -1]) for row, read in enumerate(group_reads)
+        }
+        if move.kind is MoveKind.CODE:
+            adjusted[group] = {
+                commit: value - move.size if position[commit] >= move.start else value
+                for commit, value in group_shifts.items()
+            }
+    return adjusted, moves, newest_moves
 
 
 def beside_machine(read: SeriesHistory, shifts: dict[str, dict[str, float]]) -> SeriesHistory:
@@ -383,7 +454,9 @@ def _cross_section(reads: Iterable[SeriesHistory]) -> NoisePrior | None:
             continue
         reference = levels[read.reference_start : -1]
         m = reference.size
-        deviations.append(levels[-1] - float(np.median(reference)))
+        # A shared move read as a code change is not this commit's noise.
+        shared = read.series.direction.sign * read.shared_move
+        deviations.append(levels[-1] - float(np.median(reference)) - shared)
         factors.append(1.0 + (math.pi / 2.0 if m >= 3 else 1.0) / m)
     if not deviations:
         return None
@@ -424,21 +497,78 @@ def score_machine(
     options = options or ScoringOptions()
     reads = analyse_all(series, options, on_series, map_series)
     shifts = shifts_of(reads)
-    reads = [beside_machine(read, shifts) for read in reads]
     order = commit_order(one.commits for one in series)
+    taken_out, moves, newest_moves = shared_moves_of(reads, shifts, order)
+    reads = [with_shared_move(beside_machine(read, taken_out), moves) for read in reads]
     newest = order[-1] if order else None
+    machine_groups: dict[int, str] = {}
     for group, group_shifts in sorted(shifts.items()):
         machine = machine_series(group, group_shifts, order)
         if len(machine.commits) > 1 and machine.commits[-1] == newest:
+            machine_groups[len(reads)] = group
             reads.append(analyse_series(machine, options))
     priors = family_priors(reads)
     scores = [judge(read, options, prior) for read, prior in zip(reads, priors, strict=True)]
+    for index, group in machine_groups.items():
+        move = moves.get(group)
+        if move is not None:
+            scores[index] = _machine_row(scores[index], move, newest_moves[group], options)
     p_worse = [s.gate.p_worse if s.gate is not None else 1.0 for s in scores]
     discovered = benjamini_hochberg(p_worse, options.false_discovery)
     return [
         replace(score, failing=score.failing and bool(found))
         for score, found in zip(scores, discovered, strict=True)
     ]
+
+
+def with_shared_move(read: SeriesHistory, moves: dict[str, SharedMove]) -> SeriesHistory:
+    """Mark a benchmark whose group moved at the newest commit by a code change: the
+    move is not this commit's noise when siblings stand in for a missing history."""
+    move = moves.get(group_of(read.series))
+    if move is None or move.kind is not MoveKind.CODE:
+        return read
+    return replace(read, shared_move=move.size)
+
+
+def _machine_row(
+    score: SeriesScore, move: SharedMove, moves: dict[str, float], options: ScoringOptions
+) -> SeriesScore:
+    """The group's row when its benchmarks moved together: the move as its benchmarks
+    vote on it (a sign test, see :func:`shared_moves.sign_test`) when it reads as a code
+    change; as the machine's own gate judged it, failing nothing, when it reads as a
+    runner lottery."""
+    if move.kind is not MoveKind.CODE or score.gate is None:
+        # The history says this machine's level swings and comes back: not a regression.
+        return replace(score, failing=False, shared_move=move)
+    values = np.array(list(moves.values()))
+    median, low, high, p_slower, p_faster = sign_test(values, options.confidence)
+    margin = math.log1p(options.min_effect)
+    if 1.0 - p_slower >= options.confidence and median >= margin:
+        verdict, confidence = Verdict.REGRESSION, 1.0 - p_slower
+    elif 1.0 - p_faster >= options.confidence and median <= -margin:
+        verdict, confidence = Verdict.IMPROVEMENT, 1.0 - p_faster
+    else:
+        verdict, confidence = Verdict.INCONCLUSIVE, max(1.0 - p_slower, 1.0 - p_faster)
+    gate = replace(
+        score.gate,
+        verdict=verdict,
+        ratio=math.exp(median),
+        ratio_low=math.exp(low),
+        ratio_high=math.exp(high),
+        confidence=confidence,
+        p_worse=p_slower,
+        p_better=p_faster,
+        detectable_effect=math.nan,
+        reference_commits=move.reference,
+    )
+    failing = verdict is Verdict.REGRESSION and median >= margin
+    return replace(
+        score,
+        gate=gate,
+        failing=failing,
+        regression_detected=score.regression_detected or failing,
+        shared_move=move,
+    )
 
 
 def analyse_all(

@@ -19,9 +19,9 @@ from loadkit.runs.direction import Direction
 class Series:
     """Measurements of one benchmark (and parameter combination) by commit, oldest first.
 
-    ``benchmark`` is asv's benchmark key and ``environment`` asv's environment name;
-    with the unit they say which other series on the machine behave alike (see
-    :attr:`families`).
+    ``benchmark`` is asv's benchmark key and ``environment`` asv's environment name (at
+    the newest commit: a series runs on across renames, see ``renames``); with the unit
+    they say which other series on the machine behave alike (see :attr:`families`).
     """
 
     name: str
@@ -32,6 +32,9 @@ class Series:
     summaries: list[dict[str, float]] = field(default_factory=list)
     benchmark: str = ""
     environment: str = ""
+    # Where the environment's name changed while only its unpinned requirements did:
+    # (index of the first commit under the new name, old name, new name).
+    renames: tuple[tuple[int, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.commits) != len(self.measurements):
@@ -81,5 +84,6 @@ class Series:
                     commits=self.commits[:stop],
                     measurements=self.measurements[:stop],
                     summaries=self.summaries[:stop],
+                    renames=tuple(r for r in self.renames if r[0] < stop),
                 )
         raise KeyError(commit)
