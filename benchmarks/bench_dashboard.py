@@ -9,7 +9,7 @@ client attached: its ``setup`` only prepares the inputs.
 
 from __future__ import annotations
 
-from benchmarks.common import HIGHER, LOWER, WorkloadRun, run_workload, track
+from benchmarks.common import HIGHER, LOWER, Measured, WorkloadRun, run_workload, track
 from loadkit.dashboard import protocol
 from loadkit.dashboard.server import DashboardServer, ServerConfig
 from loadkit.dashboard.sources import SimulatedFleet
@@ -20,7 +20,7 @@ class DashboardRun(WorkloadRun):
 
     workload = "dashboard"
 
-    def setup_cache(self) -> dict[str, float]:
+    def setup_cache(self) -> Measured:
         return run_workload(self.workload)
 
 

@@ -5,9 +5,10 @@ takes seconds to minutes; run in ``setup`` it would run again for every benchmar
 every repeat, and the figures of one class would come from different runs. So each
 workload's base class (``FleetRun``, ``SwarmRun``, ...) defines one ``setup_cache`` that
 runs the workload's own ``run(ctx)`` - the scenario ``loadkit run`` reports - and returns
-its flat metrics; asv keys ``setup_cache`` by the file and line that define it, so every
-class inheriting it shares that one run, and its ``track_`` methods (made by
-:func:`loadkit.suite.track`) only read.
+its figures (:class:`loadkit.suite.Measured`: the metrics, and the trials' values of
+figures measured in repeated trials); asv keys ``setup_cache`` by the file and line that
+define it, so every class inheriting it shares that one run, and its ``track_`` methods
+(made by :func:`loadkit.suite.track`) only read, handing asv the trials as samples.
 
 The scale comes from ``$LOADKIT_BENCH_SCALE`` (``quick`` unless set; ``loadkit bench
 --scale`` sets it) and is every class's single parameter, so figures of different scales
@@ -18,10 +19,10 @@ line to ``$LOADKIT_BENCH_LOG`` when that names a file: how ``loadkit bench`` cou
 
 from __future__ import annotations
 
-from loadkit.suite import HIGHER, LOWER, track
+from loadkit.suite import HIGHER, LOWER, Measured, track
 from loadkit.suite_run import bench_scale, run_workload
 
-__all__ = ["HIGHER", "LOWER", "WorkloadRun", "bench_scale", "run_workload", "track"]
+__all__ = ["HIGHER", "LOWER", "Measured", "WorkloadRun", "bench_scale", "run_workload", "track"]
 
 
 class WorkloadRun:

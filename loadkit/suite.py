@@ -11,11 +11,22 @@ asv keeps only its own benchmark attributes in ``results/benchmarks.json`` (a cu
 try to read as results): the history scoring reads the direction from there
 (falling back to the name rule for suites that declare nothing), and the run report
 maps asv's recorded values back to workload metrics with it.
+
+Each declaration also says what the figure is for. A **headline** figure is one the
+suite is judged by (a handful, named in :data:`HEADLINES`); an **informational** one is
+recorded and shown but never gated, and says why (an at-least-once count, a figure the
+host decides); every other figure is gated like a headline one. A figure measured in
+repeated trials (:mod:`loadkit.runs.trials`) hands asv its trials as samples: asv
+records their median as the value and keeps the samples with ``--record-samples``, so
+each run's own noise is in asv's results, where ``loadkit check`` reads it. A figure
+whose way of measuring changed says so in ``method``: asv's ``version`` changes with it
+and the figure's history starts a new series instead of showing a false step.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -24,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from loadkit.atomic_file import write_text_atomically
+from loadkit.runs.trials import Measured
 
 # One vocabulary for every track_: seconds, milliseconds, kibibytes, megabytes per
 # second, events per second, a multiplier, a dimensionless share, a count, a yes/no (1/0).
@@ -32,6 +44,22 @@ HIGHER = "higher_is_better"
 LOWER = "lower_is_better"
 DIRECTIONS: tuple[str, ...] = (HIGHER, LOWER)
 SIDECAR = "loadkit-suite.jsonl"
+HEADLINE, GATED, INFORMATIONAL = "headline", "gated", "informational"
+ROLES: tuple[str, ...] = (HEADLINE, GATED, INFORMATIONAL)
+# The figures the suite is judged by: one or two per workload, each the one a user of
+# that workload would quote. None of them may be informational.
+HEADLINES: frozenset[str] = frozenset(
+    {
+        "spawn_rate_per_s",
+        "allocation_p99_ms",
+        "delivered_per_s",
+        "delivery_p99_ms",
+        "ws_latency_p99_ms",
+        "poll_latency_p95_ms",
+        "speedup_ratio",
+        "ops_per_s",
+    }
+)
 
 Metrics = Mapping[str, float]
 
@@ -50,6 +78,13 @@ class Tracked:
     direction: str
     param_names: tuple[str, ...] = ()
     setup_cache_key: str | None = None
+    role: str = GATED
+    why: str = ""  # why an informational figure is not gated
+
+    @property
+    def gated(self) -> bool:
+        """Whether a regression of this figure may fail a check."""
+        return self.role != INFORMATIONAL
 
     def metric_for(self, params: tuple[str, ...]) -> str:
         """The metric one parameter combination reads (asv stores values as repr)."""
@@ -64,28 +99,71 @@ def _unquote(value: str) -> str:
     return value
 
 
-def track(metric: str, unit: str, direction: str) -> Callable[..., float]:
+def track(
+    metric: str,
+    unit: str,
+    direction: str,
+    *,
+    headline: bool = False,
+    informational: str = "",
+    method: str = "",
+) -> Callable[..., float | dict[str, Any]]:
     """A ``track_`` method returning one metric of the class's shared run.
 
-    asv passes the ``setup_cache`` result (the workload's flat metrics) and the class's
-    parameters; the method only reads. An unknown unit or direction is a mistake in the
-    suite, raised when the module is imported so ``asv check`` sees it."""
+    asv passes the ``setup_cache`` result (:class:`Measured`, or the flat metrics) and
+    the class's parameters; the method only reads. A metric with trials is returned as
+    asv's samples (asv records their median). ``headline`` marks one of
+    :data:`HEADLINES`; ``informational`` says why a figure is not gated; ``method``
+    names how it is measured when that changed. A mistake in any of these is raised
+    when the module is imported, so ``asv check`` sees it."""
     if unit not in UNITS:
         raise ValueError(f"unit {unit!r} of {metric} is not one of {' '.join(UNITS)}")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} of {metric} is not one of {DIRECTIONS}")
+    role = declared_role(metric, headline=headline, informational=informational)
 
-    def read(self: Any, metrics: Metrics, *params: Any) -> float:
+    def read(self: Any, measured: Measured | Metrics, *params: Any) -> float | dict[str, Any]:
         names = getattr(self, "param_names", [])
-        return float(metrics[metric.format(**dict(zip(names, map(str, params), strict=False)))])
+        key = metric.format(**dict(zip(names, map(str, params), strict=False)))
+        metrics, samples = (
+            (measured.metrics, measured.samples)
+            if isinstance(measured, Measured)
+            else (measured, {})
+        )
+        values = samples.get(key)
+        if values and all(math.isfinite(v) for v in values):
+            # asv's form of a timing: it records the median and, asked to, the samples.
+            return {"samples": [float(v) for v in values], "number": 1}
+        return float(metrics[key])
 
     read.unit = unit  # type: ignore[attr-defined]
     read.direction = direction  # type: ignore[attr-defined]
     read.metric = metric  # type: ignore[attr-defined]
+    read.role = role  # type: ignore[attr-defined]
+    read.why = informational  # type: ignore[attr-defined]
     # asv's version of a benchmark is a hash of its source, the same for every reader;
-    # a series is the declaration, so a changed metric, unit or direction starts anew.
-    read.version = f"{metric} {unit} {direction}"  # type: ignore[attr-defined]
+    # a series is the declaration, so a changed metric, unit, direction or method of
+    # measuring starts anew.
+    version = f"{metric} {unit} {direction}"
+    read.version = f"{version} ({method})" if method else version  # type: ignore[attr-defined]
     return read
+
+
+def declared_role(metric: str, *, headline: bool, informational: str) -> str:
+    """The role a declaration gives its figure, or a ValueError for one that makes no
+    sense (a headline not in :data:`HEADLINES` or one of them not declared so, an
+    informational headline, an informational figure that does not say why)."""
+    if informational and not informational.strip():
+        raise ValueError(f"{metric}: say why it is informational")
+    if headline and metric not in HEADLINES:
+        raise ValueError(f"{metric} is not a headline metric ({', '.join(sorted(HEADLINES))})")
+    if metric in HEADLINES and informational:
+        raise ValueError(f"{metric} is a headline metric: it cannot be informational")
+    if metric in HEADLINES and not headline:
+        raise ValueError(f"{metric} is a headline metric: declare it with headline=True")
+    if informational:
+        return INFORMATIONAL
+    return HEADLINE if headline else GATED
 
 
 def _declared(benchmark: Any) -> Tracked | None:
@@ -104,6 +182,8 @@ def _declared(benchmark: Any) -> Tracked | None:
         direction=direction,
         param_names=tuple(str(n) for n in benchmark.param_names),
         setup_cache_key=benchmark.setup_cache_key,
+        role=str(getattr(func, "role", GATED)),
+        why=str(getattr(func, "why", "")),
     )
 
 
@@ -166,6 +246,8 @@ def _tracked(entry: object) -> Tracked | None:
             direction=str(entry["direction"]),
             param_names=tuple(str(n) for n in entry.get("param_names") or ()),
             setup_cache_key=entry.get("setup_cache_key"),
+            role=str(entry.get("role") or GATED),
+            why=str(entry.get("why") or ""),
         )
     except (KeyError, TypeError):
         return None

@@ -14,6 +14,9 @@ mean the same thing. Every function here is bounded in time and task count.
   reaction is step -> capacity reaches what the policy needs at the high rate.
 * cycles - whole fleet lifetimes repeated: keys left behind, RSS growth per cycle once
   the allocator has warmed up.
+* ceilings - what the Redis round trips under spawn and allocation can do with no fleet
+  logic at all, measured in the same run on the same server, so spawn rate and
+  allocation tail can be read as ratios that hold from host to host.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from loadkit.fleet.autoscaler import AutoscalerConfig
 from loadkit.fleet.host import Task, Work, encode_task_body
 from loadkit.fleet.manager import FleetManager
 from loadkit.metrics import LatencyRecorder, percentile, settled_rss_bytes
+from loadkit.runs.trials import TrialPlan, TrialResult, run_trials
 
 Progress = Callable[[float], None]
 TICK_S = 0.001
@@ -112,6 +116,99 @@ async def measure_spawn(
         "spawn_total_s": elapsed_s,
         "rss_per_agent_kib": (rss_after - rss_before) / max(agents, 1) / 1024,
     }
+
+
+# One script call that carries a spawn batch's arguments and does nothing with them: the
+# round trip and the script call without the registration.
+_ECHO = "return #ARGV"
+
+
+async def measure_round_trips(
+    manager: FleetManager, batches: int, batch_size: int, inflight: int
+) -> dict[str, float]:
+    """The Redis ceiling under spawning and allocation, on the manager's own client.
+
+    ``batches`` script calls, each carrying ``batch_size`` agent-sized arguments, with
+    ``inflight`` at a time (as :meth:`AgentHost.spawn` sends its batches): how many
+    agents per second the round trips alone would carry; then the same number of calls
+    one at a time: the median single round trip, the floor under an allocation (its
+    median, not its tail: the tail of a few hundred round trips is the scheduler's)."""
+    echo = manager.client.register_script(_ECHO)
+    args = [1000, "host", *(f"ceiling-agent-{i:06d}" for i in range(batch_size))]
+    gate = asyncio.Semaphore(inflight)
+
+    async def one() -> None:
+        async with gate:
+            await echo(keys=[], args=args)
+
+    await one()  # the script is loaded, the connection open
+    t0 = time.perf_counter_ns()
+    await asyncio.gather(*(one() for _ in range(batches)))
+    elapsed_s = (time.perf_counter_ns() - t0) / 1e9
+    single = LatencyRecorder()
+    for _ in range(batches):
+        with single.time():
+            await echo(keys=[], args=args[:3])
+    return {
+        "spawn_ceiling_per_s": batches * batch_size / elapsed_s,
+        "round_trip_ms": single.summary().get("p50", math.nan),
+    }
+
+
+async def spawn_trial(
+    url: str, fleet: str, agents: int, lease_ms: int, batch_size: int
+) -> dict[str, float]:
+    """One spawn of ``agents`` in a fleet of its own, right after the round-trip ceiling
+    on the same server: spawn figures and their ratio to the ceiling."""
+    manager = await FleetManager(url, fleet, lease_ms=lease_ms, batch_size=batch_size).start()
+    try:
+        ceiling = await measure_round_trips(
+            manager, -(-agents // batch_size), batch_size, manager.max_inflight_batches
+        )
+        t0 = time.perf_counter_ns()
+        latencies = await manager.spawn(agents)
+        elapsed_s = (time.perf_counter_ns() - t0) / 1e9
+        await manager.stop()
+    finally:
+        await manager.close(purge=True)
+    lat_ms = np.asarray(latencies, dtype=np.float64) / 1e6
+    rate = agents / elapsed_s
+    return {
+        "spawn_rate_per_s": rate,
+        "spawn_avg_ms": float(lat_ms.mean()) if lat_ms.size else math.nan,
+        "spawn_p95_ms": percentile(lat_ms, 95),
+        "spawn_ceiling_per_s": ceiling["spawn_ceiling_per_s"],
+        "spawn_ceiling_ratio": rate / ceiling["spawn_ceiling_per_s"],
+    }
+
+
+async def measure_spawn_trials(
+    url: str, fleet_prefix: str, agents: int, lease_ms: int, batch_size: int, plan: TrialPlan
+) -> TrialResult:
+    """Spawn figures as the median of trials, each a fresh fleet: one spawn of a
+    thousand agents takes about 12 ms, a window one scheduler hiccup doubles."""
+    return await run_trials(
+        lambda i: spawn_trial(url, f"{fleet_prefix}-{i}", agents, lease_ms, batch_size), plan
+    )
+
+
+async def measure_allocation_trials(
+    manager: FleetManager, rate_per_s: float, seconds: float, work_ms: float, plan: TrialPlan
+) -> TrialResult:
+    """Allocation figures as the median of back-to-back windows on the same agents,
+    each followed by the round-trip ceiling: a p99 over one window of a few thousand
+    tasks is a handful of events."""
+
+    async def trial(_i: int) -> dict[str, float]:
+        figures = await measure_allocation(manager, rate_per_s, seconds, work_ms)
+        ceiling = await measure_round_trips(manager, 500, 1, 1)
+        rtt = ceiling["round_trip_ms"]
+        return figures | {
+            "round_trip_ms": rtt,
+            "allocation_p99_round_trips": figures["allocation_p99_ms"] / rtt,
+        }
+
+    return await run_trials(trial, plan, exact=("allocation_tasks", "allocation_completed"))
 
 
 async def measure_allocation(
