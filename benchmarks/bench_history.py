@@ -7,8 +7,8 @@ with one value per commit (asv's summary) and with 10 recorded samples per commi
 
 import numpy as np
 
-from loadkit.history.scoring import score_series
-from loadkit.history.series import Series
+from loadkit.history.stats.scoring import score_series
+from loadkit.history.stats.series import Series
 
 COMMITS = 200
 SERIES = 100

@@ -8,7 +8,7 @@ class MemoryReference:
     ``peakmem_`` figures to see what a workload itself costs."""
 
     def setup(self) -> None:
-        import loadkit.fleet.scenarios  # noqa: F401  (import cost belongs to the reference)
+        import loadkit.workloads.fleet.scenarios  # noqa: F401  (import cost belongs to the reference)
 
     def peakmem_reference(self) -> None:
         pass

@@ -1,6 +1,6 @@
 """asv benchmarks for the WASM expression parser against pure Python and ``ast.parse``.
 
-The WASM workload (:mod:`loadkit.wasm.workload`, what ``loadkit run wasm`` reports) runs
+The WASM workload (:mod:`loadkit.workloads.wasm.workload`, what ``loadkit run wasm`` reports) runs
 once per asv run, in ``WasmRun.setup_cache``, at the bench scale; the speed, throughput
 and memory classes read their figures from that one run. Both sides of each ratio are
 timed in the same process, one after the other, so a regression of the multiplier shows
@@ -17,9 +17,9 @@ from __future__ import annotations
 import ast
 
 from benchmarks.common import HIGHER, LOWER, Measured, WorkloadRun, bench_scale, run_workload, track
-from loadkit.wasm import pyparser, realcode, scenarios
-from loadkit.wasm.host import WasmParser
-from loadkit.wasm.workload import SCALE, SEED
+from loadkit.workloads.wasm import pyparser, realcode, scenarios
+from loadkit.workloads.wasm.host import WasmParser
+from loadkit.workloads.wasm.workload import SCALE, SEED
 
 TRIALS = "median of trials"
 SIZES = list(SCALE[bench_scale()].sizes)  # the scale's document sizes: 50kb, 200kb, ...

@@ -14,13 +14,14 @@ The scale comes from ``$LOADKIT_BENCH_SCALE`` (``quick`` unless set; ``loadkit b
 --scale`` sets it) and is every class's single parameter, so figures of different scales
 are different series, never one series that jumps. Every scenario run appends one JSON
 line to ``$LOADKIT_BENCH_LOG`` when that names a file: how ``loadkit bench`` counts them
-(:mod:`loadkit.suite_run`).
+(:mod:`loadkit.asvsuite.runner`).
 """
 
 from __future__ import annotations
 
-from loadkit.suite import HIGHER, LOWER, Measured, track
-from loadkit.suite_run import bench_scale, run_workload
+from loadkit.asvsuite.runner import bench_scale, run_workload
+from loadkit.runs.declarations import HIGHER, LOWER, track
+from loadkit.runs.trials import Measured
 
 __all__ = ["HIGHER", "LOWER", "Measured", "WorkloadRun", "bench_scale", "run_workload", "track"]
 

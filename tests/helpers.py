@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from loadkit.errors import UsageError
-from loadkit.history.commands import add_commands
-from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_URL
+from loadkit.cli.history_commands import add_commands
+from loadkit.common.errors import UsageError
+from loadkit.redis_io.server import ENV_ALLOW_REMOTE, ENV_URL
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

@@ -16,11 +16,11 @@ import pytest
 from helpers import run_loadkit, start_dashboard
 from test_dashboard_protocol import REPORTED_METRICS
 
-from loadkit.dashboard.cli import _config
-from loadkit.dashboard.loadclient import raise_nofile
-from loadkit.dashboard.plot import plot_latency_histogram
-from loadkit.dashboard.scenarios import LoadPlan, measure_dashboard
-from loadkit.errors import UsageError
+from loadkit.common.errors import UsageError
+from loadkit.workloads.dashboard.app import _config
+from loadkit.workloads.dashboard.loadclient import raise_nofile
+from loadkit.workloads.dashboard.plot import plot_latency_histogram
+from loadkit.workloads.dashboard.scenarios import LoadPlan, measure_dashboard
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -120,7 +120,7 @@ def test_cli_serves_the_page_of_a_simulated_fleet_and_stops_by_itself() -> None:
 
 @pytest.mark.slow
 def test_cli_shows_a_real_fleet_on_redis(redis_url: str) -> None:
-    """Default mode: real agents of loadkit.fleet under load, sampled into the board."""
+    """Default mode: real agents of loadkit.workloads.fleet under load, sampled into the board."""
     proc = start_dashboard(
         "--agents", "30", "--port", "0", "--duration", "5", "--redis-url", redis_url
     )

@@ -28,8 +28,8 @@ from helpers import CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot_dir
 from helpers import run_history_cli as run_cli
 
 import loadkit
-from loadkit.history.commands import history_page_link, write_history_page
-from loadkit.history.paths import report_dir
+from loadkit.cli.history_commands import history_page_link, write_history_page
+from loadkit.common.site_paths import report_dir
 
 pytestmark = pytest.mark.slow
 
@@ -446,7 +446,7 @@ def test_several_machines_need_a_choice_and_foreign_machine_files_are_skipped(
 def asv_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The asv site's scripts from npm, as ``loadkit report --asv-offline`` fetches them
     (a cache already filled through ``$LOADKIT_ASV_ASSETS`` is used as it is)."""
-    from loadkit.history.asv_offline import assets_cache, cached, fetch_assets
+    from loadkit.history.present.asv_offline import assets_cache, cached, fetch_assets
 
     cache = assets_cache() if os.environ.get("LOADKIT_ASV_ASSETS") else None
     if cache is not None and cached(cache):

@@ -7,23 +7,23 @@ import math
 import numpy as np
 import pytest
 
-from loadkit.history import machine_simulation as simulated
-from loadkit.history.direction import Direction
-from loadkit.history.gate import Verdict
-from loadkit.history.machine_level import (
+from loadkit.history.calibration import machine_simulation as simulated
+from loadkit.history.stats.gate import Verdict
+from loadkit.history.stats.machine_level import (
     MACHINE_PREFIX,
     loading,
     machine_shifts,
     segment_residuals,
 )
-from loadkit.history.scoring import (
+from loadkit.history.stats.scoring import (
     ScoringOptions,
     benjamini_hochberg,
     commit_order,
     read_histories,
     score_machine,
 )
-from loadkit.history.series import Series
+from loadkit.history.stats.series import Series
+from loadkit.runs.direction import Direction
 
 COMMITS = [f"{i:040x}" for i in range(60)]
 

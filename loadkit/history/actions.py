@@ -1,6 +1,6 @@
 """Bodies of the ``check``, ``calibrate`` and ``report`` commands: read the history, call
 the pure scoring, hand results to the table, JSON and page writers. Imported lazily by
-:mod:`loadkit.history.commands` (it pulls in scipy)."""
+:mod:`loadkit.cli.history_commands` (it pulls in scipy)."""
 
 from __future__ import annotations
 
@@ -16,31 +16,41 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from loadkit.atomic_file import write_text_atomically
-from loadkit.errors import UsageError
-from loadkit.history import tables
-from loadkit.history.asv_config import load_config
-from loadkit.history.asv_offline import assets_cache, cached, fetch_assets, vendor_asv_site
-from loadkit.history.asv_reader import MachineHistory, MachineResults, list_machines, read_results
-from loadkit.history.calibration import jobs, run_study
-from loadkit.history.commit_order import (
-    CommitOrder,
-    OrderSources,
-    order_sources,
-    resolve_commit_order,
+from loadkit.common.atomic_file import write_text_atomically
+from loadkit.common.errors import UsageError
+from loadkit.common.site_paths import report_dir
+from loadkit.history.calibration.machine_simulation import SIBLING_COMMITS, SIBLINGS
+from loadkit.history.calibration.simulation import (
+    GATE_BETWEEN_SD,
+    GATE_SAMPLES,
+    GATE_WITHIN_SD,
+    SCENARIOS,
 )
-from loadkit.history.history_page import (
+from loadkit.history.calibration.study import jobs, run_study
+from loadkit.history.present import check_table as tables
+from loadkit.history.present.asv_offline import assets_cache, cached, fetch_assets, vendor_asv_site
+from loadkit.history.present.page import (
     PageFacts,
     asv_site_needs_internet,
     relative_link,
     render_page,
 )
-from loadkit.history.machine_level import is_machine
-from loadkit.history.machine_simulation import SIBLING_COMMITS, SIBLINGS
-from loadkit.history.paths import report_dir
-from loadkit.history.run_targets import read_run_targets
-from loadkit.history.scoring import ScoringOptions, SeriesScore, score_machine, worst_first
-from loadkit.history.simulation import GATE_BETWEEN_SD, GATE_SAMPLES, GATE_WITHIN_SD, SCENARIOS
+from loadkit.history.sources.asv_config import load_config
+from loadkit.history.sources.asv_reader import (
+    MachineHistory,
+    MachineResults,
+    list_machines,
+    read_results,
+)
+from loadkit.history.sources.commit_order import (
+    CommitOrder,
+    OrderSources,
+    order_sources,
+    resolve_commit_order,
+)
+from loadkit.history.sources.run_targets import read_run_targets
+from loadkit.history.stats.machine_level import is_machine
+from loadkit.history.stats.scoring import ScoringOptions, SeriesScore, score_machine, worst_first
 
 
 def _stdout() -> Console:
