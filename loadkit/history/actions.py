@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from asv.machine import Machine
@@ -51,6 +51,7 @@ from loadkit.history.sources.commit_order import (
 from loadkit.history.sources.run_targets import read_run_targets
 from loadkit.history.stats.machine_level import is_machine
 from loadkit.history.stats.scoring import ScoringOptions, SeriesScore, score_machine, worst_first
+from loadkit.runs.declarations import Tracked, read_sidecar
 
 
 def _stdout() -> Console:
@@ -157,12 +158,27 @@ def score_history(args: argparse.Namespace) -> ScoredHistory:
     ) as progress:
         task = progress.add_task("read", total=len(present))
         scores = score_machine(present, options, lambda: progress.advance(task))
+    scores = ungate_informational(scores, read_sidecar(results))
     if missing:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )
         warn(f"no result at {newest[:8]} (failed, skipped or not yet written) for {shown}")
     return ScoredHistory(history, worst_first(scores), newest, order, notes)
+
+
+def ungate_informational(
+    scores: list[SeriesScore], declared: dict[str, Tracked]
+) -> list[SeriesScore]:
+    """The scores with the suite's informational figures (declared so, with a reason,
+    in its sidecar) never failing: they are scored and shown like any other, but a
+    figure the host decides, or an at-least-once count, must not fail a check."""
+    return [
+        replace(score, failing=False)
+        if (tracked := declared.get(score.series.benchmark)) is not None and not tracked.gated
+        else score
+        for score in scores
+    ]
 
 
 def run_check(args: argparse.Namespace) -> int:
