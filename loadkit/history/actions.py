@@ -212,6 +212,9 @@ def run_check(args: argparse.Namespace) -> int:
                     "min_effect": args.min_effect,
                     "false_discovery": args.fdr,
                     "failing": [s.series.name for s in failing],
+                    "informational": sorted(
+                        name for name, t in read_sidecar(Path(args.results)).items() if not t.gated
+                    ),
                     "commit_order": scored.order.as_dict(),
                     "skipped_files": history.skipped,
                     "series": [tables.score_to_dict(s) for s in scores],
