@@ -133,21 +133,11 @@ def _declarations(suite_dir: Path) -> list[Tracked]:
         ) from None
 
 
-def run_bench(args: argparse.Namespace) -> int:
+def asv_run(root: Path, commit: str, args: argparse.Namespace, console: Console) -> int:
+    """``asv run`` on ``commit`` at the scale, samples recorded; its exit status. The
+    scenario runs are counted and printed."""
     from loadkit.asvsuite.runner import LOG_ENV, SCALE_ENV, count_runs
-    from loadkit.history.sources.asv_config import load_config
-    from loadkit.runs.declarations import write_sidecar
 
-    root = _repo_root()
-    conf = load_config(root / "asv.conf.json")
-    results, html = conf.results_dir, conf.html_dir
-    run_dir = _check_paths(results, html)
-    commit = _head(root)
-    console = Console(stderr=True)
-    tracked = _declarations(conf.benchmark_dir)
-    write_sidecar(results, tracked)
-    if not (Path.home() / ".asv-machine.json").exists():
-        _asv(root, "machine", "--yes")
     console.rule(f"asv run on {commit[:8]}, scale {args.scale}")
     run_args = ["run", "--python=same", "--set-commit-hash", commit, "--record-samples"]
     if args.bench:
@@ -161,6 +151,30 @@ def run_bench(args: argparse.Namespace) -> int:
         runs = count_runs(log)
     shown = ", ".join(f"{name} {runs[name]}" for name in workload.WORKLOADS if name in runs)
     console.print(f"scenario runs in this asv run: {shown or 'none'}")
+    return status
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from loadkit.history.sources.asv_config import load_config
+    from loadkit.runs.declarations import write_sidecar
+
+    if getattr(args, "json", None) and getattr(args, "aa", None) is None:
+        raise UsageError("--json is the A/A study's table: use it with --aa N")
+    root = _repo_root()
+    conf = load_config(root / "asv.conf.json")
+    results, html = conf.results_dir, conf.html_dir
+    run_dir = _check_paths(results, html)
+    commit = _head(root)
+    console = Console(stderr=True)
+    tracked = _declarations(conf.benchmark_dir)
+    write_sidecar(results, tracked)
+    if not (Path.home() / ".asv-machine.json").exists():
+        _asv(root, "machine", "--yes")
+    if getattr(args, "aa", None) is not None:
+        from loadkit.asvsuite.aa import run_aa
+
+        return run_aa(args, root, results, commit, tracked, console)
+    status = asv_run(root, commit, args, console)
     if asv_exit_code(status) > 2:  # stopped by a signal: nothing more to do
         console.print(f"[red]asv run was stopped (exit {status})[/]")
         return asv_exit_code(status)

@@ -29,7 +29,7 @@ from rich.console import Console
 
 from loadkit.asvsuite.serve import add_command as add_serve_command
 from loadkit.cli.history_commands import add_commands as add_history_commands
-from loadkit.common.argtypes import positive_float, positive_int
+from loadkit.common.argtypes import aa_runs, positive_float, positive_int
 from loadkit.common.errors import Failure, UsageError, exit_code_of, signal_name
 from loadkit.common.path_checks import check_input_file, check_output_dir, check_output_file
 from loadkit.common.process_title import hide_secrets_in_command_line
@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--bench", metavar="REGEX", help="only benchmarks matching (asv -b)")
     bench.add_argument("--scale", choices=workload.SCALES, default="quick")
     bench.add_argument("--skip-report", action="store_true", help="only asv run + publish")
+    bench.add_argument(
+        "--aa",
+        type=aa_runs,
+        metavar="N",
+        help="A/A study: run the suite N times (2-50) on this commit and print each "
+        "figure's spread and the effect 1 and 5 runs detect (no publish, no report)",
+    )
+    bench.add_argument("--json", metavar="PATH", help="with --aa: write the study's table here")
     bench.set_defaults(func=cmd_bench)
 
     add_history_commands(sub)

@@ -89,3 +89,19 @@ def band(spread: float) -> str:
         if spread <= limit:
             return f"<= {limit:.0%}"
     return "> 20%"
+
+
+HEADLINE_LIMIT = 0.03  # a headline figure's run-to-run spread must stay within this
+GATED_LIMIT = 0.10  # and every other gated figure's within this
+
+
+def verdict(role: str, spread: float) -> str:
+    """Whether a figure of this role (``headline``, ``gated``, ``informational``) is as
+    steady as the suite requires: ``ok``, ``too noisy``, ``not gated`` (informational
+    figures may move as they like: they never fail a check) or ``n/a``."""
+    if role == "informational":
+        return "not gated"
+    if not math.isfinite(spread):
+        return "n/a"
+    limit = HEADLINE_LIMIT if role == "headline" else GATED_LIMIT
+    return "ok" if spread <= limit else "too noisy"

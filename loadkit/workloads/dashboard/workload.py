@@ -17,15 +17,23 @@ import os
 
 from loadkit.common.errors import UsageError
 from loadkit.runs.targets import Target
+from loadkit.runs.trials import TrialPlan
 from loadkit.runs.workload import RunContext, WorkloadOutput
 from loadkit.workloads.dashboard.plot import plot_latency_histogram
 from loadkit.workloads.dashboard.scenarios import LoadPlan, measure_dashboard
 
 SCALE = {
-    "smoke": LoadPlan(clients=100, agents=100, client_procs=1, pollers=5, rounds=10),
+    "smoke": LoadPlan(
+        clients=100,
+        agents=100,
+        client_procs=1,
+        pollers=5,
+        rounds=12,
+        trials=TrialPlan(kept=2, warmup=1),
+    ),
     # Two server processes and two client processes: one Python process writing to, or
     # reading from, thousands of sockets is the bottleneck (see bottlenecks()).
-    "quick": LoadPlan(clients=1000, agents=1000, client_procs=2, pollers=20, rounds=50, workers=2),
+    "quick": LoadPlan(clients=1000, agents=1000, client_procs=2, pollers=20, rounds=60, workers=2),
     "full": LoadPlan(
         clients=5000,
         agents=1000,
@@ -147,8 +155,10 @@ def bottlenecks(metrics: dict[str, float]) -> list[str]:
 
 async def run(ctx: RunContext) -> WorkloadOutput:
     plan = plan_for(ctx.scale)
-    metrics, latencies = await measure_dashboard(plan, ctx.progress, ctx.redis_url, ctx.run_id)
-    output = WorkloadOutput(metrics=metrics)
+    metrics, latencies, samples = await measure_dashboard(
+        plan, ctx.progress, ctx.redis_url, ctx.run_id
+    )
+    output = WorkloadOutput(metrics=metrics, samples=samples)
     path = ctx.artifact(HISTOGRAM)
     if path is not None and latencies.size:
         plot_latency_histogram(
