@@ -47,20 +47,19 @@ class FleetSpawn(FleetRun):
 class FleetAllocation(FleetRun):
     """Allocation latency (scheduled submit -> an agent starts) under a steady open-loop
     load on the spawned agents, 50 ms of work each: the median of back-to-back windows,
-    and the p99 in median single Redis round trips measured after each window."""
+    and the p99 over the p99 of open-loop Redis round trips made during each window."""
 
     track_allocation_avg_ms = track("allocation_avg_ms", "ms", LOWER, method=TRIALS)
     track_allocation_p50_ms = track("allocation_p50_ms", "ms", LOWER, method=TRIALS)
     track_allocation_p95_ms = track("allocation_p95_ms", "ms", LOWER, method=TRIALS)
     track_allocation_p99_ms = track("allocation_p99_ms", "ms", LOWER, headline=True, method=TRIALS)
-    track_allocation_p99_round_trips = track(
-        "allocation_p99_round_trips", "x", LOWER, method=TRIALS
-    )
-    track_round_trip_ms = track(
-        "round_trip_ms",
+    track_allocation_p99_ceiling_ratio = track("allocation_p99_ceiling_ratio", "x", LOWER)
+    track_round_trip_p99_ms = track(
+        "round_trip_p99_ms",
         "ms",
         LOWER,
-        informational="the host's Redis round trip: the floor the allocation tail is read against",
+        informational="the host's Redis round-trip tail: the floor the allocation tail is "
+        "read against",
     )
 
 

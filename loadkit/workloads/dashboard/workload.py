@@ -81,6 +81,12 @@ def targets(scale: str) -> list[Target]:
     return [
         Target("ws_connections", ">=", plan_for(scale).clients, "every client connected at once"),
         Target("ws_latency_p99_ms", "<", 100, "WebSocket latency under 100 ms"),
+        Target(
+            "ws_latency_p99_ceiling_ratio",
+            "<",
+            1.5,
+            "p99 within 1.5x plain websockets broadcasting the same rounds to as many clients",
+        ),
         Target("poll_refresh_s", "<", 1.0, "polling refresh under 1 s"),
         Target("update_process_ms", "<", 1000, "1000 agent updates processed within 1 s"),
         Target("reconnect_ratio", ">", 0.9, "over 90% of clients back after a restart"),

@@ -118,21 +118,19 @@ async def measure_spawn(
     }
 
 
-# One script call that carries a spawn batch's arguments and does nothing with them: the
-# round trip and the script call without the registration.
+# One script call that carries its arguments and does nothing with them: the round trip
+# and the script call without any fleet logic.
 _ECHO = "return #ARGV"
+PROBE_INTERVAL_S = 0.002
 
 
 async def measure_round_trips(
     manager: FleetManager, batches: int, batch_size: int, inflight: int
 ) -> dict[str, float]:
-    """The Redis ceiling under spawning and allocation, on the manager's own client.
-
-    ``batches`` script calls, each carrying ``batch_size`` agent-sized arguments, with
-    ``inflight`` at a time (as :meth:`AgentHost.spawn` sends its batches): how many
-    agents per second the round trips alone would carry; then the same number of calls
-    one at a time: the median single round trip, the floor under an allocation (its
-    median, not its tail: the tail of a few hundred round trips is the scheduler's)."""
+    """The Redis ceiling under spawning, on the manager's own client: ``batches``
+    script calls, each carrying ``batch_size`` agent-sized arguments, with ``inflight``
+    at a time (as :meth:`AgentHost.spawn` sends its batches): how many agents per second
+    the round trips alone would carry."""
     echo = manager.client.register_script(_ECHO)
     args = [1000, "host", *(f"ceiling-agent-{i:06d}" for i in range(batch_size))]
     gate = asyncio.Semaphore(inflight)
@@ -145,14 +143,31 @@ async def measure_round_trips(
     t0 = time.perf_counter_ns()
     await asyncio.gather(*(one() for _ in range(batches)))
     elapsed_s = (time.perf_counter_ns() - t0) / 1e9
-    single = LatencyRecorder()
-    for _ in range(batches):
-        with single.time():
-            await echo(keys=[], args=args[:3])
-    return {
-        "spawn_ceiling_per_s": batches * batch_size / elapsed_s,
-        "round_trip_ms": single.summary().get("p50", math.nan),
-    }
+    return {"spawn_ceiling_per_s": batches * batch_size / elapsed_s}
+
+
+async def probe_round_trips(
+    manager: FleetManager, stop: asyncio.Event, interval_s: float = PROBE_INTERVAL_S
+) -> LatencyRecorder:
+    """Open-loop round trips on the manager's client until ``stop``: one script call
+    every ``interval_s``, each timed from when it was due, so a stall of this process's
+    event loop or of Redis shows here as it shows in an allocation. Run beside an
+    allocation window, its tail is the floor under the allocation tail on this host at
+    this moment."""
+    echo = manager.client.register_script(_ECHO)
+    await echo(keys=[], args=[1])
+    recorder = LatencyRecorder()
+    start = time.perf_counter_ns()
+    sent = 0
+    while not stop.is_set():
+        due = start + int(sent * interval_s * 1e9)
+        wait_ns = due - time.perf_counter_ns()
+        if wait_ns > 0:
+            await asyncio.sleep(wait_ns / 1e9)
+        await echo(keys=[], args=[1])
+        recorder.record_since(due)
+        sent += 1
+    return recorder
 
 
 async def spawn_trial(
@@ -195,17 +210,23 @@ async def measure_spawn_trials(
 async def measure_allocation_trials(
     manager: FleetManager, rate_per_s: float, seconds: float, work_ms: float, plan: TrialPlan
 ) -> TrialResult:
-    """Allocation figures as the median of back-to-back windows on the same agents,
-    each followed by the round-trip ceiling: a p99 over one window of a few thousand
-    tasks is a handful of events."""
+    """Allocation figures as the median of back-to-back windows on the same agents, each
+    with open-loop Redis round trips beside it (:func:`probe_round_trips`): a p99 over
+    one window of a few thousand tasks is a handful of events, and the ratio of the two
+    tails within a window holds when the host's stalls move both."""
 
     async def trial(_i: int) -> dict[str, float]:
-        figures = await measure_allocation(manager, rate_per_s, seconds, work_ms)
-        ceiling = await measure_round_trips(manager, 500, 1, 1)
-        rtt = ceiling["round_trip_ms"]
+        stop = asyncio.Event()
+        probe = asyncio.ensure_future(probe_round_trips(manager, stop))
+        try:
+            figures = await measure_allocation(manager, rate_per_s, seconds, work_ms)
+        finally:
+            stop.set()
+            recorder = await probe
+        rtt = recorder.summary().get("p99", math.nan)
         return figures | {
-            "round_trip_ms": rtt,
-            "allocation_p99_round_trips": figures["allocation_p99_ms"] / rtt,
+            "round_trip_p99_ms": rtt,
+            "allocation_p99_ceiling_ratio": figures["allocation_p99_ms"] / rtt,
         }
 
     return await run_trials(trial, plan, exact=("allocation_tasks", "allocation_completed"))

@@ -101,6 +101,12 @@ def targets(scale: str) -> list[Target]:
         Target("swarms_created", ">=", SCALE[scale].swarms, "create every swarm of the scale"),
         Target("delivered_per_s", ">", 10_000, "more than 10,000 messages/s across swarms"),
         Target("delivery_avg_ms", "<", 100, "average delivery latency under 100 ms"),
+        Target(
+            "delivered_ceiling_ratio",
+            ">",
+            0.4,
+            "delivery reaches 40% of the rate one client enqueues alone on the same Redis",
+        ),
         Target("election_success_ratio", ">=", 1.0, "every leader election succeeds"),
         Target("recovery_ratio", ">", 0.95, "state recovered for more than 95% of swarms"),
         Target("messages_lost", "<=", 0, "at-least-once: no acknowledged message lost"),
