@@ -22,6 +22,7 @@ from loadkit.workloads.wasm.host import WasmParser
 from loadkit.workloads.wasm.workload import SCALE, SEED
 
 TRIALS = "median of trials"
+AST_CALLS = "ast.parse timed as WASM is, a median of calls each round"
 SIZES = list(SCALE[bench_scale()].sizes)  # the scale's document sizes: 50kb, 200kb, ...
 Documents = dict[str, bytes]
 
@@ -40,7 +41,7 @@ class WasmSpeedup(WasmRun):
     the two parsers agreed on every document of the run."""
 
     track_speedup_ratio = track("speedup_ratio", "x", HIGHER, headline=True)
-    track_speedup_vs_ast_ratio = track("speedup_vs_ast_ratio", "x", HIGHER)
+    track_speedup_vs_ast_ratio = track("speedup_vs_ast_ratio", "x", HIGHER, method=AST_CALLS)
     track_wasm_mb_per_s = track("wasm_mb_per_s", "MB/s", HIGHER)
     track_python_mb_per_s = track("python_mb_per_s", "MB/s", HIGHER)
     track_equivalent = track("equivalent", "bool", HIGHER)
@@ -53,7 +54,9 @@ class WasmSpeedupBySize(WasmRun):
     param_names = ["scale", "document"]
 
     track_speedup_ratio = track("speedup_ratio_{document}", "x", HIGHER)
-    track_speedup_vs_ast_ratio = track("speedup_vs_ast_ratio_{document}", "x", HIGHER)
+    track_speedup_vs_ast_ratio = track(
+        "speedup_vs_ast_ratio_{document}", "x", HIGHER, method=AST_CALLS
+    )
 
 
 class WasmRandomTrees(WasmRun):
