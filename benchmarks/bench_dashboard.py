@@ -1,6 +1,6 @@
 """asv benchmarks for the real-time dashboard: live WebSocket clients against one server.
 
-The dashboard workload (:mod:`loadkit.workloads.dashboard.workload`, what ``loadkit run dashboard``
+The dashboard workload (``loadkit.workloads.dashboard.workload``, what ``loadkit run dashboard``
 reports; its clients run in separate processes) runs once per asv run, in
 ``DashboardRun.setup_cache``, at the bench scale; every class of it reads its figures
 from that one run. ``DashboardPublish`` times the server's own work per round with no
@@ -14,11 +14,20 @@ clients in the same run, and their ratio is what is compared across hosts.
 
 from __future__ import annotations
 
-from benchmarks.common import HIGHER, LOWER, Measured, WorkloadRun, run_workload, track
-from loadkit.workloads.dashboard import protocol
-from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
-from loadkit.workloads.dashboard.sources import SimulatedFleet
+from benchmarks.common import (
+    HIGHER,
+    LOWER,
+    DashboardServer,
+    Measured,
+    ServerConfig,
+    SimulatedFleet,
+    WorkloadRun,
+    dashboard_protocol,
+    run_workload,
+    track,
+)
 
+protocol = dashboard_protocol
 BLOCKS = "median of blocks of rounds"
 HOST = "the host's own broadcast speed: the ceiling the dashboard's latency is read against"
 

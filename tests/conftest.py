@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from loadkit.redis_io.server import ENV_ALLOW_REMOTE, ENV_URL, RedisServer, find_redis_binary
+from loadkit.redis_io.server import RedisServer, find_redis_binary
+from loadkit.redis_io.urls import ENV_ALLOW_REMOTE, ENV_URL
 
 _counter = itertools.count()
 

@@ -22,6 +22,7 @@ from helpers import REPO, child_env, loadkit_cmd
 
 from loadkit.asvsuite.recorded import ResultsView, entries, workload_metrics
 from loadkit.asvsuite.runner import count_runs
+from loadkit.asvsuite.track import discover, track
 from loadkit.history.sources.asv_reader import with_declared_directions
 from loadkit.runs import workload
 from loadkit.runs.declarations import (
@@ -30,9 +31,7 @@ from loadkit.runs.declarations import (
     LOWER,
     UNITS,
     Tracked,
-    discover,
     read_sidecar,
-    track,
     write_sidecar,
 )
 from loadkit.runs.direction import Direction, infer_direction
@@ -337,7 +336,7 @@ def test_scenario_runs_are_counted_from_the_log(tmp_path: Path) -> None:
 AA_SUITE = """\
 from pathlib import Path
 
-from loadkit.runs.declarations import LOWER, track
+from loadkit.suite import LOWER, track
 
 COUNTER = Path({counter!r})
 

@@ -37,13 +37,8 @@ from helpers import child_env, loadkit_cmd
 
 from loadkit.common.errors import UsageError
 from loadkit.common.redaction import redact_text, redact_url, url_secrets
-from loadkit.redis_io.server import (
-    ENV_ALLOW_REMOTE,
-    ENV_BINARY,
-    ENV_URL,
-    find_redis_binary,
-    free_port,
-)
+from loadkit.redis_io.server import ENV_BINARY, find_redis_binary, free_port
+from loadkit.redis_io.urls import ENV_ALLOW_REMOTE, ENV_URL
 from loadkit.workloads.wasm import pyparser
 from loadkit.workloads.wasm.flat import ParseError
 from loadkit.workloads.wasm.host import MIB, MemoryLimitExceeded, WasmParser

@@ -16,8 +16,8 @@ import pytest
 import redis
 from helpers import start_dashboard
 
+from loadkit.redis_io.connect import connect_async
 from loadkit.redis_io.keyspace import new_run_id
-from loadkit.redis_io.server import connect_async
 from loadkit.workloads.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool, follow
 from loadkit.workloads.dashboard.loadclient import Shared, WsClient, board_digest, http_get
 from loadkit.workloads.dashboard.publisher import BoardPublisher

@@ -19,7 +19,7 @@ from test_dashboard_protocol import REPORTED_METRICS
 
 from loadkit.common.errors import UsageError
 from loadkit.runs.trials import TrialPlan
-from loadkit.workloads.dashboard.app import _config
+from loadkit.workloads.dashboard.app import DashboardOptions, _config
 from loadkit.workloads.dashboard.loadclient import raise_nofile
 from loadkit.workloads.dashboard.plot import plot_latency_histogram
 from loadkit.workloads.dashboard.scenarios import LoadPlan, measure_dashboard, round_blocks
@@ -116,19 +116,11 @@ def test_open_file_limit_is_raised_or_refused_clearly() -> None:
 
 
 def test_cli_config_needs_a_token_off_loopback() -> None:
-    import argparse
-
-    local, generated = _config(
-        argparse.Namespace(token=None, host="127.0.0.1", port=0, allow_origin=[])
-    )
+    local, generated = _config(DashboardOptions(token=None, host="127.0.0.1", port=0))
     assert local.token is None and not generated
-    remote, generated = _config(
-        argparse.Namespace(token=None, host="0.0.0.0", port=0, allow_origin=[])
-    )
+    remote, generated = _config(DashboardOptions(token=None, host="0.0.0.0", port=0))
     assert generated and remote.token and len(remote.token) >= 20
-    chosen, generated = _config(
-        argparse.Namespace(token="mine", host="0.0.0.0", port=0, allow_origin=[])
-    )
+    chosen, generated = _config(DashboardOptions(token="mine", host="0.0.0.0", port=0))
     assert chosen.token == "mine" and not generated
 
 

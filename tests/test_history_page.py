@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from helpers import run_history_cli as run_cli
 
-from loadkit.cli.history_commands import history_page_link
-from loadkit.common.site_paths import report_dir
+from loadkit.common.site_paths import page_dir, page_link
 from loadkit.history.present import check_table as tables
 from loadkit.history.present.page import (
     MAX_INLINE_PLOTS,
@@ -218,8 +217,8 @@ def test_asv_links_and_the_offline_note(tmp_path):
 
 def test_report_command_paths(tmp_path, capsys):
     html = tmp_path / "html"
-    assert report_dir(html) == tmp_path / "html-loadkit"
-    assert history_page_link(html) is None
+    assert page_dir(html) == tmp_path / "html-loadkit"
+    assert page_link(html) is None
     assert run_cli(["report", "--results", str(tmp_path / "nope"), "--html", str(html)]) == 2
     assert "nope" in capsys.readouterr().err
     assert run_cli(["report", "--results", str(tmp_path), "--html", "/"]) == 2

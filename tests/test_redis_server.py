@@ -15,7 +15,9 @@ from helpers import child_env, wait_for
 
 import loadkit.redis_io.server as rs
 from loadkit.common.errors import UsageError
-from loadkit.redis_io.server import RedisServer, check_url, find_redis_binary, free_port
+from loadkit.redis_io.connect import check_url
+from loadkit.redis_io.server import RedisServer, find_redis_binary, free_port
+from loadkit.redis_io.urls import is_loopback_url
 
 
 def _gone(pid: int) -> bool:
@@ -212,7 +214,7 @@ def test_check_url_refuses_what_is_not_a_redis_url(url: str) -> None:
     ],
 )
 def test_is_loopback_url(url: str, loopback: bool) -> None:
-    assert rs.is_loopback_url(url) is loopback
+    assert is_loopback_url(url) is loopback
 
 
 def test_redis_url_uses_a_given_server_and_leaves_it_running(redis_url: str) -> None:
@@ -243,7 +245,7 @@ def test_connect_async_client_closes_its_sockets(redis_url: str) -> None:
     one file descriptor per connection (the fleet's cleanup figures count them)."""
     import asyncio
 
-    from loadkit.redis_io.server import connect_async
+    from loadkit.redis_io.connect import connect_async
     from loadkit.runs.metrics import open_fds
 
     async def use_and_close() -> None:

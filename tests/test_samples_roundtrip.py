@@ -20,8 +20,9 @@ import pytest
 from helpers import run_history_cli
 
 from loadkit.asvsuite.recorded import read_commit
+from loadkit.asvsuite.track import discover
 from loadkit.history.sources.asv_reader import read_results
-from loadkit.runs.declarations import discover, write_sidecar
+from loadkit.runs.declarations import write_sidecar
 
 pytestmark = pytest.mark.slow
 
@@ -30,8 +31,7 @@ COMMITS = 7
 SLOW_FROM = 5
 TRIALS = [100.0, 103.0, 98.0, 101.0, 99.0]
 SUITE = """\
-from loadkit.runs.declarations import HIGHER, LOWER, track
-from loadkit.runs.trials import Measured
+from loadkit.suite import HIGHER, LOWER, Measured, track
 
 SLOW = {slow}
 

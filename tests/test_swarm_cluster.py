@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import run_loadkit
 
-from loadkit.redis_io.server import check_url, connect_async
+from loadkit.redis_io.connect import check_url, connect_async
 from loadkit.workloads.swarm.config import SwarmConfig
 from loadkit.workloads.swarm.coordinator import create_swarms
 from loadkit.workloads.swarm.scripts import Scripts

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from loadkit.asvsuite.track import discover, track
 from loadkit.history.stats.spread import band, detectable_effect, log_spread, spread_row
 from loadkit.runs import declarations
 from loadkit.runs.declarations import (
@@ -23,9 +24,7 @@ from loadkit.runs.declarations import (
     INFORMATIONAL,
     LOWER,
     Tracked,
-    discover,
     read_sidecar,
-    track,
     write_sidecar,
 )
 from loadkit.runs.trials import Measured, TrialPlan, combine, run_trials, run_trials_sync

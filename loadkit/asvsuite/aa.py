@@ -15,12 +15,12 @@ report is written. ``--json PATH`` keeps the table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,7 +28,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from loadkit.asvsuite.bench import asv_exit_code, asv_run
 from loadkit.asvsuite.recorded import read_commit
 from loadkit.common.atomic_file import write_text_atomically
 from loadkit.common.errors import Failure
@@ -45,24 +44,27 @@ def _label(key: str, combo: tuple[str, ...]) -> str:
 
 
 def run_aa(
-    args: argparse.Namespace,
-    root: Path,
+    runs_wanted: int,
+    run_once: Callable[[], int],
     results: Path,
     commit: str,
     tracked: list[Tracked],
     console: Console,
+    json_path: str | None = None,
+    scale: str = "",
 ) -> int:
-    """Run the suite ``args.aa`` times on ``commit`` and print each figure's spread."""
+    """Run the suite ``runs_wanted`` times on ``commit`` (``run_once`` is one ``asv
+    run``, returning loadkit's exit code for it) and print each figure's spread."""
     values: dict[str, list[float]] = {}
     roles: dict[str, str] = {}
     by_name = {t.benchmark: t for t in tracked}
     runs: list[dict[str, float]] = []
-    for index in range(args.aa):
+    for index in range(runs_wanted):
         before, started = _load(), time.monotonic()
-        status = asv_run(root, commit, args, console)
-        if asv_exit_code(status) > 2:
-            console.print(f"[red]asv run was stopped (exit {status})[/]")
-            return asv_exit_code(status)
+        code = run_once()
+        if code > 2:  # stopped by a signal
+            console.print(f"[red]asv run was stopped (exit {code})[/]")
+            return code
         runs.append(
             {
                 "seconds": round(time.monotonic() - started, 1),
@@ -71,7 +73,7 @@ def run_aa(
             }
         )
         console.print(
-            f"A/A run {index + 1}/{args.aa}: {runs[-1]['seconds']:.0f} s, load average "
+            f"A/A run {index + 1}/{runs_wanted}: {runs[-1]['seconds']:.0f} s, load average "
             f"{before:.2f} before, {runs[-1]['load_after']:.2f} after"
         )
         view = read_commit(results, commit)
@@ -83,12 +85,12 @@ def run_aa(
                 name = _label(key, combo)
                 values.setdefault(name, []).append(float(value))
                 roles[name] = declared.role if declared is not None else GATED
-    rows = [spread_row(name, got) for name, got in values.items() if len(got) == args.aa]
+    rows = [spread_row(name, got) for name, got in values.items() if len(got) == runs_wanted]
     if not rows:
         raise Failure("asv recorded no figure in every run: nothing to compare")
     order = {HEADLINE: 0, GATED: 1}
     rows.sort(key=lambda r: (order.get(roles[r.name], 2), -_sortable(r.spread)))
-    console.print(aa_table(rows, roles, args.aa, commit, runs))
+    console.print(aa_table(rows, roles, runs_wanted, commit, runs))
     noisy = [r.name for r in rows if verdict(roles[r.name], r.spread) == "too noisy"]
     loads = [r["load_before"] for r in runs] + [r["load_after"] for r in runs]
     console.print(
@@ -96,10 +98,10 @@ def run_aa(
         f"{min(loads):.2f}-{max(loads):.2f} over the runs",
         highlight=False,
     )
-    if args.json:
+    if json_path:
         document = {
             "commit": commit,
-            "scale": args.scale,
+            "scale": scale,
             "runs": runs,
             "figures": [
                 {**asdict(r), "role": roles[r.name], "verdict": verdict(roles[r.name], r.spread)}
@@ -107,7 +109,7 @@ def run_aa(
             ],
         }
         text = json.dumps(document, indent=2, default=_json_number) + "\n"
-        write_text_atomically(Path(args.json), text.replace("NaN", "null"))
+        write_text_atomically(Path(json_path), text.replace("NaN", "null"))
     return 0
 
 

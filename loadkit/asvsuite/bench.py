@@ -22,24 +22,33 @@ in loadkit means bad usage) or a target was missed; 2 for usage errors; a stop s
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 from rich.console import Console
 
+from loadkit.asvsuite.recorded import entries, read_commit, workload_metrics
+from loadkit.asvsuite.runner import LOG_ENV, SCALE_ENV, count_runs
+from loadkit.asvsuite.track import discover
 from loadkit.common.errors import Failure, UsageError
 from loadkit.common.path_checks import check_html_dir, check_output_dir, check_output_file
+from loadkit.common.site_paths import page_dir
+from loadkit.history.options import PageOptions
+from loadkit.history.sources.asv_config import load_config
 from loadkit.runs import workload
-from loadkit.runs.declarations import Tracked
+from loadkit.runs.declarations import Tracked, write_sidecar
+from loadkit.runs.run_report import build_report
+from loadkit.runs.run_report_output import print_summary, write_report
 from loadkit.runtime import lifetime
+from loadkit.workloads.wasm.plots import plot_speedup, points_from_metrics
 
 
 def _repo_root() -> Path:
@@ -108,12 +117,10 @@ def job_exit_code(asv_status: int, run_code: int | None) -> int:
 def _check_paths(results: Path, html: Path) -> Path:
     """Where asv and loadkit will write, checked before asv runs a single benchmark;
     the run report's folder."""
-    from loadkit.common.site_paths import report_dir
-
     check_output_dir(results, "results_dir of asv.conf.json")
     check_output_dir(html, "html_dir of asv.conf.json")
     check_html_dir(html, "html_dir of asv.conf.json")
-    run_dir = report_dir(html) / "run"
+    run_dir = page_dir(html) / "run"
     check_output_file(run_dir / "report.json", "run report")
     check_output_file(run_dir / "report.md", "run report")
     check_output_dir(run_dir / "plots", "plots folder")
@@ -121,8 +128,6 @@ def _check_paths(results: Path, html: Path) -> Path:
 
 
 def _declarations(suite_dir: Path) -> list[Tracked]:
-    from loadkit.runs.declarations import discover
-
     if not suite_dir.is_dir():
         raise UsageError(f"benchmark_dir {suite_dir} of asv.conf.json is not a folder")
     try:
@@ -133,20 +138,34 @@ def _declarations(suite_dir: Path) -> list[Tracked]:
         ) from None
 
 
-def asv_run(root: Path, commit: str, args: argparse.Namespace, console: Console) -> int:
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``loadkit bench`` was asked for: which benchmarks (asv's ``--bench``
+    regex), at which scale, and whether to stop after asv publish."""
+
+    bench: str | None = None
+    scale: str = "quick"
+    skip_report: bool = False
+    aa: int | None = None  # an A/A study of this many runs instead (loadkit.asvsuite.aa)
+    json: str | None = None  # where the study's table goes
+
+    def __post_init__(self) -> None:
+        if self.json is not None and self.aa is None:
+            raise UsageError("--json is the A/A study's table: use it with --aa N")
+
+
+def asv_run(root: Path, commit: str, options: BenchOptions, console: Console) -> int:
     """``asv run`` on ``commit`` at the scale, samples recorded; its exit status. The
     scenario runs are counted and printed."""
-    from loadkit.asvsuite.runner import LOG_ENV, SCALE_ENV, count_runs
-
-    console.rule(f"asv run on {commit[:8]}, scale {args.scale}")
+    console.rule(f"asv run on {commit[:8]}, scale {options.scale}")
     run_args = ["run", "--python=same", "--set-commit-hash", commit, "--record-samples"]
-    if args.bench:
-        run_args += ["--bench", args.bench]
+    if options.bench:
+        run_args += ["--bench", options.bench]
     with tempfile.TemporaryDirectory(prefix="loadkit-bench-") as tmp:
         log = Path(tmp) / "scenarios.jsonl"
         # asv's own temp files (its forkserver's socket folder) go in here too, so they
         # are removed however the run ends.
-        env = {**os.environ, SCALE_ENV: args.scale, LOG_ENV: str(log), "TMPDIR": tmp}
+        env = {**os.environ, SCALE_ENV: options.scale, LOG_ENV: str(log), "TMPDIR": tmp}
         status = _asv(root, *run_args, env=env)
         runs = count_runs(log)
     shown = ", ".join(f"{name} {runs[name]}" for name in workload.WORKLOADS if name in runs)
@@ -154,12 +173,7 @@ def asv_run(root: Path, commit: str, args: argparse.Namespace, console: Console)
     return status
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from loadkit.history.sources.asv_config import load_config
-    from loadkit.runs.declarations import write_sidecar
-
-    if getattr(args, "json", None) and getattr(args, "aa", None) is None:
-        raise UsageError("--json is the A/A study's table: use it with --aa N")
+def run_bench(options: BenchOptions) -> int:
     root = _repo_root()
     conf = load_config(root / "asv.conf.json")
     results, html = conf.results_dir, conf.html_dir
@@ -170,11 +184,16 @@ def run_bench(args: argparse.Namespace) -> int:
     write_sidecar(results, tracked)
     if not (Path.home() / ".asv-machine.json").exists():
         _asv(root, "machine", "--yes")
-    if getattr(args, "aa", None) is not None:
+    if options.aa is not None:
         from loadkit.asvsuite.aa import run_aa
 
-        return run_aa(args, root, results, commit, tracked, console)
-    status = asv_run(root, commit, args, console)
+        def run_once() -> int:
+            return asv_exit_code(asv_run(root, commit, options, console))
+
+        return run_aa(
+            options.aa, run_once, results, commit, tracked, console, options.json, options.scale
+        )
+    status = asv_run(root, commit, options, console)
     if asv_exit_code(status) > 2:  # stopped by a signal: nothing more to do
         console.print(f"[red]asv run was stopped (exit {status})[/]")
         return asv_exit_code(status)
@@ -186,21 +205,21 @@ def run_bench(args: argparse.Namespace) -> int:
     console.rule("asv publish")
     if _asv(root, "publish") != 0:
         raise Failure("asv publish failed (see its output above)")
-    if args.skip_report:
+    if options.skip_report:
         return job_exit_code(status, None)
-    from loadkit.cli.history_commands import write_history_page
-    from loadkit.common.site_paths import report_dir as history_dir
-    from loadkit.runs.run_report_output import print_summary, write_report
-
     # The run report first: the history page shows its target checks on a first run.
     console.rule("run report (from asv's recorded values)")
-    page = history_dir(html) / "index.html"
-    report = _run_report(results, commit, tracked, args.scale, run_dir, html, page)
+    page = page_dir(html) / "index.html"
+    report = _run_report(results, commit, tracked, options.scale, run_dir, html, page)
     print_summary(report, Console(), title="loadkit bench")
     write_report(report, run_dir / "report.json", run_dir / "report.md")
     console.rule("history page")
     try:
-        write_history_page(results, html)
+        # Imported here, after asv ran: the scoring pulls in scipy, which would slow
+        # every check of bad input before it.
+        from loadkit.history.actions import write_page
+
+        write_page(PageOptions(results=results, html=html).checked())
     except UsageError as exc:  # e.g. a history that cannot be ordered: the report stands
         console.print(f"[yellow]history page not written: {exc}[/]")
     console.print(f"asv site: {html / 'index.html'}  (`loadkit serve` shows both sites)")
@@ -220,9 +239,6 @@ def _run_report(
 ) -> dict[str, Any]:
     """The run report of this commit from asv's recorded values, with the plots that
     can be drawn from them."""
-    from loadkit.asvsuite.recorded import entries, read_commit, workload_metrics
-    from loadkit.runs.run_report import build_report
-
     recorded = workload_metrics(read_commit(results, commit), tracked, scale)
     blocks, targets = entries(recorded, scale)
     for name, block in blocks.items():
@@ -238,8 +254,6 @@ def _plots(name: str, metrics: Mapping[str, float | None], folder: Path) -> dict
     """Plots drawn from recorded metrics alone (the others need a run's raw samples)."""
     if name != "wasm":
         return {}
-    from loadkit.workloads.wasm.plots import plot_speedup, points_from_metrics
-
     measured = {k: v for k, v in metrics.items() if v is not None}
     if not points_from_metrics(measured):
         return {}

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asv import util
+from asv.machine import Machine
+from asv.results import iter_results_for_machine_and_hash
+
 from loadkit.common.errors import Failure
+from loadkit.history.sources.asv_reader import list_machines
 from loadkit.runs import workload
 from loadkit.runs.declarations import Tracked
 from loadkit.runs.run_report import workload_entry
@@ -140,11 +145,6 @@ def read_commit(results_dir: Path, commit: str, machine: str | None = None) -> R
     """asv's results for ``commit`` (the newest file if there are several environments),
     on ``machine`` or, by default, on the machine folder that has them (this host's
     first, as asv chooses)."""
-    from asv import util
-    from asv.machine import Machine
-    from asv.results import iter_results_for_machine_and_hash
-
-    from loadkit.history.sources.asv_reader import list_machines
 
     machines = [machine] if machine else list_machines(results_dir)
     host = Machine.get_unique_machine_name()

@@ -8,7 +8,6 @@ do from disk. Only those two folders are served, nothing above or beside them, o
 
 from __future__ import annotations
 
-import argparse
 import os
 import posixpath
 from functools import partial
@@ -17,9 +16,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from loadkit.common.argtypes import port_number
 from loadkit.common.errors import UsageError
-from loadkit.common.site_paths import report_dir
+from loadkit.common.site_paths import page_dir
 from loadkit.history.sources.asv_config import DEFAULT_HTML_DIR, load_config
 from loadkit.runtime import lifetime
 
@@ -29,11 +27,11 @@ def site_roots(html_dir: Path) -> dict[str, Path]:
     (named as the folders are). UsageError when neither does."""
     html_dir = Path(os.path.abspath(html_dir))
     roots = {
-        f"/{folder.name}/": folder for folder in (html_dir, report_dir(html_dir)) if folder.is_dir()
+        f"/{folder.name}/": folder for folder in (html_dir, page_dir(html_dir)) if folder.is_dir()
     }
     if not roots:
         raise UsageError(
-            f"--html {html_dir}: neither it nor {report_dir(html_dir)} is a folder "
+            f"--html {html_dir}: neither it nor {page_dir(html_dir)} is a folder "
             "(run `loadkit bench` or `asv publish` and `loadkit report` first)"
         )
     return roots
@@ -87,23 +85,6 @@ class SiteHandler(SimpleHTTPRequestHandler):
         """Quiet: a page load is dozens of requests."""
 
 
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "serve",
-        help="serve the asv site and the history page on 127.0.0.1 (until Ctrl-C)",
-        description="Serves <html> and <html>-loadkit (the history page) read-only. "
-        "Exit 130 on Ctrl-C, 143 on SIGTERM, 2 on usage errors.",
-    )
-    parser.add_argument(
-        "--html",
-        type=Path,
-        help="asv html dir (default: html_dir of ./asv.conf.json, else html)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    parser.add_argument("--port", type=port_number, default=8080, help="port (8080; 0: any)")
-    parser.set_defaults(func=run_serve)
-
-
 def _default_html() -> Path:
     conf = Path("asv.conf.json")
     if not conf.is_file():
@@ -114,12 +95,13 @@ def _default_html() -> Path:
         return Path(DEFAULT_HTML_DIR)
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    roots = site_roots(args.html if args.html is not None else _default_html())
+def serve(html: Path | None, host: str, port: int) -> int:
+    """Serve both sites read-only until a stop signal; the exit code."""
+    roots = site_roots(html if html is not None else _default_html())
     try:
-        server = ThreadingHTTPServer((args.host, args.port), partial(SiteHandler, roots=roots))
+        server = ThreadingHTTPServer((host, port), partial(SiteHandler, roots=roots))
     except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in str(host) else host
     print(f"serving http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from loadkit.common.errors import UsageError
-from loadkit.common.site_paths import report_dir
+from loadkit.common.site_paths import page_dir
 
 # The kernel's own files: writing a report there fails or, worse, does something.
 KERNEL_ROOTS = (Path("/proc"), Path("/sys"))
@@ -120,7 +120,7 @@ def check_html_dir(path: str | os.PathLike[str], option: str = "--html") -> Path
         )
     if os.path.lexists(folder) and not folder.is_dir():
         raise _fail(option, text, "exists and is not a directory")
-    check_output_dir(report_dir(folder), option)
+    check_output_dir(page_dir(folder), option)
     return folder
 
 

@@ -12,10 +12,10 @@ on the same server is never cut short. Other keys are never read or written.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from loadkit.common.errors import UsageError
+from loadkit.redis_io.connect import check_url
 from loadkit.redis_io.health import UNREACHABLE, address
 from loadkit.redis_io.keyspace import (
     Namespace,
@@ -26,22 +26,7 @@ from loadkit.redis_io.keyspace import (
     sync_client,
     unlink,
 )
-from loadkit.redis_io.server import ENV_URL, check_url
-
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``loadkit clean`` on the CLI's subparsers."""
-    p = subparsers.add_parser("clean", help="delete the keys loadkit runs left on a Redis")
-    p.add_argument("--redis-url", help=f"the Redis to clean (${ENV_URL})")
-    p.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
-    p.add_argument(
-        "--fleet",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="also delete this named fleet's keys (repeatable)",
-    )
-    p.set_defaults(func=cmd_clean)
+from loadkit.redis_io.urls import ENV_URL
 
 
 def _namespaces(fleets: list[str]) -> list[Namespace]:
@@ -54,9 +39,10 @@ def _namespaces(fleets: list[str]) -> list[Namespace]:
     return spaces
 
 
-def cmd_clean(args: argparse.Namespace) -> int:
-    spaces = _namespaces(args.fleet)
-    url = args.redis_url or os.environ.get(ENV_URL)
+def clean(redis_url: str | None, fleets: list[str], dry_run: bool) -> int:
+    """Delete (or with ``dry_run`` only list) the keys loadkit runs left; exit code."""
+    spaces = _namespaces(fleets)
+    url = redis_url or os.environ.get(ENV_URL)
     if not url:
         raise UsageError(f"name the Redis to clean: --redis-url URL or ${ENV_URL}")
     check_url(url)
@@ -65,7 +51,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
         groups = find(client, spaces)
         live = in_use(client, groups)
         deleted = 0
-        if not args.dry_run:
+        if not dry_run:
             for prefix, keys in groups.items():
                 if prefix not in live:
                     deleted += unlink(client, keys)
@@ -74,7 +60,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     finally:
         client.close()
     counts = {prefix: len(keys) for prefix, keys in groups.items()}
-    print(render(counts, live, args.dry_run, deleted, address(url)))
+    print(render(counts, live, dry_run, deleted, address(url)))
     return 0
 
 

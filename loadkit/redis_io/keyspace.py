@@ -33,7 +33,7 @@ from typing import Any
 import redis
 
 from loadkit.redis_io.health import CLIENT_OPTIONS, UNREACHABLE, Patience, address, refused
-from loadkit.redis_io.server import is_cluster_url, node_url
+from loadkit.redis_io.urls import is_cluster_url, node_url
 from loadkit.redis_io.values import as_text
 
 RUN_ID = re.compile(r"lk[0-9a-f]{6}")

@@ -7,45 +7,40 @@ Redis 6.2. The choice of binary lives here and nowhere else.
 
 The server is ours alone: it is stopped (and only it) when the context exits, on
 Ctrl-C, on errors, at interpreter exit, and - through ``PR_SET_PDEATHSIG`` - even when
-the owning process is killed (whose guard process, :mod:`loadkit.supervise.guard`, then removes
-the server's temp folder). Persistence can be switched to AOF for recovery tests.
+the owning process is killed (whose guard process, when it has one, removes the
+server's temp folder: the server tells :mod:`loadkit.runtime.ownership` what it owns).
+Persistence can be switched to AOF for recovery tests.
 An existing server (``LOADKIT_REDIS_URL`` or ``--redis-url``) is checked to answer and
 then used as is; loadkit never stops or flushes a server it did not start. A Redis
-Cluster is given as ``redis+cluster://host:port`` (any one node); :func:`connect_async`
-returns the matching asyncio client for either kind of URL.
+Cluster is given as ``redis+cluster://host:port`` (any one node); the URL rules are in
+:mod:`loadkit.redis_io.urls` and the clients in :mod:`loadkit.redis_io.connect`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import ipaddress
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import redis
 
 from loadkit.common.errors import UsageError
-from loadkit.common.redaction import redact_text, redact_url, url_secrets
-from loadkit.redis_io.health import CLIENT_OPTIONS
-from loadkit.runtime import lifetime
-from loadkit.supervise import guard
+from loadkit.redis_io.connect import check_url
+from loadkit.redis_io.urls import ENV_URL
+from loadkit.runtime import lifetime, ownership
 
 Persistence = Literal["none", "aof-everysec", "aof-always"]
 PERSISTENCE_MODES: tuple[str, ...] = ("none", "aof-everysec", "aof-always")
-ENV_URL = "LOADKIT_REDIS_URL"
 ENV_BINARY = "LOADKIT_REDIS_SERVER"
-ENV_ALLOW_REMOTE = "LOADKIT_ALLOW_REMOTE"
-CLUSTER_SCHEME = "redis+cluster"
 
 _live_servers: set[RedisServer] = set()
 
@@ -146,7 +141,7 @@ class RedisServer:
         if self.data_dir is None:
             self.data_dir = lifetime.make_temp_dir("redis")
             self._own_dir = True
-            guard.active().watch_dir(self.data_dir)
+            ownership.watcher().watch_dir(self.data_dir)
         fixed_port = self.port is not None
         last_error = ""
         for _attempt in range(1 if fixed_port else 5):
@@ -164,7 +159,7 @@ class RedisServer:
                 env={k: v for k, v in os.environ.items() if k != ENV_URL},
             )
             _live_servers.add(self)
-            guard.active().watch_server(self.process.pid)
+            ownership.watcher().watch_server(self.process.pid)
             ok, last_error = self._wait_ready()
             if ok:
                 return self
@@ -217,7 +212,7 @@ class RedisServer:
                 self.process.wait()
             if self.process.stderr is not None:
                 self.process.stderr.close()
-            guard.active().forget_server(self.process.pid)
+            ownership.watcher().forget_server(self.process.pid)
             self.process = None
         _live_servers.discard(self)
 
@@ -236,7 +231,7 @@ class RedisServer:
         self._end(graceful=True)
         if remove_data and self._own_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-            guard.active().forget_dir(self.data_dir)
+            ownership.watcher().forget_dir(self.data_dir)
             self.data_dir = None
             self._own_dir = False
 
@@ -255,104 +250,6 @@ class RedisServer:
 def _stop_all() -> None:
     for server in list(_live_servers):
         server.stop()
-
-
-def is_loopback_url(url: str) -> bool:
-    """True when the URL's host is on this machine (127.0.0.0/8, ::1, localhost, a socket)."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme == "unix":
-        return True
-    host = parsed.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str, timeout_s: float = 2.0) -> None:
-    """Raise UsageError unless a Redis server answers PING at ``url``.
-
-    Non-loopback servers are refused unless ``LOADKIT_ALLOW_REMOTE=1``: loadkit generates
-    load, and pointing it at a shared server by accident should take a deliberate step.
-    Messages show the URL with its password hidden (:func:`loadkit.common.redaction.redact_url`).
-    """
-    shown = redact_url(url)
-    if not url.startswith(("redis://", "rediss://", "unix://", CLUSTER_SCHEME + "://")):
-        raise UsageError(
-            f"not a Redis URL: {shown!r} (expected redis://host:port/db or "
-            f"{CLUSTER_SCHEME}://host:port)"
-        )
-    try:
-        loopback = is_loopback_url(url)
-    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
-        raise UsageError(f"bad Redis URL {shown!r}: {_quiet(exc, url)}") from None
-    if not loopback and os.environ.get(ENV_ALLOW_REMOTE) != "1":
-        raise UsageError(
-            f"refusing non-loopback Redis {shown}: set {ENV_ALLOW_REMOTE}=1 to load a remote server"
-        )
-    try:
-        client = redis.Redis.from_url(
-            node_url(url), socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-        )
-    except ValueError as exc:
-        raise UsageError(f"bad Redis URL {shown!r}: {_quiet(exc, url)}") from None
-    try:
-        client.ping()
-        if is_cluster_url(url):
-            _check_cluster(client, url)
-    except redis.RedisError as exc:
-        raise UsageError(f"Redis at {shown} does not answer: {_quiet(exc, url)}") from None
-    finally:
-        client.close()
-
-
-def _quiet(exc: BaseException, url: str) -> str:
-    """A client library's message, with any credential of ``url`` taken out."""
-    return redact_text(str(exc), url_secrets(url))
-
-
-def _check_cluster(client: redis.Redis, url: str) -> None:
-    shown = redact_url(url)
-    try:
-        info = client.execute_command("CLUSTER", "INFO")
-    except redis.ResponseError as exc:
-        raise UsageError(f"Redis at {shown} is not a cluster node: {_quiet(exc, url)}") from None
-    text = info.decode() if isinstance(info, bytes) else str(info)
-    if "cluster_state:ok" not in text:
-        raise UsageError(f"Redis Cluster at {shown} is not ready (cluster_state is not ok)")
-
-
-def is_cluster_url(url: str) -> bool:
-    return urllib.parse.urlparse(url).scheme == CLUSTER_SCHEME
-
-
-def node_url(url: str) -> str:
-    """The plain ``redis://`` URL of the node a (cluster) URL names."""
-    if is_cluster_url(url):
-        return "redis://" + url.split("://", 1)[1]
-    return url
-
-
-def connect_async(url: str, *, max_connections: int = 64, **kwargs: Any) -> Any:
-    """An asyncio client for ``url``: a :class:`redis.asyncio.RedisCluster` for a
-    ``redis+cluster://`` URL, else a :class:`redis.asyncio.Redis` on a blocking
-    connection pool (a burst waits for a free connection instead of failing). Socket
-    and connect timeouts and a health-check interval are set
-    (:data:`loadkit.redis_io.health.CLIENT_OPTIONS`, overridable), so a server that stops
-    answering is an error within seconds, never a read that waits forever."""
-    from redis.asyncio import BlockingConnectionPool
-    from redis.asyncio import Redis as AsyncRedis
-    from redis.asyncio.cluster import RedisCluster
-
-    kwargs = {**CLIENT_OPTIONS, **kwargs}
-    if is_cluster_url(url):
-        return RedisCluster.from_url(node_url(url), max_connections=max_connections, **kwargs)
-    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, **kwargs)
-    # from_pool: the client owns the pool, so aclose() closes its sockets too (a client
-    # built with connection_pool=... leaves them open: one leaked fd per connection).
-    return AsyncRedis.from_pool(pool)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 
 A ``track_`` number means nothing without its unit and which way is better; guessing
 the direction from a name inverts a verdict the first time a name says less than it
-seems to. So every ``track_`` of the suite is made by :func:`track`, which states the
+seems to. So every ``track_`` of the suite is made by
+:func:`loadkit.asvsuite.track.track`, which states the
 workload metric it reports, a unit from :data:`UNITS` and a direction.
 
 asv keeps only its own benchmark attributes in ``results/benchmarks.json`` (a custom
@@ -13,29 +14,24 @@ try to read as results): the history scoring reads the direction from there
 maps asv's recorded values back to workload metrics with it.
 
 Each declaration also says what the figure is for. A **headline** figure is one the
-suite is judged by (a handful, named in :data:`HEADLINES`); an **informational** one is
+suite is judged by (the few named in :data:`HEADLINES`); an **informational** one is
 recorded and shown but never gated, and says why (an at-least-once count, a figure the
 host decides); every other figure is gated like a headline one. A figure measured in
 repeated trials (:mod:`loadkit.runs.trials`) hands asv its trials as samples: asv
 records their median as the value and keeps the samples with ``--record-samples``, so
 each run's own noise is in asv's results, where ``loadkit check`` reads it. A figure
-whose way of measuring changed says so in ``method``: asv's ``version`` changes with it
-and the figure's history starts a new series instead of showing a false step.
+whose way of measuring changed says so in its ``method``: asv's ``version`` changes
+with it and the figure's history starts a new series instead of showing a false step.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from loadkit.common.atomic_file import write_text_atomically
-from loadkit.runs.trials import Measured
 
 # One vocabulary for every track_: seconds, milliseconds, kibibytes, megabytes per
 # second, events per second, a multiplier, a dimensionless share, a count, a yes/no (1/0).
@@ -99,56 +95,6 @@ def _unquote(value: str) -> str:
     return value
 
 
-def track(
-    metric: str,
-    unit: str,
-    direction: str,
-    *,
-    headline: bool = False,
-    informational: str = "",
-    method: str = "",
-) -> Callable[..., float | dict[str, Any]]:
-    """A ``track_`` method returning one metric of the class's shared run.
-
-    asv passes the ``setup_cache`` result (:class:`Measured`, or the flat metrics) and
-    the class's parameters; the method only reads. A metric with trials is returned as
-    asv's samples (asv records their median). ``headline`` marks one of
-    :data:`HEADLINES`; ``informational`` says why a figure is not gated; ``method``
-    names how it is measured when that changed. A mistake in any of these is raised
-    when the module is imported, so ``asv check`` sees it."""
-    if unit not in UNITS:
-        raise ValueError(f"unit {unit!r} of {metric} is not one of {' '.join(UNITS)}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction {direction!r} of {metric} is not one of {DIRECTIONS}")
-    role = declared_role(metric, headline=headline, informational=informational)
-
-    def read(self: Any, measured: Measured | Metrics, *params: Any) -> float | dict[str, Any]:
-        names = getattr(self, "param_names", [])
-        key = metric.format(**dict(zip(names, map(str, params), strict=False)))
-        metrics, samples = (
-            (measured.metrics, measured.samples)
-            if isinstance(measured, Measured)
-            else (measured, {})
-        )
-        values = samples.get(key)
-        if values and all(math.isfinite(v) for v in values):
-            # asv's form of a timing: it records the median and, asked to, the samples.
-            return {"samples": [float(v) for v in values], "number": 1}
-        return float(metrics[key])
-
-    read.unit = unit  # type: ignore[attr-defined]
-    read.direction = direction  # type: ignore[attr-defined]
-    read.metric = metric  # type: ignore[attr-defined]
-    read.role = role  # type: ignore[attr-defined]
-    read.why = informational  # type: ignore[attr-defined]
-    # asv's version of a benchmark is a hash of its source, the same for every reader;
-    # a series is the declaration, so a changed metric, unit, direction or method of
-    # measuring starts anew.
-    version = f"{metric} {unit} {direction}"
-    read.version = f"{version} ({method})" if method else version  # type: ignore[attr-defined]
-    return read
-
-
 def declared_role(metric: str, *, headline: bool, informational: str) -> str:
     """The role a declaration gives its figure, or a ValueError for one that makes no
     sense (a headline not in :data:`HEADLINES` or one of them not declared so, an
@@ -164,46 +110,6 @@ def declared_role(metric: str, *, headline: bool, informational: str) -> str:
     if informational:
         return INFORMATIONAL
     return HEADLINE if headline else GATED
-
-
-def _declared(benchmark: Any) -> Tracked | None:
-    """The declaration behind one discovered asv benchmark, if it has one."""
-    func = benchmark.func
-    metric, direction = getattr(func, "metric", None), getattr(func, "direction", None)
-    owner = getattr(func, "__self__", None)
-    workload = getattr(owner, "workload", None)
-    if not (isinstance(metric, str) and isinstance(direction, str) and isinstance(workload, str)):
-        return None
-    return Tracked(
-        benchmark=benchmark.name,
-        workload=workload,
-        metric=metric,
-        unit=str(getattr(func, "unit", "")),
-        direction=direction,
-        param_names=tuple(str(n) for n in benchmark.param_names),
-        setup_cache_key=benchmark.setup_cache_key,
-        role=str(getattr(func, "role", GATED)),
-        why=str(getattr(func, "why", "")),
-    )
-
-
-def discover(benchmark_dir: Path) -> list[Tracked]:
-    """The declared ``track_`` benchmarks of a suite, found the way asv finds them.
-
-    Imports the suite in this process (as ``asv run`` does in its own): a suite that
-    does not import raises here, before asv runs anything."""
-    from asv_runner.discovery import disc_benchmarks
-
-    root = str(benchmark_dir.resolve())
-    parent = os.path.dirname(root)
-    added = parent not in sys.path
-    if added:
-        sys.path.insert(0, parent)
-    try:
-        return [d for b in disc_benchmarks(root) if (d := _declared(b)) is not None]
-    finally:
-        if added:
-            sys.path.remove(parent)
 
 
 def write_sidecar(results_dir: Path, tracked: list[Tracked]) -> Path:

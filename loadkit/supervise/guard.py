@@ -30,7 +30,10 @@ from typing import IO, Any
 
 import psutil
 
-from loadkit.runtime import lifetime
+# Imported at start, so the clean-up code is loaded before the owner can die.
+from loadkit.redis_io.run_cleanup import clean_run
+from loadkit.redis_io.urls import ENV_URL
+from loadkit.runtime import lifetime, ownership
 from loadkit.runtime.child_messages import from_json_line, to_json_line
 
 # How long the guard waits for a paused Redis to delete a dead command's keys.
@@ -49,8 +52,6 @@ class Guard:
         self._pipe: IO[str] | None = None
 
     def start(self) -> Guard:
-        from loadkit.redis_io.server import ENV_URL  # (redis_server reports to the guard)
-
         read_end, write_end = os.pipe()  # both close-on-exec: no other child inherits them
         try:
             self._proc = subprocess.Popen(
@@ -142,10 +143,12 @@ def guarded() -> Iterator[Guard]:
         return
     guard = Guard().start()
     _active = guard
+    ownership.set_watcher(guard)
     try:
         yield guard
     finally:
         _active = None
+        ownership.set_watcher(None)
         guard.release()
 
 
@@ -206,8 +209,6 @@ def clean_up(watched: Watched) -> list[str]:
     """Everything a dead command left: its process groups first (so nothing writes
     any more), then its keys, its servers, its folders. Returns lines for what may be
     left."""
-    from loadkit.redis_io.run_cleanup import clean_run
-
     notes = []
     for pgid in sorted(watched.groups):
         if not lifetime.stop_group(pgid):
@@ -228,8 +229,6 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, signal.SIG_IGN)
     owner = argv[0] if argv else "?"
     watched = Watched()
-    import loadkit.redis_io.run_cleanup  # noqa: F401  (loaded now, not after the owner died)
-
     for line in sys.stdin:
         with contextlib.suppress(ValueError, TypeError, KeyError):
             watched.apply(line)

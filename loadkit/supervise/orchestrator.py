@@ -38,7 +38,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from loadkit.common.redaction import redact_text, url_secrets
 from loadkit.redis_io.keyspace import new_run_id
 from loadkit.redis_io.run_cleanup import clean_up_run
-from loadkit.redis_io.server import ENV_URL
+from loadkit.redis_io.urls import ENV_URL
 from loadkit.runs import workload
 from loadkit.runs.run_report import workload_entry
 from loadkit.runs.targets import Target

@@ -8,7 +8,8 @@ URL comes in ``$LOADKIT_REDIS_URL``, not on the command line: it may carry a pas
 and any local user can read a command line. Whatever happens, the worker's last act is
 deleting its run's keys (``--run-id``) from Redis; the parent does the same after a
 worker it had to kill. A stop signal (SIGTERM, SIGINT, SIGHUP - from the parent
-stopping the run, or from Linux when the parent died: :func:`loadkit.runtime.lifetime.die_with_parent`)
+stopping the run, or from Linux when the parent died:
+:func:`loadkit.runtime.lifetime.die_with_parent`)
 means nobody wants the results: the worker deletes the keys and exits ``128 + n`` at
 once, without the orderly wind-down of the workload, which can take seconds; its
 process group (forkserver, resource tracker, swarm processes) is stopped by whoever
@@ -32,7 +33,7 @@ from loadkit.common.redaction import redact_text, url_secrets
 from loadkit.redis_io.health import REDIS_UNREACHABLE, address
 from loadkit.redis_io.keyspace import new_run_id, purge_run
 from loadkit.redis_io.run_cleanup import clean_run
-from loadkit.redis_io.server import ENV_URL
+from loadkit.redis_io.urls import ENV_URL
 from loadkit.runs import workload
 from loadkit.runtime import lifetime
 from loadkit.runtime.child_messages import ERROR, OK, PROGRESS, to_json_line

@@ -27,11 +27,11 @@ from loadkit.history.stats.scoring import (
     ScoringOptions,
     SeriesHistory,
     SeriesScore,
+    analyse_series,
     benjamini_hochberg,
     beside_machine,
     family_priors,
     judge,
-    read_history,
     score_machine,
     shifts_of,
 )
@@ -240,7 +240,7 @@ class _Scorer:
 
     @classmethod
     def of(cls, machine: SimulatedMachine, options: ScoringOptions) -> _Scorer:
-        reads = [read_history(series, options) for series in machine.siblings]
+        reads = [analyse_series(series, options) for series in machine.siblings]
         shifts = shifts_of(reads)
         reads = [beside_machine(read, shifts) for read in reads]
         priors = family_priors(reads)
@@ -250,7 +250,7 @@ class _Scorer:
 
     def score(self, target: Series) -> tuple[SeriesScore, bool]:
         """The target's score and whether ``check`` fails because of it."""
-        read = beside_machine(read_history(target, self.options), self.shifts)
+        read = beside_machine(analyse_series(target, self.options), self.shifts)
         prior = family_priors([*self.reads, read])[-1]
         score = judge(read, self.options, prior)
         p_worse = score.gate.p_worse if score.gate is not None else 1.0

@@ -3,18 +3,19 @@
 Cells are independent and each is seeded from the study's seed and its own place, so
 running them in parallel, in any order, gives the same tables as running them one by
 one. Three studies make it up: single series with known truth beside asv's
-``step_detect`` (:mod:`loadkit.history.calibration.simulation`), the gate as ``check`` uses it,
-and machines shaped like real asv result sets (:mod:`loadkit.history.calibration.machine_simulation`).
+``step_detect`` (:mod:`loadkit.history.calibration.simulation`), the gate as ``check``
+uses it, and machines shaped like real asv result sets
+(:mod:`loadkit.history.calibration.machine_simulation`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from loadkit.common.parallel import map_in_processes
 from loadkit.history.calibration import machine_simulation as machines
 from loadkit.history.calibration import simulation
 
@@ -85,6 +86,10 @@ def jobs(series: int, seed: int) -> list[Job]:
     return listed
 
 
+def _run_job(job: Job) -> Any:
+    return job.function(*job.arguments)
+
+
 def run_study(
     series: int,
     seed: int,
@@ -93,27 +98,9 @@ def run_study(
 ) -> CalibrationReport:
     """Run every cell (in ``workers`` processes; one runs them in this process)."""
     listed = jobs(series, seed)
-    results: dict[int, Any] = {}
-    workers = workers or os.cpu_count() or 1
-    if workers == 1:
-        for index, job in enumerate(listed):
-            results[index] = job.function(*job.arguments)
-            if on_job is not None:
-                on_job(job.name)
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            pending = {
-                pool.submit(job.function, *job.arguments): index for index, job in enumerate(listed)
-            }
-            try:
-                for future in as_completed(pending):
-                    index = pending[future]
-                    results[index] = future.result()
-                    if on_job is not None:
-                        on_job(listed[index].name)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+    done = None if on_job is None else (lambda index: on_job(listed[index].name))
+    outcomes = map_in_processes(_run_job, listed, workers or os.cpu_count() or 1, done)
+    results = dict(enumerate(outcomes))
     tables: dict[str, list[Any]] = {}
     for index, job in enumerate(listed):
         tables.setdefault(job.table, []).append(results[index])

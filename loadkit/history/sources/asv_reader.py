@@ -11,14 +11,10 @@ Files are only ever opened for reading.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
-import multiprocessing
-import os
-import sys
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +22,7 @@ from asv import results as asv_results
 from asv import util
 
 from loadkit.common.errors import UsageError
+from loadkit.common.parallel import map_in_processes, worker_count
 from loadkit.history.sources.point_table import PointTable, SeriesKey
 from loadkit.history.sources.skipped_files import SkipKind, SkippedFile, classify, summary_lines
 from loadkit.history.stats.series import Series
@@ -223,26 +220,10 @@ def default_workers(files: int) -> int:
     """Two processes for a big folder on Linux with two CPUs to spare, else one.
 
     Parsing JSON holds the interpreter lock, so only processes help; they are forked
-    (no re-import; only file names and benchmarks.json go out, tables come back), and
-    fork is only safe enough on Linux. The workers run pure Python: no threads of their
-    own, no numerical libraries.
+    (no re-import; only file names and benchmarks.json go out, tables come back). The
+    workers run pure Python: no threads of their own, no numerical libraries.
     """
-    if files < PARALLEL_FROM or sys.platform != "linux":
-        return 1
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    return min(2, len(os.sched_getaffinity(0)))
-
-
-def _read_parallel(
-    paths: list[Path], machine: str, metadata: dict[str, dict], workers: int
-) -> list[tuple[PointTable, list[SkippedFile]]]:
-    size = -(-len(paths) // workers)
-    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(len(chunks), mp_context=context) as pool:
-        jobs = [pool.submit(_read_files, chunk, machine, metadata) for chunk in chunks]
-        return [job.result() for job in jobs]
+    return worker_count(files, PARALLEL_FROM, at_most=2)
 
 
 def read_results(results_dir: Path, machine: str, workers: int | None = None) -> MachineResults:
@@ -262,14 +243,11 @@ def read_results(results_dir: Path, machine: str, workers: int | None = None) ->
     metadata = with_declared_directions(metadata, read_sidecar(results_dir))
     paths = sorted(p for p in machine_dir.glob("*.json") if p.name not in _NOT_RESULTS)
     workers = default_workers(len(paths)) if workers is None else workers
-    parts = None
-    if workers > 1 and len(paths) > 1:
-        try:
-            parts = _read_parallel(paths, machine, metadata, workers)
-        except (OSError, BrokenProcessPool):
-            parts = None  # no processes to be had here: read in this one
-    if parts is None:
-        parts = [_read_files(paths, machine, metadata)]
+    # Each process takes a contiguous share, so the outcome is that of one reading all.
+    size = -(-len(paths) // max(1, workers))
+    chunks = [paths[i : i + size] for i in range(0, len(paths), size)] or [paths]
+    read_chunk = functools.partial(_read_files, machine=machine, metadata=metadata)
+    parts = map_in_processes(read_chunk, chunks, workers)
     read = MachineResults(machine, parts[0][0], metadata, benchmarks_note=note)
     for table, skipped in parts:
         if table is not read.table:

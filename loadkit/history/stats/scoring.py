@@ -19,16 +19,12 @@ the commit that caused it, and the commits after it are judged against the new l
 
 from __future__ import annotations
 
+import functools
 import graphlib
 import itertools
 import math
-import multiprocessing
-import os
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -72,9 +68,15 @@ _MAX_REFERENCE = 40
 _NOISE_WINDOW = 100
 # How surely each commit since a recent shift must lean to the shifted side.
 _PERSISTENT_LEANING = 0.8
-# Series from which the first pass is worth other processes, and how many at most.
-_PARALLEL_FROM = 32
-_MAX_WORKERS = 4
+# Series from which the first pass is worth other processes, and how many at most
+# (for callers that run it in processes: this module runs none).
+PARALLEL_FROM = 32
+MAX_WORKERS = 4
+# How the caller runs one function over many series: map(function, series, on_each).
+SeriesMapper = Callable[
+    [Callable[[Series], "SeriesHistory"], Sequence[Series], Callable[[], None] | None],
+    list["SeriesHistory"],
+]
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ def _rng(series: Series, options: ScoringOptions) -> np.random.Generator:
     return np.random.default_rng([options.seed, len(series.commits)])
 
 
-def read_history(series: Series, options: ScoringOptions) -> SeriesHistory:
+def analyse_series(series: Series, options: ScoringOptions) -> SeriesHistory:
     """Change points, reference segment and own scatter of a series (first pass)."""
     alpha = p_for_confidence(options.confidence)
     rng = _rng(series, options)
@@ -342,7 +344,7 @@ def score_series(
 ) -> SeriesScore:
     """Score one series as of its newest commit, alone or with a family prior."""
     options = options or ScoringOptions()
-    return judge(read_history(series, options), options, prior)
+    return judge(analyse_series(series, options), options, prior)
 
 
 def family_priors(reads: Sequence[SeriesHistory]) -> list[NoisePrior | None]:
@@ -410,6 +412,7 @@ def score_machine(
     series: Sequence[Series],
     options: ScoringOptions | None = None,
     on_series: Callable[[], None] | None = None,
+    map_series: SeriesMapper | None = None,
 ) -> list[SeriesScore]:
     """Score every series of one machine as of its newest commit (all share it).
 
@@ -419,7 +422,7 @@ def score_machine(
     controlled across all of them.
     """
     options = options or ScoringOptions()
-    reads = read_histories(series, options, on_series)
+    reads = analyse_all(series, options, on_series, map_series)
     shifts = shifts_of(reads)
     reads = [beside_machine(read, shifts) for read in reads]
     order = commit_order(one.commits for one in series)
@@ -427,7 +430,7 @@ def score_machine(
     for group, group_shifts in sorted(shifts.items()):
         machine = machine_series(group, group_shifts, order)
         if len(machine.commits) > 1 and machine.commits[-1] == newest:
-            reads.append(read_history(machine, options))
+            reads.append(analyse_series(machine, options))
     priors = family_priors(reads)
     scores = [judge(read, options, prior) for read, prior in zip(reads, priors, strict=True)]
     p_worse = [s.gate.p_worse if s.gate is not None else 1.0 for s in scores]
@@ -438,45 +441,25 @@ def score_machine(
     ]
 
 
-def read_histories(
+def analyse_all(
     series: Sequence[Series],
     options: ScoringOptions,
     on_series: Callable[[], None] | None = None,
-    workers: int | None = None,
+    map_series: SeriesMapper | None = None,
 ) -> list[SeriesHistory]:
-    """The first pass over every series, in ``workers`` processes when there are many.
-
-    Each series is read on its own (its random draws are seeded by the series), so the
-    outcome is the same in one process or several; on a big machine the permutation
-    tests are most of a check's time.
-    """
-    if workers is None:
-        workers = _default_workers(len(series))
-    if workers > 1:
-        try:
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                reads = []
-                for read in pool.map(read_history, series, itertools.repeat(options), chunksize=8):
-                    reads.append(read)
-                    if on_series is not None:
-                        on_series()
-                return reads
-        except (OSError, BrokenProcessPool):
-            pass  # no processes to be had here: read in this one
-    reads = []
+    """The first pass over every series. Each series is analysed on its own (its random
+    draws are seeded by the series), so ``map_series`` - the caller's way to run
+    :func:`analyse_series` over many, in other processes if it likes - changes no
+    outcome; on a big machine the permutation tests are most of a check's time."""
+    analyse = functools.partial(analyse_series, options=options)
+    if map_series is not None:
+        return map_series(analyse, series, on_series)
+    analysed = []
     for one in series:
-        reads.append(read_history(one, options))
+        analysed.append(analyse(one))
         if on_series is not None:
             on_series()
-    return reads
-
-
-def _default_workers(count: int) -> int:
-    """Forked processes (Linux only, where fork is safe enough) for many series."""
-    if count < _PARALLEL_FROM or sys.platform != "linux":
-        return 1
-    return min(len(os.sched_getaffinity(0)), _MAX_WORKERS)
+    return analysed
 
 
 def commit_order(histories: Iterable[Sequence[str]]) -> list[str]:

@@ -19,7 +19,6 @@ Redis stopped) and it exits ``128 + n``; when it runs a fleet, a guard process
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import errno
@@ -31,20 +30,30 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from loadkit.common.argtypes import positive_float, positive_int
 from loadkit.common.errors import RedisLost, UsageError
+from loadkit.redis_io.aio import keep_running
+from loadkit.redis_io.connect import check_url, connect_async
+from loadkit.redis_io.keyspace import new_run_id, purge_run
+from loadkit.redis_io.server import redis_url
+from loadkit.redis_io.urls import ENV_URL
 from loadkit.runtime import lifetime
 from loadkit.supervise import guard
-from loadkit.workloads.dashboard.access import format_origin, parse_origin
+from loadkit.workloads.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool
 from loadkit.workloads.dashboard.protocol import is_loopback
+from loadkit.workloads.dashboard.publisher import BoardPublisher, run_ticks
+from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
+from loadkit.workloads.dashboard.sources import FleetSource, RedisFleetSource, SimulatedFleet
+from loadkit.workloads.fleet.host import Work
+from loadkit.workloads.fleet.manager import FleetManager
+from loadkit.workloads.fleet.scenarios import open_loop
 
 # How long a dashboard that lost Redis waits for it to come back to delete its fleet.
 PURGE_BUDGET_S = 10.0
 
-if TYPE_CHECKING:  # imported where used: every loadkit command builds this parser
-    from loadkit.workloads.dashboard.server import ServerConfig
+if TYPE_CHECKING:
     from loadkit.workloads.dashboard.sources import Tick
 
 ENV_TOKEN = "LOADKIT_DASHBOARD_TOKEN"
@@ -52,75 +61,34 @@ TASK_MS = 400.0  # simulated work per task in fleet mode
 MAX_WORKERS = 64
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {value}")
-    return value
+@dataclass
+class DashboardOptions:
+    """What ``loadkit dashboard`` was asked for (see its ``--help``)."""
+
+    agents: int = 200
+    port: int = 8765
+    host: str = "127.0.0.1"
+    token: str | None = None
+    allow_origin: list[str] = field(default_factory=list)
+    interval: float = 0.5
+    duration: float = 3600.0
+    workers: int = 1
+    simulate: bool = False
+    redis_url: str | None = None
+    fleet: str | None = None
+    # Names the keys this dashboard writes (its fleet's, its board's): set when it starts.
+    run_id: str = ""
 
 
-def _origin(text: str) -> str:
-    try:
-        return format_origin(parse_origin(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``loadkit dashboard`` on the CLI's subparsers."""
-    p = subparsers.add_parser("dashboard", help="serve a live dashboard of a simulated fleet")
-    p.add_argument("--agents", type=positive_int, default=200, help="fleet size (default 200)")
-    p.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0: any free)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--token", help=f"access token, required off loopback (${ENV_TOKEN})")
-    p.add_argument(
-        "--allow-origin",
-        type=_origin,
-        action="append",
-        default=[],
-        metavar="ORIGIN",
-        help="also accept pages from this origin (scheme://host[:port]; repeatable)",
-    )
-    p.add_argument(
-        "--interval", type=positive_float, default=0.5, metavar="S", help="update period"
-    )
-    p.add_argument(
-        "--duration",
-        type=positive_float,
-        default=3600.0,
-        metavar="S",
-        help="stop by itself after this many seconds (default 3600)",
-    )
-    p.add_argument(
-        "--workers",
-        type=positive_int,
-        default=1,
-        metavar="N",
-        help="server processes sharing the viewers on one port, fed through Redis (default 1)",
-    )
-    p.add_argument("--simulate", action="store_true", help="in-process simulator, no Redis")
-    p.add_argument("--redis-url", help="use this Redis instead of an embedded one")
-    p.add_argument(
-        "--fleet",
-        metavar="NAME",
-        help="watch this existing fleet (e.g. run by `loadkit agents`) instead of starting one",
-    )
-    p.set_defaults(func=cmd_dashboard)
-
-
-def _config(args: argparse.Namespace) -> tuple[ServerConfig, bool]:
+def _config(options: DashboardOptions) -> tuple[ServerConfig, bool]:
     """The server settings; True when the token was generated here (so print it)."""
-    from loadkit.workloads.dashboard.server import ServerConfig
 
-    token = args.token or os.environ.get(ENV_TOKEN) or None
+    token = options.token or os.environ.get(ENV_TOKEN) or None
     generated = False
-    if token is None and not is_loopback(args.host):
+    if token is None and not is_loopback(options.host):
         token, generated = secrets.token_urlsafe(18), True
     config = ServerConfig(
-        host=args.host, port=args.port, token=token, allow_origins=tuple(args.allow_origin)
+        host=options.host, port=options.port, token=token, allow_origins=tuple(options.allow_origin)
     )
     return config, generated
 
@@ -140,46 +108,43 @@ def _check_port_free(host: str, port: int) -> None:
             raise UsageError(f"cannot listen on {host}:{port}: {exc}") from None
 
 
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    config, generated = _config(args)
+def run_dashboard(options: DashboardOptions) -> int:
+    config, generated = _config(options)
     config.check()
-    workers = getattr(args, "workers", 1)
+    workers = options.workers
     if workers > MAX_WORKERS:
         raise UsageError(f"--workers must be 1-{MAX_WORKERS}, got {workers}")
     if workers > 1:
         _check_port_free(config.host, config.port)
-    if args.simulate and workers == 1:
-        return asyncio.run(_serve(args, config, generated, None))
-    from loadkit.redis_io.keyspace import new_run_id
-    from loadkit.redis_io.server import ENV_URL, check_url, redis_url
+    if options.simulate and workers == 1:
+        return asyncio.run(_serve(options, config, generated, None))
 
     # Names the keys this dashboard writes (its fleet's, its board's): their prefix.
-    args.run_id = new_run_id()
-    if args.fleet:
-        url = args.redis_url or os.environ.get(ENV_URL)
+    options.run_id = new_run_id()
+    if options.fleet:
+        url = options.redis_url or os.environ.get(ENV_URL)
         if not url:
             raise UsageError(
                 f"--fleet watches a fleet on an existing Redis: give --redis-url or set ${ENV_URL}"
             )
         check_url(url)
-        return _run_and_purge(args, config, generated, url)
+        return _run_and_purge(options, config, generated, url)
     with (
         lifetime.stop_on_signals(),
         guard.guarded() as watcher,
-        redis_url(args.redis_url) as url,
+        redis_url(options.redis_url) as url,
     ):
-        if args.redis_url or os.environ.get(ENV_URL):  # an embedded Redis just stops
-            watcher.watch_run(url, args.run_id)
-        return _run_and_purge(args, config, generated, url)
+        if options.redis_url or os.environ.get(ENV_URL):  # an embedded Redis just stops
+            watcher.watch_run(url, options.run_id)
+        return _run_and_purge(options, config, generated, url)
 
 
 def _run_and_purge(
-    args: argparse.Namespace, config: ServerConfig, generated: bool, url: str
+    options: DashboardOptions, config: ServerConfig, generated: bool, url: str
 ) -> int:
-    from loadkit.redis_io.keyspace import purge_run
 
     try:
-        return asyncio.run(_serve(args, config, generated, url))
+        return asyncio.run(_serve(options, config, generated, url))
     except RedisLost as exc:
         # Said at once: deleting the keys below may wait for Redis to come back.
         print(f"loadkit: error: {exc}", file=sys.stderr, flush=True)
@@ -187,10 +152,10 @@ def _run_and_purge(
     finally:
         # The fleet deletes its keys when it stops; this catches what a failed stop
         # left (Redis back after a pause) and the board's keys, and is a no-op otherwise.
-        purged = purge_run(url, args.run_id, budget_s=PURGE_BUDGET_S)
+        purged = purge_run(url, options.run_id, budget_s=PURGE_BUDGET_S)
         if purged.error is not None:
             print(
-                f"loadkit: keys of {args.run_id}-dashboard may be left "
+                f"loadkit: keys of {options.run_id}-dashboard may be left "
                 f"({purged.error}); `loadkit clean` deletes them",
                 file=sys.stderr,
             )
@@ -199,9 +164,6 @@ def _run_and_purge(
 async def _drive_fleet(manager, agents: int, stop: asyncio.Event) -> None:
     """Tasks at a rate that swings between ~15% and ~85% of the fleet busy (period 60 s).
     Ends with :class:`loadkit.common.errors.RedisLost` once Redis stays silent."""
-    from loadkit.redis_io.aio import keep_running
-    from loadkit.workloads.fleet.host import Work
-    from loadkit.workloads.fleet.scenarios import open_loop
 
     start = time.monotonic()
 
@@ -214,7 +176,7 @@ async def _drive_fleet(manager, agents: int, stop: asyncio.Event) -> None:
 
 
 async def _source(
-    args: argparse.Namespace,
+    options: DashboardOptions,
     url: str | None,
     publish: Callable[[Tick], Any],
     stack: contextlib.AsyncExitStack,
@@ -223,43 +185,38 @@ async def _source(
     """The tick function feeding the board, what it shows (for the banner), and the
     background work whose failure (Redis lost) ends the dashboard. ``publish`` takes
     the source's first state (a plain or async callable)."""
-    from loadkit.workloads.dashboard.sources import FleetSource, RedisFleetSource, SimulatedFleet
 
-    if args.simulate:
-        sim = SimulatedFleet(args.agents)
+    if options.simulate:
+        sim = SimulatedFleet(options.agents)
         first = publish(sim.snapshot())
         if inspect.isawaitable(first):
             await first
-        tick = lambda dt: sim.tick(max(1, args.agents // 20), dt)  # noqa: E731
-        return tick, f"{args.agents} simulated agents", []
+        tick = lambda dt: sim.tick(max(1, options.agents // 20), dt)  # noqa: E731
+        return tick, f"{options.agents} simulated agents", []
     assert url is not None
-    if args.fleet:
-        from loadkit.redis_io.server import connect_async
-
+    if options.fleet:
         client = connect_async(url, max_connections=4)
         stack.push_async_callback(client.aclose)
-        return RedisFleetSource(client, args.fleet).tick, f"fleet {args.fleet!r}", []
-    from loadkit.workloads.fleet.manager import FleetManager
+        return RedisFleetSource(client, options.fleet).tick, f"fleet {options.fleet!r}", []
 
-    manager = FleetManager(url, f"{args.run_id}-dashboard")
+    manager = FleetManager(url, f"{options.run_id}-dashboard")
     await manager.start()
     stack.push_async_callback(manager.close)
-    await manager.spawn(args.agents)
-    driver = asyncio.ensure_future(_drive_fleet(manager, args.agents, stop))
+    await manager.spawn(options.agents)
+    driver = asyncio.ensure_future(_drive_fleet(manager, options.agents, stop))
     failed = asyncio.ensure_future(manager.wait_failed())
     stack.callback(driver.cancel)
     stack.callback(failed.cancel)
-    what = f"{args.agents} agents of fleet {manager.fleet!r}"
+    what = f"{options.agents} agents of fleet {manager.fleet!r}"
     return FleetSource(manager).tick, what, [driver, failed]
 
 
 async def _serve(
-    args: argparse.Namespace, config: ServerConfig, generated: bool, url: str | None
+    options: DashboardOptions, config: ServerConfig, generated: bool, url: str | None
 ) -> int:
-    if getattr(args, "workers", 1) > 1:
+    if options.workers > 1:
         assert url is not None
-        return await _serve_fanout(args, config, generated, url)
-    from loadkit.workloads.dashboard.server import DashboardServer
+        return await _serve_fanout(options, config, generated, url)
 
     server = DashboardServer(config)
     try:
@@ -272,12 +229,12 @@ async def _serve(
     stop = signals.event
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(server.close)
-        tick, what, background = await _source(args, url, server.publish, stack, stop)
+        tick, what, background = await _source(options, url, server.publish, stack, stop)
         link = server.url + (f"?token={config.token}" if config.token else "")
         print(f"dashboard for {what}: {link}", flush=True)
         if generated:
             print("(access token generated for this run; pass --token to choose one)", flush=True)
-        runner = asyncio.ensure_future(server.run(tick, args.interval, args.duration))
+        runner = asyncio.ensure_future(server.run(tick, options.interval, options.duration))
         stopped = asyncio.ensure_future(stop.wait())
         await asyncio.wait([runner, stopped, *background], return_when=asyncio.FIRST_COMPLETED)
         failure = _failure_of([runner, *background])
@@ -292,35 +249,34 @@ async def _serve(
 
 
 async def _serve_fanout(
-    args: argparse.Namespace, config: ServerConfig, generated: bool, url: str
+    options: DashboardOptions, config: ServerConfig, generated: bool, url: str
 ) -> int:
-    """This process owns the source and the board; ``args.workers`` server processes
+    """This process owns the source and the board; ``options.workers`` server processes
     on the one port follow it through Redis."""
-    from loadkit.redis_io.server import connect_async
-    from loadkit.workloads.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool
-    from loadkit.workloads.dashboard.publisher import BoardPublisher, run_ticks
 
     signals = lifetime.StopSignals().install(asyncio.get_running_loop())
     stop = signals.event
-    keys = BoardKeys.for_run(args.run_id)
+    keys = BoardKeys.for_run(options.run_id)
     async with contextlib.AsyncExitStack() as stack:
         client = connect_async(url, max_connections=4)
         stack.push_async_callback(client.aclose)
         out = RedisPublisher(client, keys, BoardPublisher())
-        tick, what, background = await _source(args, url, out.publish, stack, stop)
+        tick, what, background = await _source(options, url, out.publish, stack, stop)
         if out.publisher.seq == 0:  # the board's first state, before any server looks
-            first = tick(args.interval)
+            first = tick(options.interval)
             await out.publish(await first if inspect.isawaitable(first) else first)
-        pool = ServerPool(config, url, keys, args.workers)
+        pool = ServerPool(config, url, keys, options.workers)
         stack.callback(pool.close)
         await pool.start()
         host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
         host = f"[{host}]" if ":" in host else host
         link = f"http://{host}:{pool.port}/" + (f"?token={config.token}" if config.token else "")
-        print(f"dashboard for {what}: {link} ({args.workers} server processes)", flush=True)
+        print(f"dashboard for {what}: {link} ({options.workers} server processes)", flush=True)
         if generated:
             print("(access token generated for this run; pass --token to choose one)", flush=True)
-        runner = asyncio.ensure_future(run_ticks(out.publish, tick, args.interval, args.duration))
+        runner = asyncio.ensure_future(
+            run_ticks(out.publish, tick, options.interval, options.duration)
+        )
         stopped = asyncio.ensure_future(stop.wait())
         watcher = asyncio.ensure_future(_watch(pool))
         await asyncio.wait(

@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loadkit.common.errors import UsageError
+from loadkit.redis_io.connect import connect_async
 from loadkit.redis_io.health import Liveness
 from loadkit.runs.metrics import settled_rss_bytes
 from loadkit.runtime import lifetime
@@ -46,6 +47,7 @@ from loadkit.runtime.child_messages import (
     send,
     send_error,
 )
+from loadkit.workloads.dashboard.loadclient import raise_nofile
 from loadkit.workloads.dashboard.publisher import BoardPublisher
 from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
 from loadkit.workloads.dashboard.sources import Tick
@@ -151,7 +153,6 @@ class _Worker:
         self.client: Any = None
 
     async def start(self) -> DashboardServer:
-        from loadkit.redis_io.server import connect_async
 
         if self.client is None:
             self.client = connect_async(self.url, max_connections=4)
@@ -224,7 +225,6 @@ def worker_process(
 ) -> None:
     """Entry point of one server process (multiprocessing target); it dies with
     ``parent``, the process that started it."""
-    from loadkit.workloads.dashboard.loadclient import raise_nofile
 
     lifetime.die_with_parent(parent)
     try:

@@ -46,7 +46,9 @@ import numpy as np
 import psutil
 
 from loadkit.common.errors import UsageError
+from loadkit.redis_io.connect import connect_async
 from loadkit.redis_io.keyspace import new_run_id
+from loadkit.redis_io.server import redis_url as usable_redis
 from loadkit.runs.metrics import percentile
 from loadkit.runs.trials import TrialPlan, combine
 from loadkit.runtime.child_messages import OK, ChildFailed, expect, send
@@ -277,7 +279,6 @@ async def measure_dashboard(
     """Run the whole load test; returns the metrics, the per-message latencies (ms) and
     the blocks' values of each steady figure. Without ``redis_url`` a private Redis is
     started for it."""
-    from loadkit.redis_io.server import redis_url as usable_redis
 
     with usable_redis(redis_url) as url:
         return await _measure(plan, progress, url, run_id or new_run_id())
@@ -286,7 +287,6 @@ async def measure_dashboard(
 async def _measure(
     plan: LoadPlan, progress: Progress, url: str, run_id: str
 ) -> tuple[dict[str, float], np.ndarray, dict[str, list[float]]]:
-    from loadkit.redis_io.server import connect_async
 
     blocks = round_blocks(plan.rounds, plan.trials)  # a plan that cannot be cut fails first
     ceiling_clients = plan.clients if plan.ceiling else 0

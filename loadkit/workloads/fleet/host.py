@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from loadkit.redis_io.aio import cancel_and_wait, first_failure, keep_running
+from loadkit.redis_io.connect import connect_async
 from loadkit.redis_io.health import UNREACHABLE, Patience
-from loadkit.redis_io.server import connect_async
 from loadkit.runs.metrics import LatencyRecorder
 from loadkit.workloads.fleet.store import FleetStore
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from loadkit.redis_io.aio import cancel_and_wait, first_failure, keep_running
-from loadkit.redis_io.server import connect_async
+from loadkit.redis_io.connect import connect_async
 from loadkit.workloads.fleet.autoscaler import (
     AutoscalerConfig,
     AutoscalerState,

@@ -16,7 +16,8 @@ import sys
 
 from loadkit.common.errors import UsageError, exit_code_of
 from loadkit.common.process_title import hide_secrets_in_command_line
-from loadkit.redis_io.server import ENV_URL, redis_url
+from loadkit.redis_io.server import redis_url
+from loadkit.redis_io.urls import ENV_URL
 from loadkit.runs.metrics import percentile
 from loadkit.workloads.swarm.config import SwarmConfig
 from loadkit.workloads.swarm.rig import SwarmRig

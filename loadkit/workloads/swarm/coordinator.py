@@ -28,8 +28,9 @@ from redis.exceptions import RedisError
 
 from loadkit.common.errors import RedisLost
 from loadkit.redis_io.aio import cancel_and_wait
+from loadkit.redis_io.connect import connect_async
 from loadkit.redis_io.health import Liveness
-from loadkit.redis_io.server import connect_async, is_cluster_url
+from loadkit.redis_io.urls import is_cluster_url
 from loadkit.redis_io.values import as_text
 from loadkit.workloads.swarm.config import SwarmConfig
 from loadkit.workloads.swarm.election import Candidacy, ElectionBoard, snapshot
