@@ -135,9 +135,7 @@ def measure_speed_on(
     for _ in range(python_repeats):  # interleaved, so a neighbour's burst hits all three
         samples["wasm"].append(median_s(lambda: wasm.parse(data), wasm_each))
         samples["python"].append(median_s(lambda: pyparser.parse(data), 1))
-        # CPython's parser takes milliseconds on the smaller documents: one call a round
-        # is one page fault or collection away from double, so it is timed like WASM.
-        samples["ast"].append(median_s(lambda: ast.parse(data), wasm_each))
+        samples["ast"].append(median_s(lambda: ast.parse(data), 1))
     return SpeedPoint(
         size_bytes=len(data),
         wasm_s=statistics.median(samples["wasm"]),
