@@ -67,7 +67,9 @@ CONFIG = {
     "repo": ".",
     "branches": ["main"],
     "environment_type": "virtualenv",
-    "benchmark_dir": "benchmarks",
+    # not "benchmarks": discovery imports the suite as a package, and this process may
+    # have imported the repository's own suite under that name already
+    "benchmark_dir": "trialbench",
     "results_dir": "results",
     "html_dir": "html",
     "env_dir": ".asv/env",
@@ -83,11 +85,11 @@ def _git(repo: Path, *args: str) -> str:
 def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("trials")
     repo = root / "proj"
-    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "trialbench").mkdir(parents=True)
     (root / "home").mkdir()
     env = {**os.environ, "HOME": str(root / "home")}
     (repo / "asv.conf.json").write_text(json.dumps(CONFIG))
-    (repo / "benchmarks" / "__init__.py").write_text("")
+    (repo / "trialbench" / "__init__.py").write_text("")
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "config", "user.email", "trials@example.invalid")
     _git(repo, "config", "user.name", "trials")
@@ -96,7 +98,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     hashes = []
     for index in range(COMMITS):
         suite = SUITE.format(slow=index >= SLOW_FROM, trials=TRIALS)
-        (repo / "benchmarks" / "bench_trials.py").write_text(suite)
+        (repo / "trialbench" / "bench_trials.py").write_text(suite)
         _git(repo, "add", "-A")
         _git(repo, "commit", "-q", "-m", f"commit {index}")
         sha = _git(repo, "rev-parse", "HEAD")
@@ -110,7 +112,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             capture_output=True,
             timeout=120,
         )
-    write_sidecar(repo / "results", discover(repo / "benchmarks"))
+    write_sidecar(repo / "results", discover(repo / "trialbench"))
     return {"repo": repo, "hashes": hashes}
 
 
