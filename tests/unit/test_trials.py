@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO
 
 from loadkit.asvsuite.track import discover, track
 from loadkit.history.stats.spread import band, detectable_effect, log_spread, spread_row
@@ -177,7 +178,7 @@ def test_declarations_refuse_what_makes_no_sense():
 def test_the_suite_declares_the_eight_headlines_and_why_each_informational_figure_is_so(
     tmp_path: Path,
 ):
-    suite = discover(Path(__file__).resolve().parents[1] / "benchmarks")
+    suite = discover(REPO / "benchmarks")
     headlines = {t.metric for t in suite if t.role == HEADLINE}
     assert headlines == HEADLINES and len(HEADLINES) == 8
     informational = [t for t in suite if t.role == INFORMATIONAL]
