@@ -16,7 +16,7 @@ import pytest
 from helpers import REPO
 
 from loadkit.asvsuite.track import discover, track
-from loadkit.history.stats.spread import band, detectable_effect, log_spread, spread_row
+from loadkit.history.stats.spread import band, detectable_effect, log_spread, spread_row, verdict
 from loadkit.runs import declarations
 from loadkit.runs.declarations import (
     HEADLINE,
@@ -145,6 +145,13 @@ def test_log_spread_and_detectable_effects():
     ]
     with pytest.raises(ValueError):
         detectable_effect(0.03, 0)
+
+
+def test_each_role_has_its_own_limit_and_informational_figures_none():
+    assert verdict("headline", 0.029) == "ok" and verdict("headline", 0.031) == "too noisy"
+    assert verdict("gated", 0.099) == "ok" and verdict("gated", 0.101) == "too noisy"
+    assert verdict("informational", 5.0) == "not gated"
+    assert verdict("gated", math.nan) == "n/a"
 
 
 class _Owner:
