@@ -239,19 +239,23 @@ async def measure_allocation(
     work_ms: float,
     progress: Progress = _noop,
 ) -> dict[str, float]:
-    """Steady open-loop load on the agents the manager already has."""
+    """Steady open-loop load on the agents the manager already has, until every task of
+    it is done. The fleet's completion counter counts every task the fleet ever
+    finished, so a window waits for the count it started from plus its own tasks: a
+    window after another must not end while its own tasks still run."""
     manager.host.alloc_latency = LatencyRecorder()
+    before = (await manager.store.counts())["completed"]
     expected = await open_loop(
         manager,
         [(seconds, rate_per_s)],
         Work(sleep_ms=work_ms),
         on_tick=lambda t: progress(min(t / seconds, 1.0)),
     )
-    completed = await wait_completed(manager, expected, timeout_s=10 + work_ms / 100)
+    completed = await wait_completed(manager, before + expected, timeout_s=10 + work_ms / 100)
     s = manager.host.alloc_latency.summary()
     return {
         "allocation_tasks": float(expected),
-        "allocation_completed": float(completed),
+        "allocation_completed": float(completed - before),
         "allocation_avg_ms": s.get("mean", math.nan),
         "allocation_p50_ms": s.get("p50", math.nan),
         "allocation_p95_ms": s.get("p95", math.nan),
