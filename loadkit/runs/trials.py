@@ -76,12 +76,20 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
-def combine(trials: Sequence[Trial], warmup: int, exact: Collection[str] = ()) -> TrialResult:
+def combine(
+    trials: Sequence[Trial],
+    warmup: int,
+    exact: Collection[str] = (),
+    sparse: Collection[str] = (),
+) -> TrialResult:
     """Reduce trials to one figure each.
 
     Every trial must report the same metrics. Metrics in ``exact`` are summed over all
     trials (warm-up included) and carry no samples; every other metric is the median of
-    the trials after the first ``warmup``, which become its samples."""
+    the trials after the first ``warmup``, which become its samples. A metric in
+    ``sparse`` may have no value in a trial (NaN: nothing of it happened in that
+    window, such as no poll in a block of rounds on a stalled host): those trials are
+    left out of its median and samples, and only a metric no trial measured is NaN."""
     if len(trials) <= warmup:
         raise ValueError(f"{len(trials)} trials leave none after {warmup} warm-up")
     names = list(trials[0])
@@ -96,6 +104,8 @@ def combine(trials: Sequence[Trial], warmup: int, exact: Collection[str] = ()) -
             result.metrics[name] = float(sum(float(t[name]) for t in trials))
             continue
         values = [float(t[name]) for t in kept]
+        if name in sparse:
+            values = [v for v in values if not math.isnan(v)]
         result.metrics[name] = median(values)
         result.samples[name] = values
     return result

@@ -87,6 +87,14 @@ def test_a_failed_trial_fails_the_figure_instead_of_being_outvoted():
     assert math.isnan(combine(trials, warmup=1).metrics["p99_ms"])
 
 
+def test_a_sparse_figure_leaves_out_the_trials_that_did_not_measure_it():
+    trials = [{"p95_ms": 9.0}, {"p95_ms": 4.0}, {"p95_ms": math.nan}, {"p95_ms": 6.0}]
+    result = combine(trials, warmup=1, sparse=("p95_ms",))
+    assert result.metrics["p95_ms"] == 5.0 and result.samples["p95_ms"] == [4.0, 6.0]
+    nothing = combine([{"p95_ms": math.nan}] * 2, warmup=0, sparse=("p95_ms",))
+    assert math.isnan(nothing.metrics["p95_ms"])
+
+
 def test_trials_that_report_different_metrics_and_bad_plans_are_refused():
     with pytest.raises(ValueError, match="other metrics"):
         combine([{"a": 1.0}, {"b": 1.0}], warmup=0)
