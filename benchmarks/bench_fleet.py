@@ -90,3 +90,10 @@ class FleetCleanup(FleetRun):
         informational="allocator noise of a few KiB either way; a leak shows as a bottleneck "
         "(over 256 KiB a lifetime) and in leaked keys, tasks and descriptors",
     )
+
+
+class FleetRedis(FleetRun):
+    """Retries after a dropped Redis connection during the run: 0 on a quiet network; a
+    rise means connections drop (idle timeouts, a proxy) or the retry policy changed."""
+
+    track_redis_reconnects = track("redis_reconnects", "count", LOWER)

@@ -229,7 +229,8 @@ async def measure_allocation_trials(
             "allocation_p99_ceiling_ratio": figures["allocation_p99_ms"] / rtt,
         }
 
-    return await run_trials(trial, plan, exact=("allocation_tasks", "allocation_completed"))
+    exact = ("allocation_tasks", "allocation_submitted", "allocation_completed", "allocation_stale")
+    return await run_trials(trial, plan, exact=exact)
 
 
 async def measure_allocation(
@@ -244,7 +245,8 @@ async def measure_allocation(
     finished, so a window waits for the count it started from plus its own tasks: a
     window after another must not end while its own tasks still run."""
     manager.host.alloc_latency = LatencyRecorder()
-    before = (await manager.store.counts())["completed"]
+    start = await manager.store.counts()
+    before = start["completed"]
     expected = await open_loop(
         manager,
         [(seconds, rate_per_s)],
@@ -252,10 +254,15 @@ async def measure_allocation(
         on_tick=lambda t: progress(min(t / seconds, 1.0)),
     )
     completed = await wait_completed(manager, before + expected, timeout_s=10 + work_ms / 100)
+    counts = await manager.store.counts()
     s = manager.host.alloc_latency.summary()
     return {
         "allocation_tasks": float(expected),
+        # as Redis counted them, in this window: a submission retried after a dropped
+        # connection must not add its tasks twice, nor a retried result count twice
+        "allocation_submitted": float(counts["submitted"] - start["submitted"]),
         "allocation_completed": float(completed - before),
+        "allocation_stale": float(counts["stale"] - start["stale"]),
         "allocation_avg_ms": s.get("mean", math.nan),
         "allocation_p50_ms": s.get("p50", math.nan),
         "allocation_p95_ms": s.get("p95", math.nan),
