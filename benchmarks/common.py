@@ -5,9 +5,10 @@ takes seconds to minutes; run in ``setup`` it would run again for every benchmar
 every repeat, and the figures of one class would come from different runs. So each
 workload's base class (``FleetRun``, ``SwarmRun``, ...) defines one ``setup_cache`` that
 runs the workload's own ``run(ctx)`` - the scenario ``loadkit run`` reports - and returns
-its flat metrics; asv keys ``setup_cache`` by the file and line that define it, so every
+its figures (``Measured``: the metrics, and the trials' values of figures measured in
+repeated trials); asv keys ``setup_cache`` by the file and line that define it, so every
 class inheriting it shares that one run, and its ``track_`` methods (made by ``track``)
-only read.
+only read, handing asv a figure's trials as its samples.
 
 The scale comes from ``$LOADKIT_BENCH_SCALE`` (``quick`` unless set; ``loadkit bench
 --scale`` sets it) and is every class's single parameter, so figures of different scales
@@ -20,6 +21,8 @@ that module held them has the same objects under their old paths, imported below
 """
 
 from __future__ import annotations
+
+import inspect
 
 try:
     from loadkit.suite import (
@@ -65,10 +68,25 @@ except ImportError:  # a loadkit whose modules had not yet moved into layers
         return realcode.document(wasm_scenarios.SIZES[size], SEED).encode()
 
 
+try:
+    from loadkit.suite import Measured
+except ImportError:  # a loadkit from before trials: its runner returns the flat metrics
+    Measured = dict
+
+if "method" not in inspect.signature(track).parameters:
+    _plain_track = track
+
+    def track(metric, unit, direction, **_declaration):
+        """An older package's ``track``: it knows no roles or methods, so the suite's
+        declarations of them are left out, and the figure is read as before."""
+        return _plain_track(metric, unit, direction)
+
+
 __all__ = [
     "HIGHER",
     "LOWER",
     "DashboardServer",
+    "Measured",
     "Series",
     "ServerConfig",
     "SimulatedFleet",

@@ -23,6 +23,7 @@ from loadkit.history.stats.scoring import (
 )
 from loadkit.history.stats.series import Series
 from loadkit.runs.declarations import HIGHER, LOWER
+from loadkit.runs.trials import Measured
 from loadkit.workloads.dashboard import protocol as dashboard_protocol
 from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
 from loadkit.workloads.dashboard.sources import SimulatedFleet
@@ -35,6 +36,7 @@ __all__ = [
     "HIGHER",
     "LOWER",
     "DashboardServer",
+    "Measured",
     "ScoringOptions",
     "Series",
     "ServerConfig",

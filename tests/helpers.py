@@ -305,6 +305,11 @@ REPORTED_METRICS = {
     "slow_clients_dropped",
     "messages_missed",
     "boards_wrong",
+    # the same rounds through plain websockets, and the ratios to them
+    "raw_latency_p99_ms",
+    "raw_all_received_p99_ms",
+    "ws_latency_p99_ceiling_ratio",
+    "all_received_p99_ceiling_ratio",
 }
 
 

@@ -143,19 +143,17 @@ class BenchOptions:
     bench: str | None = None
     scale: str = "quick"
     skip_report: bool = False
+    aa: int | None = None  # an A/A study of this many runs instead (loadkit.asvsuite.aa)
+    json: str | None = None  # where the study's table goes
+
+    def __post_init__(self) -> None:
+        if self.json is not None and self.aa is None:
+            raise UsageError("--json is the A/A study's table: use it with --aa N")
 
 
-def run_bench(options: BenchOptions) -> int:
-    root = _repo_root()
-    conf = load_config(root / "asv.conf.json")
-    results, html = conf.results_dir, conf.html_dir
-    run_dir = _check_paths(results, html)
-    commit = _head(root)
-    console = Console(stderr=True)
-    tracked = _declarations(conf.benchmark_dir)
-    write_sidecar(results, tracked)
-    if not (Path.home() / ".asv-machine.json").exists():
-        _asv(root, "machine", "--yes")
+def asv_run(root: Path, commit: str, options: BenchOptions, console: Console) -> int:
+    """``asv run`` on ``commit`` at the scale, samples recorded; its exit status. The
+    scenario runs are counted and printed."""
     console.rule(f"asv run on {commit[:8]}, scale {options.scale}")
     run_args = ["run", "--python=same", "--set-commit-hash", commit, "--record-samples"]
     if options.bench:
@@ -169,6 +167,30 @@ def run_bench(options: BenchOptions) -> int:
         runs = count_runs(log)
     shown = ", ".join(f"{name} {runs[name]}" for name in workload.WORKLOADS if name in runs)
     console.print(f"scenario runs in this asv run: {shown or 'none'}")
+    return status
+
+
+def run_bench(options: BenchOptions) -> int:
+    root = _repo_root()
+    conf = load_config(root / "asv.conf.json")
+    results, html = conf.results_dir, conf.html_dir
+    run_dir = _check_paths(results, html)
+    commit = _head(root)
+    console = Console(stderr=True)
+    tracked = _declarations(conf.benchmark_dir)
+    write_sidecar(results, tracked)
+    if not (Path.home() / ".asv-machine.json").exists():
+        _asv(root, "machine", "--yes")
+    if options.aa is not None:
+        from loadkit.asvsuite.aa import run_aa
+
+        def run_once() -> int:
+            return asv_exit_code(asv_run(root, commit, options, console))
+
+        return run_aa(
+            options.aa, run_once, results, commit, tracked, console, options.json, options.scale
+        )
+    status = asv_run(root, commit, options, console)
     if asv_exit_code(status) > 2:  # stopped by a signal: nothing more to do
         console.print(f"[red]asv run was stopped (exit {status})[/]")
         return asv_exit_code(status)

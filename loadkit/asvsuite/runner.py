@@ -19,6 +19,7 @@ from pathlib import Path
 from loadkit.redis_io.keyspace import new_run_id, purge_run
 from loadkit.redis_io.server import redis_url
 from loadkit.runs import workload
+from loadkit.runs.trials import Measured
 
 SCALE_ENV = "LOADKIT_BENCH_SCALE"
 LOG_ENV = "LOADKIT_BENCH_LOG"
@@ -33,9 +34,9 @@ def bench_scale() -> str:
     return scale
 
 
-def run_workload(name: str) -> dict[str, float]:
+def run_workload(name: str) -> Measured:
     """Run one workload's scenario at the bench scale, as ``loadkit run`` would; its
-    flat metrics. A workload that writes to Redis gets a private server (or
+    flat metrics and its trials' values. A workload that writes to Redis gets a private server (or
     ``$LOADKIT_REDIS_URL``) and its keys are deleted afterwards, however it ended."""
     scale = bench_scale()
     module = workload.load(name)
@@ -48,7 +49,7 @@ def run_workload(name: str) -> dict[str, float]:
         ctx = workload.RunContext(url, scale, run_id=run_id)
         output = asyncio.run(module.run(ctx))
     _log(name, scale, time.monotonic() - started)
-    return output.metrics
+    return Measured(output.metrics, output.samples)
 
 
 def _log(name: str, scale: str, seconds: float) -> None:

@@ -1,43 +1,79 @@
 """The ``track_`` methods of the asv suite, and finding them the way asv does.
 
 :func:`track` makes a ``track_`` benchmark that reads one workload metric from its
-class's shared run and declares its unit and direction
-(:class:`loadkit.runs.declarations.Tracked`); :func:`discover` lists the declarations
-of a suite, so ``loadkit bench`` can write them beside asv's results.
+class's shared run and declares its unit, direction, role and method
+(:class:`loadkit.runs.declarations.Tracked`); a metric measured in trials reaches asv as
+its samples. :func:`discover` lists the declarations of a suite, so ``loadkit bench``
+can write them beside asv's results.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loadkit.runs.declarations import DIRECTIONS, UNITS, Metrics, Tracked
+from loadkit.runs.declarations import (
+    DIRECTIONS,
+    GATED,
+    UNITS,
+    Metrics,
+    Tracked,
+    declared_role,
+)
+from loadkit.runs.trials import Measured
 
 
-def track(metric: str, unit: str, direction: str) -> Callable[..., float]:
+def track(
+    metric: str,
+    unit: str,
+    direction: str,
+    *,
+    headline: bool = False,
+    informational: str = "",
+    method: str = "",
+) -> Callable[..., float | dict[str, Any]]:
     """A ``track_`` method returning one metric of the class's shared run.
 
-    asv passes the ``setup_cache`` result (the workload's flat metrics) and the class's
-    parameters; the method only reads. An unknown unit or direction is a mistake in the
-    suite, raised when the module is imported so ``asv check`` sees it."""
+    asv passes the ``setup_cache`` result (:class:`Measured`, or the flat metrics) and
+    the class's parameters; the method only reads. A metric with trials is returned as
+    asv's samples (asv records their median). ``headline`` marks one of
+    :data:`HEADLINES`; ``informational`` says why a figure is not gated; ``method``
+    names how it is measured when that changed. A mistake in any of these is raised
+    when the module is imported, so ``asv check`` sees it."""
     if unit not in UNITS:
         raise ValueError(f"unit {unit!r} of {metric} is not one of {' '.join(UNITS)}")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} of {metric} is not one of {DIRECTIONS}")
+    role = declared_role(metric, headline=headline, informational=informational)
 
-    def read(self: Any, metrics: Metrics, *params: Any) -> float:
+    def read(self: Any, measured: Measured | Metrics, *params: Any) -> float | dict[str, Any]:
         names = getattr(self, "param_names", [])
-        return float(metrics[metric.format(**dict(zip(names, map(str, params), strict=False)))])
+        key = metric.format(**dict(zip(names, map(str, params), strict=False)))
+        metrics, samples = (
+            (measured.metrics, measured.samples)
+            if isinstance(measured, Measured)
+            else (measured, {})
+        )
+        values = samples.get(key)
+        if values and all(math.isfinite(v) for v in values):
+            # asv's form of a timing: it records the median and, asked to, the samples.
+            return {"samples": [float(v) for v in values], "number": 1}
+        return float(metrics[key])
 
     read.unit = unit  # type: ignore[attr-defined]
     read.direction = direction  # type: ignore[attr-defined]
     read.metric = metric  # type: ignore[attr-defined]
+    read.role = role  # type: ignore[attr-defined]
+    read.why = informational  # type: ignore[attr-defined]
     # asv's version of a benchmark is a hash of its source, the same for every reader;
-    # a series is the declaration, so a changed metric, unit or direction starts anew.
-    read.version = f"{metric} {unit} {direction}"  # type: ignore[attr-defined]
+    # a series is the declaration, so a changed metric, unit, direction or method of
+    # measuring starts anew.
+    version = f"{metric} {unit} {direction}"
+    read.version = f"{version} ({method})" if method else version  # type: ignore[attr-defined]
     return read
 
 
@@ -57,6 +93,8 @@ def _declared(benchmark: Any) -> Tracked | None:
         direction=direction,
         param_names=tuple(str(n) for n in benchmark.param_names),
         setup_cache_key=benchmark.setup_cache_key,
+        role=str(getattr(func, "role", GATED)),
+        why=str(getattr(func, "why", "")),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from loadkit.common.argtypes import aa_runs
 from loadkit.runs import workload
 
 
@@ -13,6 +14,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--bench", metavar="REGEX", help="only benchmarks matching (asv -b)")
     bench.add_argument("--scale", choices=workload.SCALES, default="quick")
     bench.add_argument("--skip-report", action="store_true", help="only asv run + publish")
+    bench.add_argument(
+        "--aa",
+        type=aa_runs,
+        metavar="N",
+        help="A/A study: run the suite N times (2-50) on this commit and print each "
+        "figure's spread and the effect 1 and 5 runs detect (no publish, no report)",
+    )
+    bench.add_argument("--json", metavar="PATH", help="with --aa: write the study's table here")
     bench.set_defaults(func=run)
 
 
@@ -20,4 +29,11 @@ def run(args: argparse.Namespace) -> int:
     # Imported when the command runs: asv and the history scoring are heavy.
     from loadkit.asvsuite.bench import BenchOptions, run_bench
 
-    return run_bench(BenchOptions(bench=args.bench, scale=args.scale, skip_report=args.skip_report))
+    options = BenchOptions(
+        bench=args.bench,
+        scale=args.scale,
+        skip_report=args.skip_report,
+        aa=args.aa,
+        json=args.json,
+    )
+    return run_bench(options)

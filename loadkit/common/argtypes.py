@@ -54,3 +54,12 @@ def port_number(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port in 0..65535, got {text}")
     return value
+
+
+def aa_runs(text: str) -> int:
+    """How many runs an A/A study makes: at least 2 (one value has no spread), at
+    most 50 (each is a whole suite run)."""
+    value = int(_parse(text, int, "an integer"))
+    if not 2 <= value <= 50:
+        raise argparse.ArgumentTypeError(f"must be 2-50 runs, got {text}")
+    return value

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from asv.machine import Machine
@@ -63,6 +63,7 @@ from loadkit.history.stats.scoring import (
     score_machine,
     worst_first,
 )
+from loadkit.runs.declarations import Tracked, read_sidecar
 
 
 def _stdout() -> Console:
@@ -192,6 +193,7 @@ def score_history(options: HistoryOptions) -> ScoredHistory:
             lambda: progress.advance(task),
             process_mapper(PARALLEL_FROM, MAX_WORKERS),
         )
+    scores = ungate_informational(scores, read_sidecar(results))
     for score in scores:
         if score.shared_move is not None:
             warn(score.shared_move.describe(score.series.name))
@@ -201,6 +203,20 @@ def score_history(options: HistoryOptions) -> ScoredHistory:
         )
         warn(f"no result at {newest[:8]} (not run there) for {shown}")
     return ScoredHistory(history, worst_first(scores), newest, order, notes, judged)
+
+
+def ungate_informational(
+    scores: list[SeriesScore], declared: dict[str, Tracked]
+) -> list[SeriesScore]:
+    """The scores with the suite's informational figures (declared so, with a reason,
+    in its sidecar) never failing: they are scored and shown like any other, but a
+    figure the host decides, or an at-least-once count, must not fail a check."""
+    return [
+        replace(score, failing=False)
+        if (tracked := declared.get(score.series.benchmark)) is not None and not tracked.gated
+        else score
+        for score in scores
+    ]
 
 
 def run_check(options: CheckOptions) -> int:
@@ -252,6 +268,11 @@ def run_check(options: CheckOptions) -> int:
                         "benchmarks": list(judged.failed_run_benchmarks),
                     },
                     "failed_at_commit": list(judged.failed_here) if judged else [],
+                    "informational": sorted(
+                        name
+                        for name, t in read_sidecar(Path(options.results)).items()
+                        if not t.gated
+                    ),
                     "commit_order": scored.order.as_dict(),
                     "skipped_files": history.skipped,
                     "series": [tables.score_to_dict(s) for s in scores],

@@ -12,6 +12,16 @@ asv keeps only its own benchmark attributes in ``results/benchmarks.json`` (a cu
 try to read as results): the history scoring reads the direction from there
 (falling back to the name rule for suites that declare nothing), and the run report
 maps asv's recorded values back to workload metrics with it.
+
+Each declaration also says what the figure is for. A **headline** figure is one the
+suite is judged by (the few named in :data:`HEADLINES`); an **informational** one is
+recorded and shown but never gated, and says why (an at-least-once count, a figure the
+host decides); every other figure is gated like a headline one. A figure measured in
+repeated trials (:mod:`loadkit.runs.trials`) hands asv its trials as samples: asv
+records their median as the value and keeps the samples with ``--record-samples``, so
+each run's own noise is in asv's results, where ``loadkit check`` reads it. A figure
+whose way of measuring changed says so in its ``method``: asv's ``version`` changes
+with it and the figure's history starts a new series instead of showing a false step.
 """
 
 from __future__ import annotations
@@ -30,6 +40,22 @@ HIGHER = "higher_is_better"
 LOWER = "lower_is_better"
 DIRECTIONS: tuple[str, ...] = (HIGHER, LOWER)
 SIDECAR = "loadkit-suite.jsonl"
+HEADLINE, GATED, INFORMATIONAL = "headline", "gated", "informational"
+ROLES: tuple[str, ...] = (HEADLINE, GATED, INFORMATIONAL)
+# The figures the suite is judged by: one or two per workload, each the one a user of
+# that workload would quote. None of them may be informational.
+HEADLINES: frozenset[str] = frozenset(
+    {
+        "spawn_rate_per_s",
+        "allocation_p99_ms",
+        "delivered_per_s",
+        "delivery_p99_ms",
+        "ws_latency_p99_ms",
+        "poll_latency_p95_ms",
+        "speedup_ratio",
+        "ops_per_s",
+    }
+)
 
 Metrics = Mapping[str, float]
 
@@ -48,6 +74,13 @@ class Tracked:
     direction: str
     param_names: tuple[str, ...] = ()
     setup_cache_key: str | None = None
+    role: str = GATED
+    why: str = ""  # why an informational figure is not gated
+
+    @property
+    def gated(self) -> bool:
+        """Whether a regression of this figure may fail a check."""
+        return self.role != INFORMATIONAL
 
     def metric_for(self, params: tuple[str, ...]) -> str:
         """The metric one parameter combination reads (asv stores values as repr)."""
@@ -60,6 +93,23 @@ def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1]
     return value
+
+
+def declared_role(metric: str, *, headline: bool, informational: str) -> str:
+    """The role a declaration gives its figure, or a ValueError for one that makes no
+    sense (a headline not in :data:`HEADLINES` or one of them not declared so, an
+    informational headline, an informational figure that does not say why)."""
+    if informational and not informational.strip():
+        raise ValueError(f"{metric}: say why it is informational")
+    if headline and metric not in HEADLINES:
+        raise ValueError(f"{metric} is not a headline metric ({', '.join(sorted(HEADLINES))})")
+    if metric in HEADLINES and informational:
+        raise ValueError(f"{metric} is a headline metric: it cannot be informational")
+    if metric in HEADLINES and not headline:
+        raise ValueError(f"{metric} is a headline metric: declare it with headline=True")
+    if informational:
+        return INFORMATIONAL
+    return HEADLINE if headline else GATED
 
 
 def write_sidecar(results_dir: Path, tracked: list[Tracked]) -> Path:
@@ -102,6 +152,8 @@ def _tracked(entry: object) -> Tracked | None:
             direction=str(entry["direction"]),
             param_names=tuple(str(n) for n in entry.get("param_names") or ()),
             setup_cache_key=entry.get("setup_cache_key"),
+            role=str(entry.get("role") or GATED),
+            why=str(entry.get("why") or ""),
         )
     except (KeyError, TypeError):
         return None

@@ -73,6 +73,9 @@ class WorkloadOutput:
     notes: list[str] = field(default_factory=list)
     # label -> file name inside the artifacts folder (plots the report links to)
     artifacts: dict[str, str] = field(default_factory=dict)
+    # metric -> the values of the trials its figure is the median of (see
+    # loadkit.runs.trials); the asv suite records them as the run's samples
+    samples: dict[str, list[float]] = field(default_factory=dict)
 
 
 def resolve(names: list[str] | None) -> list[str]:

@@ -331,3 +331,70 @@ def test_scenario_runs_are_counted_from_the_log(tmp_path: Path) -> None:
     log.write_text('{"workload": "fleet"}\n{"workload": "wasm"}\nnot json\n{"workload": "fleet"}\n')
     assert count_runs(log) == {"fleet": 2, "wasm": 1}
     assert count_runs(tmp_path / "missing") == {}
+
+
+AA_SUITE = """\
+from pathlib import Path
+
+from loadkit.suite import LOWER, track
+
+COUNTER = Path({counter!r})
+
+
+class Run:
+    workload = "fake"
+    number = 1
+    repeat = 1
+    rounds = 1
+    warmup_time = 0
+
+    def setup_cache(self):
+        runs = int(COUNTER.read_text()) if COUNTER.exists() else 0
+        COUNTER.write_text(str(runs + 1))
+        return {{"steady_ms": 5.0, "noisy_ms": 100.0 * 1.3**runs, "redeliveries": 3.0 + runs}}
+
+    track_steady = track("steady_ms", "ms", LOWER)
+    track_noisy = track("noisy_ms", "ms", LOWER)
+    track_redeliveries = track(
+        "redeliveries", "count", LOWER, informational="at-least-once: redelivery is by design"
+    )
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_an_aa_study_prints_each_figures_spread_and_what_its_role_allows(tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "__init__.py").write_text("")
+    (suite / "bench_aa.py").write_text(AA_SUITE.format(counter=str(tmp_path / "runs.txt")))
+    repo = _suite_copy(tmp_path, suite)
+    out = subprocess.run(
+        loadkit_cmd("bench", "--aa", "2", "--json", str(tmp_path / "aa.json")),
+        cwd=repo,
+        env=_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stderr.count("A/A run ") == 2 and "load average" in out.stderr
+    study = json.loads((tmp_path / "aa.json").read_text())
+    assert len(study["runs"]) == 2 and all(r["seconds"] > 0 for r in study["runs"])
+    figures = {f["name"].rsplit(".", 1)[1]: f for f in study["figures"]}
+    assert figures["track_steady"]["spread"] == 0.0
+    assert figures["track_steady"]["verdict"] == "ok"
+    assert figures["track_noisy"]["values"] == [100.0, 130.0]
+    assert figures["track_noisy"]["spread"] == pytest.approx(math.log(1.3) / math.sqrt(2))
+    assert figures["track_noisy"]["verdict"] == "too noisy"
+    assert figures["track_noisy"]["effect_5"] < figures["track_noisy"]["effect_1"]
+    assert figures["track_redeliveries"]["verdict"] == "not gated"
+    assert not (repo / "html").exists()  # a study publishes nothing
+
+
+def test_bench_refuses_a_study_of_one_run_and_a_table_without_a_study(tmp_path: Path) -> None:
+    for args, said in ((["--aa", "1"], "2-50 runs"), (["--json", "t.json"], "use it with --aa")):
+        out = subprocess.run(
+            loadkit_cmd("bench", *args), capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+        assert out.returncode == 2 and said in out.stderr, out.stderr

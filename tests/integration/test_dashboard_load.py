@@ -4,6 +4,7 @@ workload reports every metric it promises, the plot is written, the CLI serves."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import re
@@ -16,10 +17,11 @@ import pytest
 from helpers import REPORTED_METRICS, run_loadkit, start_dashboard
 
 from loadkit.common.errors import UsageError
+from loadkit.runs.trials import TrialPlan
 from loadkit.workloads.dashboard.app import DashboardOptions, _config
 from loadkit.workloads.dashboard.loadclient import raise_nofile
 from loadkit.workloads.dashboard.plot import plot_latency_histogram
-from loadkit.workloads.dashboard.scenarios import LoadPlan, measure_dashboard
+from loadkit.workloads.dashboard.scenarios import LoadPlan, measure_dashboard, round_blocks
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -38,9 +40,10 @@ def test_small_load_run_measures_what_it_claims() -> None:
         send_buffer_bytes=8 * 1024,
         workers=2,
         keyframe_every=5,
+        trials=TrialPlan(kept=2, warmup=1),
     )
     phases: list[str] = []
-    metrics, latencies = asyncio.run(
+    metrics, latencies, samples = asyncio.run(
         asyncio.wait_for(measure_dashboard(plan, lambda p, f: phases.append(p)), 90)
     )
     assert metrics.keys() >= REPORTED_METRICS
@@ -64,6 +67,33 @@ def test_small_load_run_measures_what_it_claims() -> None:
     assert metrics["memory_per_connection_kib"] > 0
     assert all(math.isfinite(v) for v in metrics.values())
     assert phases[0] == "connect" and phases[-1] == "done"
+    # Steady figures are the median of the kept blocks of rounds, whose values are kept.
+    assert samples.keys() >= {"ws_latency_p99_ms", "poll_latency_p95_ms", "raw_latency_p99_ms"}
+    for name, values in samples.items():
+        assert len(values) == 2 and metrics[name] == pytest.approx(float(np.median(values)))
+    # The plain-websockets ceiling reached its own clients, and the ratio is its own.
+    assert metrics["raw_latency_p99_ms"] > 0
+    assert metrics["ws_latency_p99_ceiling_ratio"] == pytest.approx(
+        float(
+            np.median(
+                [
+                    a / b
+                    for a, b in zip(
+                        samples["ws_latency_p99_ms"], samples["raw_latency_p99_ms"], strict=True
+                    )
+                ]
+            )
+        )
+    )
+
+
+def test_rounds_are_cut_into_the_plans_blocks_or_refused() -> None:
+    blocks = round_blocks(50, TrialPlan(kept=5, warmup=1))
+    assert [len(b) for b in blocks] == [8, 9, 8, 8, 9, 8]
+    assert blocks[0].start == 0 and blocks[-1].stop == 50
+    assert all(a.stop == b.start for a, b in itertools.pairwise(blocks))
+    with pytest.raises(UsageError, match="cannot make 6 blocks"):
+        round_blocks(5, TrialPlan(kept=5, warmup=1))
 
 
 def test_latency_histogram_is_a_png(tmp_path: Path) -> None:

@@ -18,10 +18,16 @@ from typing import Any, TypeVar
 
 import pytest
 
+from loadkit.runs.trials import TrialPlan
 from loadkit.workloads.fleet.autoscaler import AutoscalerConfig
 from loadkit.workloads.fleet.host import AgentHost, Task, Work, encode_task_body
 from loadkit.workloads.fleet.manager import FleetManager
-from loadkit.workloads.fleet.scenarios import open_loop, wait_completed
+from loadkit.workloads.fleet.scenarios import (
+    measure_allocation_trials,
+    measure_reclaim,
+    open_loop,
+    wait_completed,
+)
 from loadkit.workloads.fleet.store import FleetStore, prefix_for
 
 T = TypeVar("T")
@@ -653,3 +659,32 @@ def test_task_payload_round_trip() -> None:
     body = encode_task_body(Work(sleep_ms=2.5, cpu_us=7), "a\tb", submit_ns=123)
     task = Task.parse("42\t" + body)
     assert task == Task("42", 123, 2500, 7, "a\tb")
+
+
+def test_allocation_trials_each_wait_for_their_own_tasks_and_sit_beside_round_trips(
+    redis_url: str, fleet_name: str
+) -> None:
+    async def scenario() -> tuple[Any, dict[str, float]]:
+        async with FleetManager(redis_url, fleet_name, lease_ms=1000) as manager:
+            await manager.spawn(100)
+            trials = await measure_allocation_trials(
+                manager, 200, 0.3, 50, TrialPlan(kept=2, warmup=1)
+            )
+            # nothing of the windows is still running: a crash now hits reclaim tasks only
+            assert all(a.task_id is None for a in manager.host.agents.values())
+            return trials, await measure_reclaim(manager, victims=2)
+
+    trials, reclaim = run(scenario())
+    metrics = trials.metrics
+    assert metrics["allocation_completed"] == metrics["allocation_tasks"] > 0
+    assert len(trials.samples["allocation_p99_ms"]) == 2
+    assert metrics["round_trip_p99_ms"] > 0
+    # each window's ratio is its own p99 over the round trips made during it
+    for p99, rtt, ratio in zip(
+        trials.samples["allocation_p99_ms"],
+        trials.samples["round_trip_p99_ms"],
+        trials.samples["allocation_p99_ceiling_ratio"],
+        strict=True,
+    ):
+        assert ratio == pytest.approx(p99 / rtt)
+    assert math.isfinite(reclaim["reclaim_s"]) and reclaim["reclaim_completed"] == 2

@@ -132,8 +132,10 @@ class Shared:
     """Everything the clients of one process record."""
 
     recording: bool = True
-    # server process -> latencies of the messages its clients received
+    # server process -> latencies of the messages its clients received, and each
+    # message's sequence number (which round it was: figures are taken round by round)
     latencies_ms: dict[str, array] = field(default_factory=dict)
+    latency_seqs: dict[str, array] = field(default_factory=dict)
     # (boot, seq) -> [publisher ts, last receipt]: when the last client had each update
     last_receipt: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     decoder: Decoder = field(default_factory=Decoder)
@@ -228,7 +230,9 @@ class WsClient:
             latencies = shared.latencies_ms.get(self.worker)
             if latencies is None:
                 latencies = shared.latencies_ms[self.worker] = array("d")
+                shared.latency_seqs[self.worker] = array("q")
             latencies.append(received - header.ts_ms)
+            shared.latency_seqs[self.worker].append(header.seq)
             entry = shared.last_receipt.setdefault((header.boot, header.seq), [header.ts_ms, 0])
             entry[1] = max(entry[1], received)
 
@@ -280,6 +284,7 @@ async def http_get(
 class PollStats:
     recording: bool = True  # off while the server restarts: refusals then are expected
     latencies_ms: list[float] = field(default_factory=list)
+    started_ms: list[float] = field(default_factory=list)  # wall time each poll began
     refresh_s: list[float] = field(default_factory=list)  # age of new data when seen
     not_modified: int = 0
     errors: int = 0
@@ -293,6 +298,7 @@ async def poller(
     last = None
     while not stop.is_set():
         start = time.perf_counter()
+        started_ms = now_ms()
         try:
             status, headers, body = await http_get(host, port, "/api/snapshot", etag)
         except OSError:
@@ -304,6 +310,7 @@ async def poller(
         if stats.recording:
             if status in (200, 304):
                 stats.latencies_ms.append(elapsed_ms)
+                stats.started_ms.append(started_ms)
             stats.not_modified += status == 304
             stats.errors += status not in (200, 304)
             if header is not None and (header.boot, header.seq) != last:
@@ -395,6 +402,7 @@ class ClientSession:
         await self.cmd_wake_stuck()
         return {
             "latencies_ms": {w: a.tolist() for w, a in self.shared.latencies_ms.items()},
+            "latency_seqs": {w: a.tolist() for w, a in self.shared.latency_seqs.items()},
             "boards": [
                 [c.applied, board_digest(c.codes) if c.codes is not None else ""]
                 for c in self.clients
@@ -407,6 +415,7 @@ class ClientSession:
             "messages_missed": sum(c.gaps.missed for c in self.clients),
             "messages_received": sum(c.gaps.received for c in self.clients),
             "poll_latencies_ms": self.poll_stats.latencies_ms,
+            "poll_started_ms": self.poll_stats.started_ms,
             "poll_refresh_s": self.poll_stats.refresh_s,
             "poll_not_modified": self.poll_stats.not_modified,
             "poll_errors": self.poll_stats.errors,

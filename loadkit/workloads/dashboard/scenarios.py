@@ -11,8 +11,15 @@ and ``malloc_trim``; the clients run in ``plan.client_procs`` processes of their
 2. stuck clients connect and stop reading, then ``plan.rounds`` rounds in which every
    agent of a simulated ``plan.agents`` fleet changes and is broadcast ->
    ``ws_latency_*`` (overall and per server process), ``broadcast_all_received_p99_ms``,
-   ``update_process_ms``; the stuck clients must be dropped (``slow_clients_dropped``)
-   without delaying the others;
+   ``update_process_ms``, ``poll_latency_p95_ms``; the stuck clients must be dropped
+   (``slow_clients_dropped``) without delaying the others. The rounds are cut into
+   ``plan.trials`` blocks of consecutive rounds, the first discarded as warm-up: each
+   steady figure is the median of the blocks' figures (the blocks' values are its
+   samples), so one slow spell of the host moves one block, not the figure. Half a
+   round after each round, the same update (from a second publisher fed the same
+   ticks) goes to as many clients through plain ``websockets``
+   (:mod:`.raw_broadcast`): the ceiling, ``raw_*``, and per block the ratios
+   ``ws_latency_p99_ceiling_ratio`` and ``all_received_p99_ceiling_ratio``;
 3. every server process is killed and started again on the same port (connections
    reset by the kernel, no close frame) while the publisher goes on -> ``reconnect_ratio``,
    ``reconnect_p95_s`` from the cut, ``ws_resumed``;
@@ -26,12 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import multiprocessing
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +51,7 @@ from loadkit.redis_io.keyspace import new_run_id
 from loadkit.redis_io.retry import RECONNECTS, retried
 from loadkit.redis_io.server import redis_url as usable_redis
 from loadkit.runs.metrics import percentile
+from loadkit.runs.trials import TrialPlan, combine
 from loadkit.runtime.child_messages import OK, ChildFailed, expect, send
 from loadkit.workloads.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool
 from loadkit.workloads.dashboard.loadclient import (
@@ -52,11 +61,14 @@ from loadkit.workloads.dashboard.loadclient import (
     raise_nofile,
 )
 from loadkit.workloads.dashboard.publisher import KEYFRAME_EVERY, BoardPublisher
+from loadkit.workloads.dashboard.raw_broadcast import RawBroadcast
 from loadkit.workloads.dashboard.server import ServerConfig
 from loadkit.workloads.dashboard.sources import SimulatedFleet, Tick
 
 Progress = Callable[[str, float], None]
 RECONNECT_WINDOW_S = 5.0
+# A trial plan is frozen, so one object can be every plan's default.
+BLOCKS = TrialPlan(kept=5, warmup=1)
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,8 @@ class LoadPlan:
     send_buffer_bytes: int = ServerConfig.send_buffer_bytes  # kernel buffer per connection
     workers: int = 1  # server processes sharing the clients
     keyframe_every: int = KEYFRAME_EVERY
+    trials: TrialPlan = BLOCKS  # blocks of consecutive rounds
+    ceiling: bool = True  # the plain websockets broadcast beside the dashboard
 
 
 def _noop(_phase: str, _fraction: float) -> None:
@@ -146,9 +160,11 @@ async def _publish_rounds(
     plan: LoadPlan,
     rounds: int,
     on_round: Callable[[int], None] | None = None,
+    halfway: Callable[[Tick], None] | None = None,
 ) -> list[float]:
     """Publish ``rounds`` rounds of all agents changing; returns processing times (ms):
-    diff, encode and hand to Redis."""
+    diff, encode and hand to Redis. ``halfway`` gets each round's tick half an interval
+    after it was published (when the round has reached the clients)."""
     process_ms = []
     due = time.monotonic()
     for r in range(rounds):
@@ -158,9 +174,101 @@ async def _publish_rounds(
         process_ms.append((time.perf_counter_ns() - start) / 1e6)
         if on_round is not None:
             on_round(r)
+        if halfway is not None:
+            await asyncio.sleep(max(0.0, due + plan.round_interval_s / 2 - time.monotonic()))
+            halfway(tick)
         due += plan.round_interval_s
         await asyncio.sleep(max(0.0, due - time.monotonic()))
     return process_ms
+
+
+@dataclass(frozen=True)
+class Received:
+    """What clients recorded of the updates: latency and sequence number of each
+    message, and per update when it was published and when its last client had it."""
+
+    latencies_ms: np.ndarray
+    seqs: np.ndarray
+    receipts: dict[tuple[str, int], tuple[float, float]]
+
+    @staticmethod
+    def gather(results: list[dict]) -> Received:
+        latencies = [
+            np.asarray(v, dtype=np.float64) for r in results for v in r["latencies_ms"].values()
+        ]
+        seqs = [np.asarray(v, dtype=np.int64) for r in results for v in r["latency_seqs"].values()]
+        receipts: dict[tuple[str, int], list[float]] = {}
+        for r in results:
+            for boot, seq, ts, last in r["last_receipt"]:
+                entry = receipts.setdefault((boot, seq), [ts, 0.0])
+                entry[1] = max(entry[1], last)
+        return Received(
+            np.concatenate(latencies) if latencies else np.empty(0),
+            np.concatenate(seqs) if seqs else np.empty(0, dtype=np.int64),
+            {k: (v[0], v[1]) for k, v in receipts.items()},
+        )
+
+    def block(self, boot: str, seqs: list[int]) -> tuple[np.ndarray, list[float]]:
+        """Latencies of the messages of these updates, and each update's time until
+        its last client had it."""
+        chosen = self.latencies_ms[np.isin(self.seqs, seqs)]
+        every = [
+            last - ts
+            for seq in seqs
+            if (got := self.receipts.get((boot, seq)))
+            for ts, last in [got]
+        ]
+        return chosen, every
+
+
+def round_blocks(rounds: int, plan: TrialPlan) -> list[range]:
+    """Consecutive rounds cut into ``plan.total`` blocks of (nearly) equal size."""
+    if rounds < plan.total:
+        raise UsageError(f"{rounds} rounds cannot make {plan.total} blocks of rounds")
+    edges = [round(i * rounds / plan.total) for i in range(plan.total + 1)]
+    return [range(a, b) for a, b in itertools.pairwise(edges)]
+
+
+def block_figures(
+    blocks: list[range],
+    rounds: list[tuple[int, int, float]],
+    process_ms: list[float],
+    board: Received,
+    board_boot: str,
+    raw: Received | None,
+    raw_boot: str,
+    polls: list[tuple[float, float]],
+) -> list[dict[str, float]]:
+    """Each block's steady figures (pure). ``rounds`` holds per round the board's
+    sequence number, the ceiling's, and the wall time (ms) the round was published;
+    ``polls`` (start wall ms, latency ms) of every poll."""
+    figures = []
+    for index, block in enumerate(blocks):
+        start_ms = rounds[block.start][2]
+        end_ms = rounds[blocks[index + 1].start][2] if index + 1 < len(blocks) else math.inf
+        latencies, every = board.block(board_boot, [rounds[i][0] for i in block])
+        polled = [ms for started, ms in polls if start_ms <= started < end_ms]
+        one = {
+            "ws_latency_p50_ms": percentile(latencies, 50),
+            "ws_latency_p99_ms": percentile(latencies, 99),
+            "broadcast_all_received_p99_ms": percentile(every, 99),
+            "update_process_ms": percentile([process_ms[i] for i in block], 95),
+            "poll_latency_p95_ms": percentile(polled, 95),
+        }
+        if raw is not None:
+            raw_latencies, raw_every = raw.block(raw_boot, [rounds[i][1] for i in block])
+            one |= {
+                "raw_latency_p99_ms": percentile(raw_latencies, 99),
+                "raw_all_received_p99_ms": percentile(raw_every, 99),
+            }
+            one |= {
+                "ws_latency_p99_ceiling_ratio": one["ws_latency_p99_ms"]
+                / one["raw_latency_p99_ms"],
+                "all_received_p99_ceiling_ratio": one["broadcast_all_received_p99_ms"]
+                / one["raw_all_received_p99_ms"],
+            }
+        figures.append(one)
+    return figures
 
 
 async def measure_dashboard(
@@ -168,9 +276,10 @@ async def measure_dashboard(
     progress: Progress = _noop,
     redis_url: str | None = None,
     run_id: str | None = None,
-) -> tuple[dict[str, float], np.ndarray]:
-    """Run the whole load test; returns the metrics and the per-message latencies (ms).
-    Without ``redis_url`` a private Redis is started for it."""
+) -> tuple[dict[str, float], np.ndarray, dict[str, list[float]]]:
+    """Run the whole load test; returns the metrics, the per-message latencies (ms) and
+    the blocks' values of each steady figure. Without ``redis_url`` a private Redis is
+    started for it."""
 
     with usable_redis(redis_url) as url:
         return await _measure(plan, progress, url, run_id or new_run_id())
@@ -178,9 +287,11 @@ async def measure_dashboard(
 
 async def _measure(
     plan: LoadPlan, progress: Progress, url: str, run_id: str
-) -> tuple[dict[str, float], np.ndarray]:
+) -> tuple[dict[str, float], np.ndarray, dict[str, list[float]]]:
 
-    raise_nofile(plan.clients + plan.stuck_clients + plan.pollers + 256)
+    blocks = round_blocks(plan.rounds, plan.trials)  # a plan that cannot be cut fails first
+    ceiling_clients = plan.clients if plan.ceiling else 0
+    raise_nofile(plan.clients + ceiling_clients + plan.stuck_clients + plan.pollers + 256)
     reconnects_before = RECONNECTS.count
     sim = SimulatedFleet(plan.agents)
     keys = BoardKeys.for_run(run_id)
@@ -194,7 +305,7 @@ async def _measure(
         truth[publisher.seq] = board_digest(publisher.board.codes().encode("ascii"))
         return size
 
-    await publish(sim.snapshot())
+    first = sim.snapshot()
     config = ServerConfig(
         port=0,
         max_connections=plan.clients + plan.stuck_clients + 64,
@@ -203,7 +314,27 @@ async def _measure(
     )
     pool = ServerPool(config, url, keys, plan.workers)
     clients: _Clients | None = None
+    raw: RawBroadcast | None = None
+    raw_clients: _Clients | None = None
+    raw_publisher = BoardPublisher(keyframe_every=plan.keyframe_every)
+    raw_publisher.publish(first)
+    raw_results: list[dict] | None = None
+    rounds: list[tuple[int, int, float]] = []  # board seq, ceiling seq, wall ms published
     try:
+        # The ceiling's servers and clients first, so the board's own timeline (connect,
+        # then rounds at once) is what it was without them.
+        if plan.ceiling:
+            fds = config.max_connections + 256
+            raw = await RawBroadcast(plan.workers, raw_publisher.snapshot(), fds).start()
+            raw_plan = replace(plan, pollers=0, stuck_clients=0)
+            raw_clients = _Clients(f"ws://127.0.0.1:{raw.port}/ws", raw_plan)
+            await raw_clients.ask(
+                [
+                    {"cmd": "connect", "n": n, "pollers": 0, "poll_interval_s": 1.0}
+                    for n in raw_clients.shares
+                ]
+            )
+        await publish(first)
         await pool.start()
         rss_before = [r["rss"] for r in await pool.ask("rss")]
         clients = _Clients(f"ws://127.0.0.1:{pool.port}/ws", plan)
@@ -225,16 +356,34 @@ async def _measure(
         progress("broadcast", 0.1)
         await clients.ask_all(cmd="stuck", n=plan.stuck_clients // plan.client_procs or 1)
         stuck = len(clients.shares) * (plan.stuck_clients // plan.client_procs or 1)
+
+        async def steady_round(tick: Tick) -> int:
+            started = now_ms()
+            size = await publish(tick)
+            rounds.append((publisher.seq, 0, started))
+            return size
+
+        def ceiling_round(tick: Tick) -> None:
+            assert raw is not None
+            raw.send(raw_publisher.publish(tick))
+            rounds[-1] = (rounds[-1][0], raw_publisher.seq, rounds[-1][2])
+
         cpu_before = _cpu_s(pool.procs), _cpu_s(clients.procs)
         process_ms = await _publish_rounds(
-            publish,
+            steady_round,
             sim,
             plan,
             plan.rounds,
             lambda r: progress("broadcast", 0.1 + 0.6 * r / plan.rounds),
+            ceiling_round if raw is not None else None,
         )
         cpu_after = _cpu_s(pool.procs), _cpu_s(clients.procs)
         steady = await pool.ask("stats")
+        if raw_clients is not None and raw is not None:
+            raw_results = await raw_clients.ask_all(cmd="finish")
+            raw_clients.close()
+            raw.close()
+            raw_clients = raw = None
         dropped = sum(s["dropped"] for s in steady)
         write_ms = [ms for s in steady for ms in s["write_ms"][-plan.rounds :]]
         seen = await clients.ask_all(cmd="wake_stuck")
@@ -266,8 +415,11 @@ async def _measure(
         progress("report", 0.95)
         results = await clients.ask_all(cmd="finish")
     finally:
-        if clients is not None:
-            clients.close()
+        for group in (clients, raw_clients):
+            if group is not None:
+                group.close()
+        if raw is not None:
+            raw.close()
         pool.close()
         # retried after a dropped connection; a Redis that is gone keeps the key, which
         # expires by itself (SNAPSHOT_TTL_S)
@@ -280,12 +432,26 @@ async def _measure(
             by_worker.setdefault(worker, []).append(np.asarray(values))
     worker_latencies = {w: np.concatenate(parts) for w, parts in sorted(by_worker.items())}
     latencies = np.concatenate(list(worker_latencies.values())) if worker_latencies else np.empty(0)
-    receipts: dict[tuple[str, int], list[float]] = {}
-    for r in results:
-        for boot, seq, ts, last in r["last_receipt"]:
-            entry = receipts.setdefault((boot, seq), [ts, 0.0])
-            entry[1] = max(entry[1], last)
-    all_received = [last - ts for ts, last in receipts.values()]
+    polls_at = [
+        (started, ms)
+        for r in results
+        for started, ms in zip(r["poll_started_ms"], r["poll_latencies_ms"], strict=True)
+    ]
+    steady_figures = combine(
+        block_figures(
+            blocks,
+            rounds,
+            process_ms,
+            Received.gather(results),
+            publisher.boot,
+            Received.gather(raw_results) if raw_results is not None else None,
+            raw_publisher.boot,
+            polls_at,
+        ),
+        plan.trials.warmup,
+        # a block in which no poll started (pollers stalled on a busy host) has no p95
+        sparse=("poll_latency_p95_ms",),
+    )
     reconnect_s = [t for r in back for t in r["reconnect_s"]]
     total = sum(r["clients"] for r in back)
     polls = [x for r in results for x in r["poll_latencies_ms"]]
@@ -300,12 +466,8 @@ async def _measure(
     metrics = {
         "ws_connections": float(open_conns),
         "ws_connect_s": max(c["connect_s"] for c in connected),
-        "ws_latency_p50_ms": percentile(latencies, 50),
-        "ws_latency_p99_ms": percentile(latencies, 99),
-        "broadcast_all_received_p99_ms": percentile(all_received, 99),
-        "poll_latency_p95_ms": percentile(polls, 95),
+        **steady_figures.metrics,
         "poll_refresh_s": percentile(refresh, 95),
-        "update_process_ms": percentile(process_ms, 95),
         "reconnect_ratio": sum(t <= RECONNECT_WINDOW_S for t in reconnect_s) / max(total, 1),
         "reconnect_p95_s": percentile(reconnect_s, 95),
         "memory_per_connection_kib": grown / 1024 / max(open_conns, 1),
@@ -337,4 +499,4 @@ async def _measure(
         metrics[f"worker{worker}_ws_latency_p50_ms"] = percentile(values, 50)
         metrics[f"worker{worker}_ws_latency_p99_ms"] = percentile(values, 99)
     progress("done", 1.0)
-    return metrics, latencies
+    return metrics, latencies, steady_figures.samples

@@ -14,6 +14,9 @@ mean the same thing. Every function here is bounded in time and task count.
   reaction is step -> capacity reaches what the policy needs at the high rate.
 * cycles - whole fleet lifetimes repeated: keys left behind, RSS growth per cycle once
   the allocator has warmed up.
+* ceilings - what the Redis round trips under spawn and allocation can do with no fleet
+  logic at all, measured in the same run on the same server, so spawn rate and
+  allocation tail can be read as ratios that hold from host to host.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from loadkit.runs.metrics import LatencyRecorder, percentile, settled_rss_bytes
+from loadkit.runs.trials import TrialPlan, TrialResult, run_trials
 from loadkit.workloads.fleet.autoscaler import AutoscalerConfig
 from loadkit.workloads.fleet.host import Task, Work, encode_task_body
 from loadkit.workloads.fleet.manager import FleetManager
@@ -114,6 +118,121 @@ async def measure_spawn(
     }
 
 
+# One script call that carries its arguments and does nothing with them: the round trip
+# and the script call without any fleet logic.
+_ECHO = "return #ARGV"
+PROBE_INTERVAL_S = 0.002
+
+
+async def measure_round_trips(
+    manager: FleetManager, batches: int, batch_size: int, inflight: int
+) -> dict[str, float]:
+    """The Redis ceiling under spawning, on the manager's own client: ``batches``
+    script calls, each carrying ``batch_size`` agent-sized arguments, with ``inflight``
+    at a time (as :meth:`AgentHost.spawn` sends its batches): how many agents per second
+    the round trips alone would carry."""
+    echo = manager.client.register_script(_ECHO)
+    args = [1000, "host", *(f"ceiling-agent-{i:06d}" for i in range(batch_size))]
+    gate = asyncio.Semaphore(inflight)
+
+    async def one() -> None:
+        async with gate:
+            await echo(keys=[], args=args)
+
+    await one()  # the script is loaded, the connection open
+    t0 = time.perf_counter_ns()
+    await asyncio.gather(*(one() for _ in range(batches)))
+    elapsed_s = (time.perf_counter_ns() - t0) / 1e9
+    return {"spawn_ceiling_per_s": batches * batch_size / elapsed_s}
+
+
+async def probe_round_trips(
+    manager: FleetManager, stop: asyncio.Event, interval_s: float = PROBE_INTERVAL_S
+) -> LatencyRecorder:
+    """Open-loop round trips on the manager's client until ``stop``: one script call
+    every ``interval_s``, each timed from when it was due, so a stall of this process's
+    event loop or of Redis shows here as it shows in an allocation. Run beside an
+    allocation window, its tail is the floor under the allocation tail on this host at
+    this moment."""
+    echo = manager.client.register_script(_ECHO)
+    await echo(keys=[], args=[1])
+    recorder = LatencyRecorder()
+    start = time.perf_counter_ns()
+    sent = 0
+    while not stop.is_set():
+        due = start + int(sent * interval_s * 1e9)
+        wait_ns = due - time.perf_counter_ns()
+        if wait_ns > 0:
+            await asyncio.sleep(wait_ns / 1e9)
+        await echo(keys=[], args=[1])
+        recorder.record_since(due)
+        sent += 1
+    return recorder
+
+
+async def spawn_trial(
+    url: str, fleet: str, agents: int, lease_ms: int, batch_size: int
+) -> dict[str, float]:
+    """One spawn of ``agents`` in a fleet of its own, right after the round-trip ceiling
+    on the same server: spawn figures and their ratio to the ceiling."""
+    manager = await FleetManager(url, fleet, lease_ms=lease_ms, batch_size=batch_size).start()
+    try:
+        ceiling = await measure_round_trips(
+            manager, -(-agents // batch_size), batch_size, manager.max_inflight_batches
+        )
+        t0 = time.perf_counter_ns()
+        latencies = await manager.spawn(agents)
+        elapsed_s = (time.perf_counter_ns() - t0) / 1e9
+        await manager.stop()
+    finally:
+        await manager.close(purge=True)
+    lat_ms = np.asarray(latencies, dtype=np.float64) / 1e6
+    rate = agents / elapsed_s
+    return {
+        "spawn_rate_per_s": rate,
+        "spawn_avg_ms": float(lat_ms.mean()) if lat_ms.size else math.nan,
+        "spawn_p95_ms": percentile(lat_ms, 95),
+        "spawn_ceiling_per_s": ceiling["spawn_ceiling_per_s"],
+        "spawn_ceiling_ratio": rate / ceiling["spawn_ceiling_per_s"],
+    }
+
+
+async def measure_spawn_trials(
+    url: str, fleet_prefix: str, agents: int, lease_ms: int, batch_size: int, plan: TrialPlan
+) -> TrialResult:
+    """Spawn figures as the median of trials, each a fresh fleet: one spawn of a
+    thousand agents takes about 12 ms, a window one scheduler hiccup doubles."""
+    return await run_trials(
+        lambda i: spawn_trial(url, f"{fleet_prefix}-{i}", agents, lease_ms, batch_size), plan
+    )
+
+
+async def measure_allocation_trials(
+    manager: FleetManager, rate_per_s: float, seconds: float, work_ms: float, plan: TrialPlan
+) -> TrialResult:
+    """Allocation figures as the median of back-to-back windows on the same agents, each
+    with open-loop Redis round trips beside it (:func:`probe_round_trips`): a p99 over
+    one window of a few thousand tasks is a handful of events, and the ratio of the two
+    tails within a window holds when the host's stalls move both."""
+
+    async def trial(_i: int) -> dict[str, float]:
+        stop = asyncio.Event()
+        probe = asyncio.ensure_future(probe_round_trips(manager, stop))
+        try:
+            figures = await measure_allocation(manager, rate_per_s, seconds, work_ms)
+        finally:
+            stop.set()
+            recorder = await probe
+        rtt = recorder.summary().get("p99", math.nan)
+        return figures | {
+            "round_trip_p99_ms": rtt,
+            "allocation_p99_ceiling_ratio": figures["allocation_p99_ms"] / rtt,
+        }
+
+    exact = ("allocation_tasks", "allocation_submitted", "allocation_completed", "allocation_stale")
+    return await run_trials(trial, plan, exact=exact)
+
+
 async def measure_allocation(
     manager: FleetManager,
     rate_per_s: float,
@@ -121,24 +240,29 @@ async def measure_allocation(
     work_ms: float,
     progress: Progress = _noop,
 ) -> dict[str, float]:
-    """Steady open-loop load on the agents the manager already has."""
+    """Steady open-loop load on the agents the manager already has, until every task of
+    it is done. The fleet's completion counter counts every task the fleet ever
+    finished, so a window waits for the count it started from plus its own tasks: a
+    window after another must not end while its own tasks still run."""
     manager.host.alloc_latency = LatencyRecorder()
+    start = await manager.store.counts()
+    before = start["completed"]
     expected = await open_loop(
         manager,
         [(seconds, rate_per_s)],
         Work(sleep_ms=work_ms),
         on_tick=lambda t: progress(min(t / seconds, 1.0)),
     )
-    completed = await wait_completed(manager, expected, timeout_s=10 + work_ms / 100)
+    completed = await wait_completed(manager, before + expected, timeout_s=10 + work_ms / 100)
     counts = await manager.store.counts()
     s = manager.host.alloc_latency.summary()
     return {
         "allocation_tasks": float(expected),
-        # as Redis counted them: a submission retried after a dropped connection must
-        # not add its tasks twice, nor a retried result count twice
-        "allocation_submitted": float(counts["submitted"]),
-        "allocation_completed": float(completed),
-        "allocation_stale": float(counts["stale"]),
+        # as Redis counted them, in this window: a submission retried after a dropped
+        # connection must not add its tasks twice, nor a retried result count twice
+        "allocation_submitted": float(counts["submitted"] - start["submitted"]),
+        "allocation_completed": float(completed - before),
+        "allocation_stale": float(counts["stale"] - start["stale"]),
         "allocation_avg_ms": s.get("mean", math.nan),
         "allocation_p50_ms": s.get("p50", math.nan),
         "allocation_p95_ms": s.get("p95", math.nan),

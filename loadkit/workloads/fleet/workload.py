@@ -5,6 +5,13 @@ against the Redis in ``ctx.redis_url``. The cleanup figures compare against base
 taken before anything started: Redis keys and registry entries of gone agents, asyncio
 tasks and file descriptors still open, and RSS growth per repeated fleet lifetime
 once the allocator has warmed up (allocator caching stays flat, a leak does not).
+
+Spawn and allocation figures are medians of repeated trials (warm-up discarded), each
+beside a Redis round-trip ceiling measured on the same server in the same moment:
+``spawn_ceiling_ratio`` (agents spawned per second over the agents per second the same
+round trips alone carry, measured just before each spawn) and
+``allocation_p99_ceiling_ratio`` (allocation p99 over the p99 of open-loop round trips
+made during the same window) hold from host to host where the absolute figures do not.
 """
 
 from __future__ import annotations
@@ -15,18 +22,23 @@ from dataclasses import dataclass
 from loadkit.redis_io.retry import RECONNECTS
 from loadkit.runs.metrics import open_fds, settled_rss_bytes
 from loadkit.runs.targets import Target
+from loadkit.runs.trials import TrialPlan
 from loadkit.runs.workload import RunContext, WorkloadOutput
 from loadkit.workloads.fleet.manager import FleetManager
 from loadkit.workloads.fleet.scenarios import (
     StepLoad,
-    measure_allocation,
+    measure_allocation_trials,
     measure_autoscale,
     measure_cycles,
     measure_reclaim,
     measure_spawn,
+    measure_spawn_trials,
 )
 
 BATCH_SIZE = 50
+# A trial plan is frozen, so one object can be every scale's default.
+SPAWN_TRIALS = TrialPlan(kept=7, warmup=1)
+ALLOCATION_TRIALS = TrialPlan(kept=5, warmup=1)
 
 
 @dataclass(frozen=True)
@@ -38,28 +50,33 @@ class FleetScale:
     step: StepLoad
     lease_ms: int = 1000
     cycles: int = 6
+    # alloc_seconds is one allocation trial's window
+    spawn_trials: TrialPlan = SPAWN_TRIALS
+    alloc_trials: TrialPlan = ALLOCATION_TRIALS
 
 
 SCALE = {
     "smoke": FleetScale(
         agents=200,
         alloc_rate_per_s=500,
-        alloc_seconds=1.0,
+        alloc_seconds=0.5,
         work_ms=50,
         step=StepLoad(50, 1000, low_s=0.5, high_s=1.5, cooldown_s=2.0, max_agents=500),
         cycles=4,
+        spawn_trials=TrialPlan(kept=2, warmup=1),
+        alloc_trials=TrialPlan(kept=2, warmup=1),
     ),
     "quick": FleetScale(
         agents=1000,
         alloc_rate_per_s=2000,
-        alloc_seconds=3.0,
+        alloc_seconds=1.0,
         work_ms=50,
         step=StepLoad(100, 4000, low_s=1.5, high_s=3.0, cooldown_s=4.0, max_agents=2000),
     ),
     "full": FleetScale(
         agents=10_000,
         alloc_rate_per_s=5000,
-        alloc_seconds=10.0,
+        alloc_seconds=2.0,
         work_ms=50,
         step=StepLoad(200, 8000, low_s=3.0, high_s=8.0, cooldown_s=8.0, max_agents=20_000),
     ),
@@ -74,6 +91,18 @@ def targets(scale: str) -> list[Target]:
         Target("spawn_p95_ms", "<", 200, "agent spawn p95 under 200 ms"),
         Target("allocation_avg_ms", "<", 100, "task allocation latency under 100 ms"),
         Target("allocation_p99_ms", "<", 100, "no allocation tail beyond 100 ms"),
+        Target(
+            "spawn_ceiling_ratio",
+            ">",
+            0.25,
+            "spawning reaches a quarter of what the same Redis round trips alone carry",
+        ),
+        Target(
+            "allocation_p99_ceiling_ratio",
+            "<",
+            5,
+            "the allocation tail within 5x the tail of Redis round trips made meanwhile",
+        ),
         Target("reclaim_s", "<", 5.0, "a crashed agent's task is finished by another"),
         Target("autoscale_reaction_s", "<", 5.0, "autoscaler reaches needed capacity in 5 s"),
         Target("autoscale_residual_ratio", "<", 0.5, "autoscaler scales back down"),
@@ -126,6 +155,7 @@ async def run(ctx: RunContext) -> WorkloadOutput:
     rss_cold = settled_rss_bytes()
     reconnects_before = RECONNECTS.count
     metrics: dict[str, float] = {}
+    samples: dict[str, list[float]] = {}
 
     def phase(name: str, lo: float, hi: float):
         return lambda f: ctx.progress(name, lo + (hi - lo) * f)
@@ -135,15 +165,24 @@ async def run(ctx: RunContext) -> WorkloadOutput:
     ).start()
     try:
         metrics |= await measure_spawn(main, sc.agents, phase("spawn", 0.0, 0.05))
-        metrics |= await measure_allocation(
-            main, sc.alloc_rate_per_s, sc.alloc_seconds, sc.work_ms, phase("allocate", 0.05, 0.35)
+        ctx.progress("allocate", 0.05)
+        allocation = await measure_allocation_trials(
+            main, sc.alloc_rate_per_s, sc.alloc_seconds, sc.work_ms, sc.alloc_trials
         )
-        ctx.progress("reclaim", 0.35)
+        metrics |= allocation.metrics
+        samples |= allocation.samples
+        ctx.progress("reclaim", 0.3)
         metrics |= await measure_reclaim(main)
         await main.stop()
         main_leftovers = await main.store.leftovers()
     finally:
         await main.close(purge=True)
+    ctx.progress("spawn trials", 0.35)
+    spawned = await measure_spawn_trials(
+        ctx.redis_url, f"{run_id}-spawn", sc.agents, sc.lease_ms, BATCH_SIZE, sc.spawn_trials
+    )
+    metrics |= spawned.metrics  # the main fleet's one spawn gives way to the trials' median
+    samples |= spawned.samples
     trace: list[tuple[float, int]] = []
     metrics |= await measure_autoscale(
         ctx.redis_url,
@@ -176,4 +215,4 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         plot_autoscale(trace, sc.step, int(metrics["autoscale_needed_agents"]), plot_path)
         artifacts["autoscaler through a load step"] = plot_path.name
     ctx.progress("done", 1.0)
-    return WorkloadOutput(metrics=metrics, artifacts=artifacts)
+    return WorkloadOutput(metrics=metrics, artifacts=artifacts, samples=samples)

@@ -33,6 +33,7 @@ import numpy as np
 from loadkit.redis_io.retry import TRANSIENT, Attempts, retried
 from loadkit.redis_io.server import RedisServer
 from loadkit.runs.metrics import latency_figures
+from loadkit.runs.trials import TrialPlan, TrialResult, run_trials
 from loadkit.workloads.swarm.config import SwarmConfig
 from loadkit.workloads.swarm.coordinator import connect, create_swarms
 from loadkit.workloads.swarm.election import Candidacy, fenced_write, snapshot
@@ -119,6 +120,45 @@ async def measure_paced(rig: SwarmRig, rate_per_s: float, seconds: float) -> dic
         "paced_latency_samples": float(ms.size),
     }
     return out
+
+
+async def measure_saturation_trials(
+    rig: SwarmRig,
+    ceiling_client: Any,
+    run: str,
+    ceiling_s: float,
+    seconds: float,
+    plan: TrialPlan,
+) -> TrialResult:
+    """Saturation as the median of trials, each right after an XADD ceiling on the same
+    server: the delivered rate, the ceiling, and the ratio of the two within each trial
+    (a slow spell of the host lowers both sides of a trial's ratio alike)."""
+
+    async def trial(i: int) -> dict[str, float]:
+        ceiling = await measure_xadd_ceiling(ceiling_client, f"{run}-{i}", ceiling_s)
+        figures = await measure_saturation(rig, seconds, warmup_s=0.3)
+        return (
+            figures
+            | ceiling
+            | {
+                "delivered_ceiling_ratio": figures["delivered_per_s"]
+                / ceiling["xadd_ceiling_per_s"]
+            }
+        )
+
+    return await run_trials(trial, plan, exact=("saturation_sent", "saturation_drained"))
+
+
+async def measure_paced_trials(
+    rig: SwarmRig, rate_per_s: float, seconds: float, plan: TrialPlan
+) -> TrialResult:
+    """Paced latency as the median of back-to-back windows: a p99 over one window is a
+    few dozen messages of one slow spell."""
+    return await run_trials(
+        lambda _i: measure_paced(rig, rate_per_s, seconds),
+        plan,
+        exact=("paced_messages", "paced_latency_samples"),
+    )
 
 
 async def measure_churn(

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import wasmtime
 
 from loadkit.runs.metrics import settled_rss_bytes
+from loadkit.runs.trials import TrialPlan, TrialResult, run_trials_sync
 from loadkit.workloads.wasm import corpus, pyparser, realcode
 from loadkit.workloads.wasm.flat import FlatAst, ParseError
 from loadkit.workloads.wasm.host import WasmParser, load_module_bytes, make_engine
@@ -50,6 +51,8 @@ from loadkit.workloads.wasm.host import WasmParser, load_module_bytes, make_engi
 Progress = Callable[[float], None]
 KIB = 1024
 MB = 1_000_000
+OPS_TRIALS = TrialPlan(kept=5, warmup=1)
+COMPILE_TRIALS = TrialPlan(kept=5, warmup=1)
 
 # Document sizes by the label used in metric names (speedup_ratio_200kb, ...).
 SIZES: dict[str, int] = {"50kb": 50_000, "200kb": 200_000, "1mb": 1_000_000, "4mb": 4_000_000}
@@ -201,21 +204,36 @@ def measure_repeated_line(
     return variant_metrics(point, "repeated_line")
 
 
-def measure_ops(wasm: WasmParser, documents: list[bytes], operations: int) -> dict[str, float]:
-    """Small documents parsed one call each, cycling through ``documents``; memory is the
-    settled RSS growth over the whole run, per operation."""
+def measure_ops(
+    wasm: WasmParser, documents: list[bytes], operations: int, plan: TrialPlan = OPS_TRIALS
+) -> TrialResult:
+    """Small documents parsed one call each, cycling through ``documents``, timed in
+    ``plan.total`` consecutive trials of equal size: the rate is the median of the kept
+    trials' rates (the first ones warm the caches up), so one burst of a neighbour on a
+    shared machine moves one trial, not the figure. Memory is the settled RSS growth over
+    the whole run, per operation."""
+    if operations < plan.total:
+        raise ValueError(f"{operations} operations cannot fill {plan.total} trials")
     wasm.parse(documents[0])
     rss_before = settled_rss_bytes()
-    start = time.perf_counter_ns()
-    for i in range(operations):
-        wasm.parse(documents[i % len(documents)])
-    elapsed_s = (time.perf_counter_ns() - start) / 1e9
+    done = 0
+
+    def trial(i: int) -> dict[str, float]:
+        nonlocal done
+        each = operations // plan.total + (i < operations % plan.total)
+        start = time.perf_counter_ns()
+        for _ in range(each):
+            wasm.parse(documents[done % len(documents)])
+            done += 1
+        return {"ops_per_s": each / ((time.perf_counter_ns() - start) / 1e9)}
+
+    result = run_trials_sync(trial, plan)
     rss_after = settled_rss_bytes()
-    return {
-        "ops_per_s": operations / elapsed_s,
-        "ops_count": float(operations),
-        "memory_per_op_kib": max(0, rss_after - rss_before) / operations / KIB,
+    result.metrics |= {
+        "ops_count": float(done),
+        "memory_per_op_kib": max(0, rss_after - rss_before) / done / KIB,
     }
+    return result
 
 
 def measure_memory(wasm: WasmParser, data: bytes) -> dict[str, float]:
@@ -325,13 +343,17 @@ def measure_parallel(
     }
 
 
-def measure_compile(repeats: int = 3) -> dict[str, float]:
-    """Compiling ``parser.wasm`` with the host's engine settings (median of fresh engines)."""
+def measure_compile(plan: TrialPlan = COMPILE_TRIALS) -> TrialResult:
+    """Compiling ``parser.wasm`` with the host's engine settings: the median of trials,
+    each a fresh engine (the first pays for loading the compiler's own code)."""
     code = load_module_bytes()
-    times = []
-    for _ in range(repeats):
+
+    def trial(_i: int) -> dict[str, float]:
         engine = make_engine()
         start = time.perf_counter_ns()
         wasmtime.Module(engine, code)
-        times.append(time.perf_counter_ns() - start)
-    return {"compile_ms": statistics.median(times) / 1e6, "module_kib": len(code) / KIB}
+        return {"compile_ms": (time.perf_counter_ns() - start) / 1e6}
+
+    result = run_trials_sync(trial, plan)
+    result.metrics["module_kib"] = len(code) / KIB
+    return result

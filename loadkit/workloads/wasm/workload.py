@@ -132,8 +132,11 @@ def _equivalence_documents(sc: WasmScale) -> list[bytes]:
 async def run(ctx: RunContext) -> WorkloadOutput:
     sc = SCALE[ctx.scale]
     metrics: dict[str, float] = {}
+    samples: dict[str, list[float]] = {}
     ctx.progress("compile", 0.0)
-    metrics |= scenarios.measure_compile()
+    compiled = scenarios.measure_compile()
+    metrics |= compiled.metrics
+    samples |= compiled.samples
     ctx.progress("reading the standard library's expressions", 0.02)
     metrics["real_code_lines"] = float(len(realcode.stdlib_expressions()))
     with WasmParser() as wasm:
@@ -159,7 +162,9 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         documents = _equivalence_documents(sc)
         disagreements = scenarios.mismatches(wasm, documents)
         ctx.progress("operations", 0.7)
-        metrics |= scenarios.measure_ops(wasm, documents[:50], sc.operations)
+        ops = scenarios.measure_ops(wasm, documents[:50], sc.operations)
+        metrics |= ops.metrics
+        samples |= ops.samples
         side = realcode.document(scenarios.SIZES[sc.side], SEED).encode()
         ctx.progress("memory", 0.8)
         metrics |= scenarios.measure_memory(wasm, side)
@@ -178,4 +183,4 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         plot_speedup(metrics, plot_path)
         artifacts["WASM speedup by document size"] = plot_path.name
     ctx.progress("done", 1.0)
-    return WorkloadOutput(metrics=metrics, artifacts=artifacts)
+    return WorkloadOutput(metrics=metrics, artifacts=artifacts, samples=samples)
