@@ -113,9 +113,7 @@ def planned_effects(
     known_df = df if df is not None else 2.0 * (rounds - 1)
     tests = len(scales)
     return {
-        name: detectable_effect(
-            scale, known_df, rounds, rounds, tests, false_discovery, min_effect
-        )
+        name: detectable_effect(scale, known_df, rounds, rounds, tests, false_discovery, min_effect)
         if math.isfinite(scale)
         else math.inf
         for name, scale in scales.items()
