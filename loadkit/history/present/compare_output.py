@@ -19,6 +19,8 @@ from rich.table import Table
 from loadkit.history.compare_rows import FAILING, Row, Status, counts, exit_code
 
 SCHEMA = "loadkit.compare/1"
+# Ends every comment, so CI finds its earlier comment and updates it instead of adding one.
+COMMENT_MARKER = "<!-- loadkit compare -->"
 _SHOWN_IN_FULL = (Status.REGRESSION, Status.BROKEN, Status.IMPROVEMENT)
 
 
@@ -161,6 +163,8 @@ def markdown(rows: Sequence[Row], facts: CompareFacts) -> str:
     lines += [
         "Change is head / base − 1 of the medians of the rounds, with its "
         f"{facts.confidence:.0%} interval; detectable is the worsening found with 80 % power.",
+        "",
+        COMMENT_MARKER,
         "",
     ]
     return "\n".join(lines)
