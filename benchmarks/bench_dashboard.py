@@ -1,6 +1,6 @@
 """asv benchmarks for the real-time dashboard: live WebSocket clients against one server.
 
-The dashboard workload (:mod:`loadkit.dashboard.workload`, what ``loadkit run dashboard``
+The dashboard workload (``loadkit.workloads.dashboard.workload``, what ``loadkit run dashboard``
 reports; its clients run in separate processes) runs once per asv run, in
 ``DashboardRun.setup_cache``, at the bench scale; every class of it reads its figures
 from that one run. ``DashboardPublish`` times the server's own work per round with no
@@ -9,10 +9,19 @@ client attached: its ``setup`` only prepares the inputs.
 
 from __future__ import annotations
 
-from benchmarks.common import HIGHER, LOWER, WorkloadRun, run_workload, track
-from loadkit.dashboard import protocol
-from loadkit.dashboard.server import DashboardServer, ServerConfig
-from loadkit.dashboard.sources import SimulatedFleet
+from benchmarks.common import (
+    HIGHER,
+    LOWER,
+    DashboardServer,
+    ServerConfig,
+    SimulatedFleet,
+    WorkloadRun,
+    dashboard_protocol,
+    run_workload,
+    track,
+)
+
+protocol = dashboard_protocol
 
 
 class DashboardRun(WorkloadRun):

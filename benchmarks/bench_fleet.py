@@ -1,6 +1,6 @@
 """asv benchmarks for the agent fleet: spawning, allocation, reclaim, autoscaling, cleanup.
 
-The fleet workload (:mod:`loadkit.fleet.workload`, what ``loadkit run fleet`` reports)
+The fleet workload (``loadkit.workloads.fleet.workload``, what ``loadkit run fleet`` reports)
 runs once per asv run, in ``FleetRun.setup_cache``, at the bench scale; every class below
 reads its figures from that one run.
 """

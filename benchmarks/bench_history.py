@@ -7,8 +7,7 @@ with one value per commit (asv's summary) and with 10 recorded samples per commi
 
 import numpy as np
 
-from loadkit.history.scoring import score_series
-from loadkit.history.series import Series
+from benchmarks.common import Series, check_scores, score_series
 
 COMMITS = 200
 SERIES = 100
@@ -31,7 +30,8 @@ def _history(samples: int, seed: int = 0) -> list[Series]:
 
 
 class HistoryScoring:
-    """Scoring every series of a 200-commit history, as ``loadkit check`` does."""
+    """Scoring every series of a 200-commit history: one by one, and as ``loadkit check``
+    does."""
 
     params = [1, 10]
     param_names = ["samples_per_commit"]
@@ -47,3 +47,8 @@ class HistoryScoring:
     def time_score_200_commits_100_series(self, samples_per_commit):
         for series in self.history:
             score_series(series)
+
+    def time_check_200_commits_100_series(self, samples_per_commit):
+        """All series as one machine, as ``loadkit check`` runs them: shared shifts
+        taken out, noise borrowed across series, false-discovery control."""
+        check_scores(self.history)

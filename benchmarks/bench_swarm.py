@@ -1,7 +1,7 @@
 """asv benchmarks for swarm coordination on Redis: delivered rate, paced latency,
 failover and recovery.
 
-The swarm workload (:mod:`loadkit.swarm.workload`, what ``loadkit run swarm`` reports)
+The swarm workload (:mod:`loadkit.workloads.swarm.workload`, what ``loadkit run swarm`` reports)
 runs once per asv run, in ``SwarmRun.setup_cache``, at the bench scale; every class below
 reads its figures from that one run.
 """

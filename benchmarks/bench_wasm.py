@@ -1,6 +1,6 @@
 """asv benchmarks for the WASM expression parser against pure Python and ``ast.parse``.
 
-The WASM workload (:mod:`loadkit.wasm.workload`, what ``loadkit run wasm`` reports) runs
+The WASM workload (``loadkit.workloads.wasm.workload``, what ``loadkit run wasm`` reports) runs
 once per asv run, in ``WasmRun.setup_cache``, at the bench scale; the speed, throughput
 and memory classes read their figures from that one run. Both sides of each ratio are
 timed in the same process, one after the other, so a regression of the multiplier shows
@@ -16,12 +16,22 @@ from __future__ import annotations
 
 import ast
 
-from benchmarks.common import HIGHER, LOWER, WorkloadRun, bench_scale, run_workload, track
-from loadkit.wasm import pyparser, realcode, scenarios
-from loadkit.wasm.host import WasmParser
-from loadkit.wasm.workload import SCALE, SEED
+from benchmarks.common import (
+    HIGHER,
+    LOWER,
+    WasmParser,
+    WorkloadRun,
+    bench_scale,
+    pyparser,
+    run_workload,
+    track,
+    wasm_document,
+    wasm_scenarios,
+    wasm_sizes,
+)
 
-SIZES = list(SCALE[bench_scale()].sizes)  # the scale's document sizes: 50kb, 200kb, ...
+scenarios = wasm_scenarios
+SIZES = wasm_sizes(bench_scale())  # the scale's document sizes: 50kb, 200kb, ...
 Documents = dict[str, bytes]
 
 
@@ -87,7 +97,7 @@ class WasmThroughput(WasmRun):
 
 
 def _documents(sizes: list[str]) -> Documents:
-    return {size: realcode.document(scenarios.SIZES[size], SEED).encode() for size in sizes}
+    return {size: wasm_document(size) for size in sizes}
 
 
 class WasmDocuments:

@@ -6,22 +6,85 @@ every repeat, and the figures of one class would come from different runs. So ea
 workload's base class (``FleetRun``, ``SwarmRun``, ...) defines one ``setup_cache`` that
 runs the workload's own ``run(ctx)`` - the scenario ``loadkit run`` reports - and returns
 its flat metrics; asv keys ``setup_cache`` by the file and line that define it, so every
-class inheriting it shares that one run, and its ``track_`` methods (made by
-:func:`loadkit.suite.track`) only read.
+class inheriting it shares that one run, and its ``track_`` methods (made by ``track``)
+only read.
 
 The scale comes from ``$LOADKIT_BENCH_SCALE`` (``quick`` unless set; ``loadkit bench
 --scale`` sets it) and is every class's single parameter, so figures of different scales
 are different series, never one series that jumps. Every scenario run appends one JSON
-line to ``$LOADKIT_BENCH_LOG`` when that names a file: how ``loadkit bench`` counts them
-(:mod:`loadkit.suite_run`).
+line to ``$LOADKIT_BENCH_LOG`` when that names a file: how ``loadkit bench`` counts them.
+
+asv runs this suite against older commits' packages too, so it takes everything from
+``loadkit.suite``, the one module that keeps its path and names; a package from before
+that module held them has the same objects under their old paths, imported below.
 """
 
 from __future__ import annotations
 
-from loadkit.suite import HIGHER, LOWER, track
-from loadkit.suite_run import bench_scale, run_workload
+try:
+    from loadkit.suite import (
+        HIGHER,
+        LOWER,
+        DashboardServer,
+        Series,
+        ServerConfig,
+        SimulatedFleet,
+        WasmParser,
+        bench_scale,
+        check_scores,
+        dashboard_protocol,
+        pyparser,
+        run_workload,
+        score_series,
+        track,
+        wasm_document,
+        wasm_scenarios,
+        wasm_sizes,
+    )
+except ImportError:  # a loadkit whose modules had not yet moved into layers
+    from loadkit.dashboard import protocol as dashboard_protocol
+    from loadkit.dashboard.server import DashboardServer, ServerConfig
+    from loadkit.dashboard.sources import SimulatedFleet
+    from loadkit.history.scoring import ScoringOptions, score_machine, score_series
+    from loadkit.history.series import Series
+    from loadkit.suite_run import bench_scale, run_workload
+    from loadkit.wasm import pyparser, realcode
+    from loadkit.wasm import scenarios as wasm_scenarios
+    from loadkit.wasm.host import WasmParser
+    from loadkit.wasm.workload import SCALE, SEED
 
-__all__ = ["HIGHER", "LOWER", "WorkloadRun", "bench_scale", "run_workload", "track"]
+    from loadkit.suite import HIGHER, LOWER, track
+
+    def check_scores(series):
+        return score_machine(series, ScoringOptions())
+
+    def wasm_sizes(scale):
+        return list(SCALE[scale].sizes)
+
+    def wasm_document(size):
+        return realcode.document(wasm_scenarios.SIZES[size], SEED).encode()
+
+
+__all__ = [
+    "HIGHER",
+    "LOWER",
+    "DashboardServer",
+    "Series",
+    "ServerConfig",
+    "SimulatedFleet",
+    "WasmParser",
+    "WorkloadRun",
+    "bench_scale",
+    "check_scores",
+    "dashboard_protocol",
+    "pyparser",
+    "run_workload",
+    "score_series",
+    "track",
+    "wasm_document",
+    "wasm_scenarios",
+    "wasm_sizes",
+]
 
 
 class WorkloadRun:

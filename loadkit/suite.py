@@ -1,172 +1,70 @@
-"""What each ``track_`` benchmark of the asv suite declares, and where loadkit reads it.
+"""Everything the asv suite in ``benchmarks/`` takes from loadkit, under names that stay.
 
-A ``track_`` number means nothing without its unit and which way is better; guessing
-the direction from a name inverts a verdict the first time a name says less than it
-seems to. So every ``track_`` of the suite is made by :func:`track`, which states the
-workload metric it reports, a unit from :data:`UNITS` and a direction.
-
-asv keeps only its own benchmark attributes in ``results/benchmarks.json`` (a custom
-``direction`` is dropped), so ``loadkit bench`` writes the declarations beside it, in
-``results/loadkit-suite.jsonl`` (one JSON object a line; not ``.json``, which asv would
-try to read as results): the history scoring reads the direction from there
-(falling back to the name rule for suites that declare nothing), and the run report
-maps asv's recorded values back to workload metrics with it.
+asv runs the *current* ``benchmarks/`` against each commit's package (``asv run
+HEAD~20..HEAD``, a pull request's base), so the suite must not reach into modules that
+move. It imports this module only; this module keeps its path and its names from now
+on, and a rearranged package changes what stands behind them here, never the suite.
+(A package from before this module held the runner has the same names elsewhere:
+``benchmarks/common.py`` falls back to them.)
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from loadkit.asvsuite.runner import bench_scale, run_workload
+from loadkit.asvsuite.track import track
+from loadkit.common.parallel import process_mapper
+from loadkit.history.stats.scoring import (
+    MAX_WORKERS,
+    PARALLEL_FROM,
+    ScoringOptions,
+    SeriesScore,
+    score_machine,
+    score_series,
+)
+from loadkit.history.stats.series import Series
+from loadkit.runs.declarations import HIGHER, LOWER
+from loadkit.workloads.dashboard import protocol as dashboard_protocol
+from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
+from loadkit.workloads.dashboard.sources import SimulatedFleet
+from loadkit.workloads.wasm import pyparser, realcode
+from loadkit.workloads.wasm import scenarios as wasm_scenarios
+from loadkit.workloads.wasm.host import WasmParser
+from loadkit.workloads.wasm.workload import SCALE, SEED
 
-from loadkit.atomic_file import write_text_atomically
-
-# One vocabulary for every track_: seconds, milliseconds, kibibytes, megabytes per
-# second, events per second, a multiplier, a dimensionless share, a count, a yes/no (1/0).
-UNITS: tuple[str, ...] = ("s", "ms", "KiB", "MB/s", "1/s", "x", "ratio", "count", "bool")
-HIGHER = "higher_is_better"
-LOWER = "lower_is_better"
-DIRECTIONS: tuple[str, ...] = (HIGHER, LOWER)
-SIDECAR = "loadkit-suite.jsonl"
-
-Metrics = Mapping[str, float]
-
-
-@dataclass(frozen=True)
-class Tracked:
-    """One ``track_`` benchmark: the workload metric it reads, its unit and direction.
-
-    ``metric`` may name parameters of its class in braces (``speedup_ratio_{document}``):
-    each parameter combination then reads its own metric."""
-
-    benchmark: str
-    workload: str
-    metric: str
-    unit: str
-    direction: str
-    param_names: tuple[str, ...] = ()
-    setup_cache_key: str | None = None
-
-    def metric_for(self, params: tuple[str, ...]) -> str:
-        """The metric one parameter combination reads (asv stores values as repr)."""
-        values = {name: _unquote(v) for name, v in zip(self.param_names, params, strict=False)}
-        return self.metric.format(**values)
-
-
-def _unquote(value: str) -> str:
-    """asv records a string parameter as its repr: ``'quick'`` -> ``quick``."""
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
+__all__ = [
+    "HIGHER",
+    "LOWER",
+    "DashboardServer",
+    "ScoringOptions",
+    "Series",
+    "ServerConfig",
+    "SimulatedFleet",
+    "WasmParser",
+    "bench_scale",
+    "check_scores",
+    "dashboard_protocol",
+    "pyparser",
+    "run_workload",
+    "score_machine",
+    "score_series",
+    "track",
+    "wasm_document",
+    "wasm_scenarios",
+    "wasm_sizes",
+]
 
 
-def track(metric: str, unit: str, direction: str) -> Callable[..., float]:
-    """A ``track_`` method returning one metric of the class's shared run.
-
-    asv passes the ``setup_cache`` result (the workload's flat metrics) and the class's
-    parameters; the method only reads. An unknown unit or direction is a mistake in the
-    suite, raised when the module is imported so ``asv check`` sees it."""
-    if unit not in UNITS:
-        raise ValueError(f"unit {unit!r} of {metric} is not one of {' '.join(UNITS)}")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction {direction!r} of {metric} is not one of {DIRECTIONS}")
-
-    def read(self: Any, metrics: Metrics, *params: Any) -> float:
-        names = getattr(self, "param_names", [])
-        return float(metrics[metric.format(**dict(zip(names, map(str, params), strict=False)))])
-
-    read.unit = unit  # type: ignore[attr-defined]
-    read.direction = direction  # type: ignore[attr-defined]
-    read.metric = metric  # type: ignore[attr-defined]
-    # asv's version of a benchmark is a hash of its source, the same for every reader;
-    # a series is the declaration, so a changed metric, unit or direction starts anew.
-    read.version = f"{metric} {unit} {direction}"  # type: ignore[attr-defined]
-    return read
+def check_scores(series: list[Series]) -> list[SeriesScore]:
+    """Score one machine's series the way ``loadkit check`` does: the machine-level
+    path (shared shifts, borrowed noise, false-discovery control), in processes."""
+    return score_machine(series, ScoringOptions(), None, process_mapper(PARALLEL_FROM, MAX_WORKERS))
 
 
-def _declared(benchmark: Any) -> Tracked | None:
-    """The declaration behind one discovered asv benchmark, if it has one."""
-    func = benchmark.func
-    metric, direction = getattr(func, "metric", None), getattr(func, "direction", None)
-    owner = getattr(func, "__self__", None)
-    workload = getattr(owner, "workload", None)
-    if not (isinstance(metric, str) and isinstance(direction, str) and isinstance(workload, str)):
-        return None
-    return Tracked(
-        benchmark=benchmark.name,
-        workload=workload,
-        metric=metric,
-        unit=str(getattr(func, "unit", "")),
-        direction=direction,
-        param_names=tuple(str(n) for n in benchmark.param_names),
-        setup_cache_key=benchmark.setup_cache_key,
-    )
+def wasm_sizes(scale: str) -> list[str]:
+    """The WASM workload's document sizes at ``scale``, smallest first (``50kb`` ...)."""
+    return list(SCALE[scale].sizes)
 
 
-def discover(benchmark_dir: Path) -> list[Tracked]:
-    """The declared ``track_`` benchmarks of a suite, found the way asv finds them.
-
-    Imports the suite in this process (as ``asv run`` does in its own): a suite that
-    does not import raises here, before asv runs anything."""
-    from asv_runner.discovery import disc_benchmarks
-
-    root = str(benchmark_dir.resolve())
-    parent = os.path.dirname(root)
-    added = parent not in sys.path
-    if added:
-        sys.path.insert(0, parent)
-    try:
-        return [d for b in disc_benchmarks(root) if (d := _declared(b)) is not None]
-    finally:
-        if added:
-            sys.path.remove(parent)
-
-
-def write_sidecar(results_dir: Path, tracked: list[Tracked]) -> Path:
-    """The declarations beside asv's ``benchmarks.json``, written whole or not at all."""
-    path = results_dir / SIDECAR
-    lines = [json.dumps(asdict(t), sort_keys=True) for t in tracked]
-    write_text_atomically(path, "".join(line + "\n" for line in lines))
-    return path
-
-
-def read_sidecar(results_dir: Path) -> dict[str, Tracked]:
-    """The declarations ``loadkit bench`` wrote, by benchmark name; nothing when there is
-    no sidecar (a foreign suite: the name rule decides). Lines that are not a
-    declaration are skipped."""
-    try:
-        lines = (results_dir / SIDECAR).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return {}
-    found: dict[str, Tracked] = {}
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        tracked = _tracked(entry)
-        if tracked is not None:
-            found[tracked.benchmark] = tracked
-    return found
-
-
-def _tracked(entry: object) -> Tracked | None:
-    if not isinstance(entry, dict):
-        return None
-    try:
-        tracked = Tracked(
-            benchmark=str(entry["benchmark"]),
-            workload=str(entry["workload"]),
-            metric=str(entry["metric"]),
-            unit=str(entry["unit"]),
-            direction=str(entry["direction"]),
-            param_names=tuple(str(n) for n in entry.get("param_names") or ()),
-            setup_cache_key=entry.get("setup_cache_key"),
-        )
-    except (KeyError, TypeError):
-        return None
-    return tracked if tracked.direction in DIRECTIONS else None
+def wasm_document(size: str) -> bytes:
+    """The seeded real-code document of one size label, as the workload parses it."""
+    return realcode.document(wasm_scenarios.SIZES[size], SEED).encode()

@@ -1,6 +1,6 @@
 """Shared fixtures: one real redis-server for the session, unique fleet names per test.
 
-The server is started by :class:`loadkit.redis_server.RedisServer` (the same code the CLI
+The server is started by :class:`loadkit.redis_io.server.RedisServer` (the same code the CLI
 uses), so every test that touches Redis talks to a real ``redis-server`` over a real
 loopback socket. Tests isolate themselves by fleet name (every fleet key carries the
 ``{fleet:<name>}`` prefix), not by flushing the server.
@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_URL, RedisServer, find_redis_binary
+from loadkit.redis_io.server import RedisServer, find_redis_binary
+from loadkit.redis_io.urls import ENV_ALLOW_REMOTE, ENV_URL
 
 _counter = itertools.count()
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from loadkit.errors import UsageError
-from loadkit.history.commands import add_commands
-from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_URL
+from loadkit.cli import calibrate, check, history_page
+from loadkit.common.errors import UsageError
+from loadkit.redis_io.urls import ENV_ALLOW_REMOTE, ENV_URL
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -99,7 +99,9 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
 def run_history_cli(argv: list[str]) -> int:
     """The history commands behind a parser built like the main CLI's, in process."""
     parser = argparse.ArgumentParser(prog="loadkit")
-    add_commands(parser.add_subparsers(dest="command"))
+    commands = parser.add_subparsers(dest="command")
+    for command in (check, calibrate, history_page):
+        command.add_parser(commands)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,4 +1,4 @@
-"""Tests for the predictive autoscaler policy (``loadkit.fleet.autoscaler``).
+"""Tests for the predictive autoscaler policy (``loadkit.workloads.fleet.autoscaler``).
 
 The policy is a pure function, so these tests drive it with hand-made and generated
 observation sequences, and with a small queue simulation, instead of a running fleet:
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadkit.fleet.autoscaler import (
+from loadkit.workloads.fleet.autoscaler import (
     AutoscalerConfig,
     AutoscalerState,
     Decision,

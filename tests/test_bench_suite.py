@@ -20,22 +20,21 @@ from pathlib import Path
 import pytest
 from helpers import REPO, child_env, loadkit_cmd
 
-from loadkit import workload
-from loadkit.history.asv_reader import with_declared_directions
-from loadkit.history.direction import Direction, infer_direction
-from loadkit.recorded import ResultsView, entries, workload_metrics
-from loadkit.suite import (
+from loadkit.asvsuite.recorded import ResultsView, entries, workload_metrics
+from loadkit.asvsuite.runner import count_runs
+from loadkit.asvsuite.track import discover, track
+from loadkit.history.sources.asv_reader import with_declared_directions
+from loadkit.runs import workload
+from loadkit.runs.declarations import (
     DIRECTIONS,
     HIGHER,
     LOWER,
     UNITS,
     Tracked,
-    discover,
     read_sidecar,
-    track,
     write_sidecar,
 )
-from loadkit.suite_run import count_runs
+from loadkit.runs.direction import Direction, infer_direction
 
 SUITE = REPO / "benchmarks"
 

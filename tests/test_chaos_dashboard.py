@@ -34,12 +34,12 @@ from test_dashboard_server import run, started
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from loadkit.dashboard.access import AccessPolicy, parse_host, parse_origin, split_target
-from loadkit.dashboard.backpressure import StallWatch
-from loadkit.dashboard.loadclient import STUCK_RCVBUF, http_get, raise_nofile
-from loadkit.dashboard.protocol import peek_header
-from loadkit.dashboard.server import DashboardServer, ServerConfig
-from loadkit.dashboard.sources import SimulatedFleet
+from loadkit.workloads.dashboard.access import AccessPolicy, parse_host, parse_origin, split_target
+from loadkit.workloads.dashboard.backpressure import StallWatch
+from loadkit.workloads.dashboard.loadclient import STUCK_RCVBUF, http_get, raise_nofile
+from loadkit.workloads.dashboard.protocol import peek_header
+from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
+from loadkit.workloads.dashboard.sources import SimulatedFleet
 
 STUCK_CLIENTS = 3000
 STUCK_PROCS = 3

@@ -35,12 +35,13 @@ import pytest
 import redis
 from helpers import child_env, loadkit_cmd
 
-from loadkit.errors import UsageError
-from loadkit.redaction import redact_text, redact_url, url_secrets
-from loadkit.redis_server import ENV_ALLOW_REMOTE, ENV_BINARY, ENV_URL, find_redis_binary, free_port
-from loadkit.wasm import pyparser
-from loadkit.wasm.flat import ParseError
-from loadkit.wasm.host import MIB, MemoryLimitExceeded, WasmParser
+from loadkit.common.errors import UsageError
+from loadkit.common.redaction import redact_text, redact_url, url_secrets
+from loadkit.redis_io.server import ENV_BINARY, find_redis_binary, free_port
+from loadkit.redis_io.urls import ENV_ALLOW_REMOTE, ENV_URL
+from loadkit.workloads.wasm import pyparser
+from loadkit.workloads.wasm.flat import ParseError
+from loadkit.workloads.wasm.host import MIB, MemoryLimitExceeded, WasmParser
 
 PASSWORD = "Sup3rS3cret-7f1c"
 USER = "admin"
@@ -102,7 +103,7 @@ class ProcessTable:
             line = " ".join(proc.info["cmdline"] or ())
             if PASSWORD in line:
                 self.leaks.append((time.monotonic() - started, proc.info["pid"], line))
-            if "loadkit.worker" in line:
+            if "loadkit.supervise.worker" in line:
                 self.workers[proc.info["pid"]] = proc.info["ppid"]
 
 
@@ -302,7 +303,14 @@ def test_the_worker_is_refused_without_the_url_in_its_environment(tmp_path: Path
     """The worker takes the URL from its environment only: no option carries it."""
     env = {k: v for k, v in child_env().items() if k != ENV_URL}
     out = subprocess.run(
-        [sys.executable, "-m", "loadkit.worker", "wasm", "--out", str(tmp_path / "r.json")],
+        [
+            sys.executable,
+            "-m",
+            "loadkit.supervise.worker",
+            "wasm",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -310,7 +318,16 @@ def test_the_worker_is_refused_without_the_url_in_its_environment(tmp_path: Path
     )
     assert out.returncode == 2 and ENV_URL in out.stderr
     refused = subprocess.run(
-        [sys.executable, "-m", "loadkit.worker", "wasm", "--out", "r.json", "--redis-url", "x"],
+        [
+            sys.executable,
+            "-m",
+            "loadkit.supervise.worker",
+            "wasm",
+            "--out",
+            "r.json",
+            "--redis-url",
+            "x",
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -479,7 +496,7 @@ def test_bench_checks_where_it_will_write_before_asv_runs(tmp_path: Path) -> Non
 
 
 def test_the_path_checks_say_why_in_process(tmp_path: Path) -> None:
-    from loadkit.path_checks import check_html_dir, check_output_file
+    from loadkit.common.path_checks import check_html_dir, check_output_file
 
     with pytest.raises(UsageError, match="filesystem root"):
         check_html_dir("/")

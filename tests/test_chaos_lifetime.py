@@ -28,10 +28,10 @@ import pytest
 import redis
 from helpers import child_env, loadkit_cmd
 
-from loadkit import lifetime
-from loadkit.bench import asv_exit_code, job_exit_code
-from loadkit.errors import Interrupted, exit_code_of
-from loadkit.redis_server import RedisServer
+from loadkit.asvsuite.bench import asv_exit_code, job_exit_code
+from loadkit.common.errors import Interrupted, exit_code_of
+from loadkit.redis_io.server import RedisServer
+from loadkit.runtime import lifetime
 
 pytestmark = pytest.mark.slow  # real runs stopped by real signals
 

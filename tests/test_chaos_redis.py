@@ -24,10 +24,10 @@ import pytest
 import redis
 from helpers import child_env, loadkit_cmd, run_loadkit, wait_for
 
-from loadkit.keyspace import group_keys, leftover_namespaces, run_namespaces
-from loadkit.lifetime import ended
-from loadkit.redis_server import RedisServer
-from loadkit.run_cleanup import clean_run
+from loadkit.redis_io.keyspace import group_keys, leftover_namespaces, run_namespaces
+from loadkit.redis_io.run_cleanup import clean_run
+from loadkit.redis_io.server import RedisServer
+from loadkit.runtime.lifetime import ended
 
 # Keys a user might have, some named like loadkit's on purpose: none may change.
 FOREIGN: dict[str, str] = {
@@ -83,7 +83,9 @@ def worker_of(proc: subprocess.Popen[str]) -> psutil.Process:
 
     def seen() -> bool:
         found[:] = [
-            p for p in psutil.Process(proc.pid).children() if "loadkit.worker" in p.cmdline()
+            p
+            for p in psutil.Process(proc.pid).children()
+            if "loadkit.supervise.worker" in p.cmdline()
         ]
         return bool(found)
 
@@ -209,7 +211,9 @@ def test_sigkill_of_run_is_cleaned_by_run_id_and_by_loadkit_clean(
     worker = worker_of(proc)
     run_id = run_id_of(worker)
     wait_for(lambda: len(loadkit_keys(client)) > 10, 15, "the fleet's keys")
-    (guard,) = [p for p in psutil.Process(proc.pid).children() if "loadkit.guard" in p.cmdline()]
+    (guard,) = [
+        p for p in psutil.Process(proc.pid).children() if "loadkit.supervise.guard" in p.cmdline()
+    ]
     guard.kill()
     wait_for(lambda: ended(guard), 5, "the guard's end")
     os.killpg(worker.pid, signal.SIGKILL)

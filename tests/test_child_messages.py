@@ -6,7 +6,7 @@ import multiprocessing
 
 import pytest
 
-from loadkit.child_messages import (
+from loadkit.runtime.child_messages import (
     ERROR,
     GONE,
     OK,

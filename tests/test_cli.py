@@ -18,7 +18,7 @@ import pytest
 import redis
 from helpers import child_env, loadkit_cmd, run_loadkit
 
-from loadkit.redis_server import free_port
+from loadkit.redis_io.server import free_port
 
 PRECIOUS = "precious user data\n"
 
@@ -144,7 +144,7 @@ def test_bad_input_through_the_command(cli_errors: dict[str, Outcome], case: str
 
 def test_usage_error_names_every_workload(dead_url: str, tmp_path: Path) -> None:
     out = run_loadkit("run", "nosuch", cwd=tmp_path)
-    from loadkit.workload import WORKLOADS
+    from loadkit.runs.workload import WORKLOADS
 
     assert out.returncode == 2
     assert out.stderr == (

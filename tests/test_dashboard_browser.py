@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from helpers import CHROMIUM, CHROMIUM_ARGS, screenshot_dir
 
-from loadkit.dashboard.server import DashboardServer, ServerConfig
-from loadkit.dashboard.sources import SimulatedFleet, Tick
+from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
+from loadkit.workloads.dashboard.sources import SimulatedFleet, Tick
 
 pytestmark = pytest.mark.slow  # a real browser
 

@@ -16,13 +16,13 @@ import pytest
 import redis
 from helpers import start_dashboard
 
-from loadkit.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool, follow
-from loadkit.dashboard.loadclient import Shared, WsClient, board_digest, http_get
-from loadkit.dashboard.publisher import BoardPublisher
-from loadkit.dashboard.server import WORKER_HEADER, DashboardServer, ServerConfig
-from loadkit.dashboard.sources import SimulatedFleet
-from loadkit.keyspace import new_run_id
-from loadkit.redis_server import connect_async
+from loadkit.redis_io.connect import connect_async
+from loadkit.redis_io.keyspace import new_run_id
+from loadkit.workloads.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool, follow
+from loadkit.workloads.dashboard.loadclient import Shared, WsClient, board_digest, http_get
+from loadkit.workloads.dashboard.publisher import BoardPublisher
+from loadkit.workloads.dashboard.server import WORKER_HEADER, DashboardServer, ServerConfig
+from loadkit.workloads.dashboard.sources import SimulatedFleet
 
 T = TypeVar("T")
 
@@ -217,7 +217,7 @@ def test_cli_workers_end_with_one_line_when_redis_is_lost() -> None:
     """Redis killed under a fanned-out dashboard: the publisher (or a server process)
     finds it silent for longer than loadkit waits, and the command ends with one line
     and exit code 1, leaving no process behind."""
-    from loadkit.redis_server import RedisServer
+    from loadkit.redis_io.server import RedisServer
 
     with RedisServer() as server:
         proc = start_dashboard(

@@ -16,11 +16,11 @@ import pytest
 from helpers import run_loadkit, start_dashboard
 from test_dashboard_protocol import REPORTED_METRICS
 
-from loadkit.dashboard.cli import _config
-from loadkit.dashboard.loadclient import raise_nofile
-from loadkit.dashboard.plot import plot_latency_histogram
-from loadkit.dashboard.scenarios import LoadPlan, measure_dashboard
-from loadkit.errors import UsageError
+from loadkit.common.errors import UsageError
+from loadkit.workloads.dashboard.app import DashboardOptions, _config
+from loadkit.workloads.dashboard.loadclient import raise_nofile
+from loadkit.workloads.dashboard.plot import plot_latency_histogram
+from loadkit.workloads.dashboard.scenarios import LoadPlan, measure_dashboard
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -86,19 +86,11 @@ def test_open_file_limit_is_raised_or_refused_clearly() -> None:
 
 
 def test_cli_config_needs_a_token_off_loopback() -> None:
-    import argparse
-
-    local, generated = _config(
-        argparse.Namespace(token=None, host="127.0.0.1", port=0, allow_origin=[])
-    )
+    local, generated = _config(DashboardOptions(token=None, host="127.0.0.1", port=0))
     assert local.token is None and not generated
-    remote, generated = _config(
-        argparse.Namespace(token=None, host="0.0.0.0", port=0, allow_origin=[])
-    )
+    remote, generated = _config(DashboardOptions(token=None, host="0.0.0.0", port=0))
     assert generated and remote.token and len(remote.token) >= 20
-    chosen, generated = _config(
-        argparse.Namespace(token="mine", host="0.0.0.0", port=0, allow_origin=[])
-    )
+    chosen, generated = _config(DashboardOptions(token="mine", host="0.0.0.0", port=0))
     assert chosen.token == "mine" and not generated
 
 
@@ -120,7 +112,7 @@ def test_cli_serves_the_page_of_a_simulated_fleet_and_stops_by_itself() -> None:
 
 @pytest.mark.slow
 def test_cli_shows_a_real_fleet_on_redis(redis_url: str) -> None:
-    """Default mode: real agents of loadkit.fleet under load, sampled into the board."""
+    """Default mode: real agents of loadkit.workloads.fleet under load, sampled into the board."""
     proc = start_dashboard(
         "--agents", "30", "--port", "0", "--duration", "5", "--redis-url", redis_url
     )

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadkit.dashboard import protocol
-from loadkit.dashboard.board import AgentBoard, BoardView, decode_slots, encode_slots
-from loadkit.dashboard.loadclient import board_digest, decode
-from loadkit.dashboard.protocol import GapTracker, Header, ProtocolViolation
-from loadkit.dashboard.publisher import BoardPublisher
-from loadkit.dashboard.sources import SimulatedFleet, Tick
-from loadkit.dashboard.workload import bottlenecks, targets
-from loadkit.errors import UsageError
+from loadkit.common.errors import UsageError
+from loadkit.workloads.dashboard import protocol
+from loadkit.workloads.dashboard.board import AgentBoard, BoardView, decode_slots, encode_slots
+from loadkit.workloads.dashboard.loadclient import board_digest, decode
+from loadkit.workloads.dashboard.protocol import GapTracker, Header, ProtocolViolation
+from loadkit.workloads.dashboard.publisher import BoardPublisher
+from loadkit.workloads.dashboard.sources import SimulatedFleet, Tick
+from loadkit.workloads.dashboard.workload import bottlenecks, targets
 
 REPORTED_METRICS = {
     "ws_connections",
@@ -134,7 +134,7 @@ def test_tokens() -> None:
 
 
 def test_off_loopback_needs_a_token() -> None:
-    from loadkit.dashboard.server import ServerConfig
+    from loadkit.workloads.dashboard.server import ServerConfig
 
     with pytest.raises(UsageError, match="token"):
         ServerConfig(host="0.0.0.0").check()

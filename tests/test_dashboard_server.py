@@ -13,11 +13,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from loadkit.dashboard.board import BoardView
-from loadkit.dashboard.loadclient import Shared, WsClient, http_get, stuck_client
-from loadkit.dashboard.protocol import peek_header
-from loadkit.dashboard.server import DashboardServer, ServerConfig
-from loadkit.dashboard.sources import SimulatedFleet
+from loadkit.workloads.dashboard.board import BoardView
+from loadkit.workloads.dashboard.loadclient import Shared, WsClient, http_get, stuck_client
+from loadkit.workloads.dashboard.protocol import peek_header
+from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
+from loadkit.workloads.dashboard.sources import SimulatedFleet
 
 T = TypeVar("T")
 

@@ -6,11 +6,11 @@ import asyncio
 
 from redis.asyncio import Redis
 
-from loadkit.dashboard.board import AgentBoard
-from loadkit.dashboard.sources import FleetSource, RedisFleetSource
-from loadkit.fleet.host import AgentHost, Work, encode_task_body
-from loadkit.fleet.manager import FleetManager
-from loadkit.fleet.store import FleetStore
+from loadkit.workloads.dashboard.board import AgentBoard
+from loadkit.workloads.dashboard.sources import FleetSource, RedisFleetSource
+from loadkit.workloads.fleet.host import AgentHost, Work, encode_task_body
+from loadkit.workloads.fleet.manager import FleetManager
+from loadkit.workloads.fleet.store import FleetStore
 
 
 async def _until(read, predicate, timeout_s: float, what: str):

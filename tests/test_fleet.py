@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-from loadkit.fleet.autoscaler import AutoscalerConfig
-from loadkit.fleet.host import AgentHost, Task, Work, encode_task_body
-from loadkit.fleet.manager import FleetManager
-from loadkit.fleet.scenarios import open_loop, wait_completed
-from loadkit.fleet.store import FleetStore, prefix_for
+from loadkit.workloads.fleet.autoscaler import AutoscalerConfig
+from loadkit.workloads.fleet.host import AgentHost, Task, Work, encode_task_body
+from loadkit.workloads.fleet.manager import FleetManager
+from loadkit.workloads.fleet.scenarios import open_loop, wait_completed
+from loadkit.workloads.fleet.store import FleetStore, prefix_for
 
 T = TypeVar("T")
 

@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
-from loadkit.fleet.host import Work
-from loadkit.fleet.manager import FleetManager
-from loadkit.fleet.scenarios import wait_completed
+from loadkit.workloads.fleet.host import Work
+from loadkit.workloads.fleet.manager import FleetManager
+from loadkit.workloads.fleet.scenarios import wait_completed
 
 
 @pytest.mark.slow

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import pytest
 from helpers import child_env, loadkit_cmd
 
-from loadkit.fleet.host import Work
-from loadkit.fleet.manager import FleetManager
-from loadkit.fleet.scenarios import wait_completed
-from loadkit.fleet.store import FleetStore
+from loadkit.workloads.fleet.host import Work
+from loadkit.workloads.fleet.manager import FleetManager
+from loadkit.workloads.fleet.scenarios import wait_completed
+from loadkit.workloads.fleet.store import FleetStore
 
 T = TypeVar("T")
 HOSTING = re.compile(r"^hosting (\d+) agents as (\w+) in fleet '(.+)'$")

@@ -28,8 +28,9 @@ from helpers import CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot_dir
 from helpers import run_history_cli as run_cli
 
 import loadkit
-from loadkit.history.commands import history_page_link, write_history_page
-from loadkit.history.paths import report_dir
+from loadkit.common.site_paths import page_dir, page_link
+from loadkit.history.actions import write_page
+from loadkit.history.options import PageOptions
 
 pytestmark = pytest.mark.slow
 
@@ -227,7 +228,7 @@ def test_history_page_survives_asv_publish(project):
     repo = project["repo"]
     html = repo / "html"
     assert run_cli(["report", "--results", str(repo / "results"), "--html", str(html)]) == 0
-    link = history_page_link(html)
+    link = page_link(html)
     assert link is not None
     page = Path(link)
     text = page.read_text()
@@ -239,7 +240,7 @@ def test_history_page_survives_asv_publish(project):
     assert project["hashes"][SLOW_FROM][:8] in text  # the shift is named
     _asv(repo, project["env"], "publish")
     assert (html / "index.html").is_file()
-    assert page.is_file() and history_page_link(html) == link
+    assert page.is_file() and page_link(html) == link
 
 
 # --- the page in a real browser -------------------------------------------------------
@@ -305,7 +306,7 @@ def test_browser_shows_the_failing_series_first_with_sparklines_and_plots(
     slow = project["hashes"][SLOW_FROM]
     argv = ["report", "--results", str(repo / "results"), "--html", str(html)]
     assert run_cli([*argv, "--commit", slow[:10]]) == 0
-    tab, errors, outside = _open(chromium, Path(history_page_link(html)))
+    tab, errors, outside = _open(chromium, Path(page_link(html)))
 
     gate = tab.locator("#gate")
     assert (
@@ -396,11 +397,13 @@ def test_browser_first_run_shows_values_and_run_targets(project, chromium, tmp_p
     for path in (repo / "results" / MACHINE).glob(f"{first[:8]}-*.json"):
         shutil.copy(path, machine)
     html = tmp_path / "proj" / "html"
-    run_dir = report_dir(html) / "run"
+    run_dir = page_dir(html) / "run"
     run_dir.mkdir(parents=True)
     (run_dir / "report.json").write_text(json.dumps(_run_report_document(first)))
-    page = write_history_page(results, html)  # as `loadkit bench` calls it
-    assert str(page) == history_page_link(html)
+    page = write_page(
+        PageOptions(results=results, html=html).checked()
+    )  # as `loadkit bench` calls it
+    assert str(page) == page_link(html)
     tab, errors, outside = _open(chromium, page)
 
     assert "First results" in tab.locator("#gate").inner_text()
@@ -446,7 +449,7 @@ def test_several_machines_need_a_choice_and_foreign_machine_files_are_skipped(
 def asv_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The asv site's scripts from npm, as ``loadkit report --asv-offline`` fetches them
     (a cache already filled through ``$LOADKIT_ASV_ASSETS`` is used as it is)."""
-    from loadkit.history.asv_offline import assets_cache, cached, fetch_assets
+    from loadkit.history.present.asv_offline import assets_cache, cached, fetch_assets
 
     cache = assets_cache() if os.environ.get("LOADKIT_ASV_ASSETS") else None
     if cache is not None and cached(cache):
@@ -474,7 +477,7 @@ def test_asv_site_renders_offline_from_loadkit_serve(project, chromium, asv_asse
     assert done.returncode == 0, done.stderr
     index = (html / "index.html").read_text()
     assert "https://" not in "".join(re.findall(r"<(?:script|link)[^>]*>", index))
-    page = Path(history_page_link(html)).read_text()
+    page = Path(page_link(html)).read_text()
     assert 'id="asv-offline"' not in page  # nothing left to warn about
     server = subprocess.Popen(
         [sys.executable, "-m", "loadkit", "serve", "--html", str(html), "--port", "0"],

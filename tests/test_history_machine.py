@@ -7,23 +7,24 @@ import math
 import numpy as np
 import pytest
 
-from loadkit.history import machine_simulation as simulated
-from loadkit.history.direction import Direction
-from loadkit.history.gate import Verdict
-from loadkit.history.machine_level import (
+from loadkit.common.parallel import process_mapper
+from loadkit.history.calibration import machine_simulation as simulated
+from loadkit.history.stats.gate import Verdict
+from loadkit.history.stats.machine_level import (
     MACHINE_PREFIX,
     loading,
     machine_shifts,
     segment_residuals,
 )
-from loadkit.history.scoring import (
+from loadkit.history.stats.scoring import (
     ScoringOptions,
+    analyse_all,
     benjamini_hochberg,
     commit_order,
-    read_histories,
     score_machine,
 )
-from loadkit.history.series import Series
+from loadkit.history.stats.series import Series
+from loadkit.runs.direction import Direction
 
 COMMITS = [f"{i:040x}" for i in range(60)]
 
@@ -174,8 +175,8 @@ def test_commit_order_merges_histories_that_each_keep_their_order():
 
 def test_the_first_pass_is_the_same_in_one_process_or_several():
     series = _machine(40, 20, 0.02, seed=11)
-    one = read_histories(series, ScoringOptions(), workers=1)
-    two = read_histories(series, ScoringOptions(), workers=2)
+    one = analyse_all(series, ScoringOptions(), map_series=process_mapper(1, workers=1))
+    two = analyse_all(series, ScoringOptions(), map_series=process_mapper(1, workers=2))
     assert [r.change_points for r in one] == [r.change_points for r in two]
     assert [r.profile.scale for r in one] == [r.profile.scale for r in two]
 

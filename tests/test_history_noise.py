@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from loadkit.history import laws
-from loadkit.history.noise import (
+from loadkit.history.stats import laws
+from loadkit.history.stats.noise import (
     ChangeLaw,
     NoiseProfile,
     _trigamma_inverse,
@@ -20,7 +20,7 @@ from loadkit.history.noise import (
     robust_scale,
     series_profile,
 )
-from loadkit.history.posterior import posterior
+from loadkit.history.stats.posterior import posterior
 
 
 def rng(seed: int) -> np.random.Generator:

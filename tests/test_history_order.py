@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from helpers import run_history_cli as run_cli
 
-from loadkit.history.asv_index import AsvIndex
-from loadkit.history.asv_reader import read_results
-from loadkit.history.commit_order import order_by_date, order_by_index
-from loadkit.history.git_history import pick_branch_ref
+from loadkit.history.sources.asv_index import AsvIndex
+from loadkit.history.sources.asv_reader import read_results
+from loadkit.history.sources.commit_order import order_by_date, order_by_index
+from loadkit.history.sources.git_history import pick_branch_ref
 
 MACHINE = "box"
 DAY = 86_400

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from helpers import run_history_cli as run_cli
 
-from loadkit.history import tables
-from loadkit.history.commands import history_page_link
-from loadkit.history.history_page import (
+from loadkit.common.site_paths import page_dir, page_link
+from loadkit.history.present import check_table as tables
+from loadkit.history.present.page import (
     MAX_INLINE_PLOTS,
     SERIES_DIR,
     PageFacts,
@@ -20,12 +20,11 @@ from loadkit.history.history_page import (
     asv_site_needs_internet,
     render_page,
 )
-from loadkit.history.page_rows import group_scores, slug, split_benchmark, verdict_counts
-from loadkit.history.paths import report_dir
-from loadkit.history.run_targets import parse_run_report, read_run_targets
-from loadkit.history.scoring import ScoringOptions, score_machine, score_series, worst_first
-from loadkit.history.series import Series
-from loadkit.history.svg_plots import bucket_bounds, detail_plot, sparkline
+from loadkit.history.present.page_rows import group_scores, slug, split_benchmark, verdict_counts
+from loadkit.history.present.svg_plots import bucket_bounds, detail_plot, sparkline
+from loadkit.history.sources.run_targets import parse_run_report, read_run_targets
+from loadkit.history.stats.scoring import ScoringOptions, score_machine, score_series, worst_first
+from loadkit.history.stats.series import Series
 
 
 def _series(levels, name: str, benchmark: str = "", samples: int = 6, seed: int = 0, **kw):
@@ -218,8 +217,8 @@ def test_asv_links_and_the_offline_note(tmp_path):
 
 def test_report_command_paths(tmp_path, capsys):
     html = tmp_path / "html"
-    assert report_dir(html) == tmp_path / "html-loadkit"
-    assert history_page_link(html) is None
+    assert page_dir(html) == tmp_path / "html-loadkit"
+    assert page_link(html) is None
     assert run_cli(["report", "--results", str(tmp_path / "nope"), "--html", str(html)]) == 2
     assert "nope" in capsys.readouterr().err
     assert run_cli(["report", "--results", str(tmp_path), "--html", "/"]) == 2

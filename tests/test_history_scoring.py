@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from helpers import run_history_cli as run_cli
 
-from loadkit.history import machine_simulation, simulation, tables
-from loadkit.history.direction import Direction
-from loadkit.history.gate import Verdict, run_gate
-from loadkit.history.scoring import ScoringOptions, score_series, worse_fraction, worst_first
-from loadkit.history.series import Series
+from loadkit.history.calibration import machine_simulation, simulation
+from loadkit.history.calibration import tables as calibration_tables
+from loadkit.history.present import check_table as tables
+from loadkit.history.stats.gate import Verdict, run_gate
+from loadkit.history.stats.scoring import ScoringOptions, score_series, worse_fraction, worst_first
+from loadkit.history.stats.series import Series
+from loadkit.runs.direction import Direction
 
 
 def _series(levels, samples: int = 8, seed: int = 0, name: str = "bench.X.time_x", **kw):
@@ -228,7 +230,7 @@ def test_tables_render_without_a_terminal():
     assert "REGRESSION ✗" in text and "+39" in text
     assert "[env-py3.11]" in text  # names are not read as rich markup
     cell = simulation.run_cell(simulation.SCENARIOS[0], series=2, seed=0)
-    console.print(tables.calibration_table([cell], "c"))
+    console.print(calibration_tables.calibration_table([cell], "c"))
     assert "none" in console.export_text()
     assert math.isfinite(score.gate.ratio)
 

@@ -11,14 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from loadkit.history import changepoints, drift
-from loadkit.history.confidence import (
-    confidence_from_p,
-    p_for_confidence,
-)
-from loadkit.history.direction import Direction, infer_direction
-from loadkit.history.gate import GateNoise, Verdict, run_gate
-from loadkit.history.noise import NoisePrior
+from loadkit.history.stats import changepoints, drift
+from loadkit.history.stats.confidence import confidence_from_p, p_for_confidence
+from loadkit.history.stats.gate import GateNoise, Verdict, run_gate
+from loadkit.history.stats.noise import NoisePrior
+from loadkit.runs.direction import Direction, infer_direction
 
 LOWER = Direction.LOWER_IS_BETTER
 HIGHER = Direction.HIGHER_IS_BETTER

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadkit.metrics import (
+from loadkit.runs.metrics import (
     LatencyRecorder,
     RssSampler,
     Throughput,
@@ -154,7 +154,7 @@ def test_summary_is_free_of_nan() -> None:
 
 
 def test_percentile_and_latency_figures_agree_with_numpy_and_mark_missing() -> None:
-    from loadkit.metrics import latency_figures, percentile
+    from loadkit.runs.metrics import latency_figures, percentile
 
     ms = np.array([5.0, 1.0, 3.0, 2.0, 4.0])
     assert percentile(ms, 50) == 3.0

@@ -12,9 +12,9 @@ import psutil
 import pytest
 from helpers import run_loadkit
 
-from loadkit.orchestrator import run_child
-from loadkit.redis_server import free_port
-from loadkit.report import schema
+from loadkit.redis_io.server import free_port
+from loadkit.runs.run_report import schema
+from loadkit.supervise.orchestrator import run_child
 
 FLEET_METRICS = (
     "agents_spawned",
@@ -92,7 +92,7 @@ def test_run_child_timeout_kills_the_child(redis_url: str) -> None:
         while not stop.is_set():
             for child in me.children(recursive=True):
                 try:
-                    if "loadkit.worker" in " ".join(child.cmdline()):
+                    if "loadkit.supervise.worker" in " ".join(child.cmdline()):
                         seen.add(child.pid)
                 except psutil.Error:
                     pass
@@ -132,7 +132,7 @@ def test_run_child_reports_a_crashing_workload_as_an_error() -> None:
 
 @pytest.mark.parametrize("scale", ["quick", "full"])
 def test_fleet_targets_cover_the_metrics_it_reports(scale: str) -> None:
-    from loadkit.fleet import workload as fleet_workload
+    from loadkit.workloads.fleet import workload as fleet_workload
 
     targets = fleet_workload.targets(scale)
     names = [t.metric for t in targets]
@@ -142,7 +142,7 @@ def test_fleet_targets_cover_the_metrics_it_reports(scale: str) -> None:
 
 
 def test_fleet_bottlenecks_read_known_shapes() -> None:
-    from loadkit.fleet.workload import bottlenecks
+    from loadkit.workloads.fleet.workload import bottlenecks
 
     assert bottlenecks({}) == []
     healthy = {

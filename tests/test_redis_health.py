@@ -8,8 +8,8 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from loadkit.errors import RedisLost
-from loadkit.redis_health import Liveness, Patience, address, refused
+from loadkit.common.errors import RedisLost
+from loadkit.redis_io.health import Liveness, Patience, address, refused
 
 
 class Clock:

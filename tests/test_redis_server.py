@@ -13,9 +13,11 @@ import pytest
 import redis
 from helpers import child_env, wait_for
 
-import loadkit.redis_server as rs
-from loadkit.errors import UsageError
-from loadkit.redis_server import RedisServer, check_url, find_redis_binary, free_port
+import loadkit.redis_io.server as rs
+from loadkit.common.errors import UsageError
+from loadkit.redis_io.connect import check_url
+from loadkit.redis_io.server import RedisServer, find_redis_binary, free_port
+from loadkit.redis_io.urls import is_loopback_url
 
 
 def _gone(pid: int) -> bool:
@@ -124,7 +126,7 @@ def test_server_dies_with_its_owner_process(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import sys, time
-        from loadkit.redis_server import RedisServer
+        from loadkit.redis_io.server import RedisServer
         server = RedisServer().start()
         print(server.pid, server.url, flush=True)
         time.sleep(60)
@@ -212,7 +214,7 @@ def test_check_url_refuses_what_is_not_a_redis_url(url: str) -> None:
     ],
 )
 def test_is_loopback_url(url: str, loopback: bool) -> None:
-    assert rs.is_loopback_url(url) is loopback
+    assert is_loopback_url(url) is loopback
 
 
 def test_redis_url_uses_a_given_server_and_leaves_it_running(redis_url: str) -> None:
@@ -243,8 +245,8 @@ def test_connect_async_client_closes_its_sockets(redis_url: str) -> None:
     one file descriptor per connection (the fleet's cleanup figures count them)."""
     import asyncio
 
-    from loadkit.metrics import open_fds
-    from loadkit.redis_server import connect_async
+    from loadkit.redis_io.connect import connect_async
+    from loadkit.runs.metrics import open_fds
 
     async def use_and_close() -> None:
         client = connect_async(redis_url, max_connections=8)

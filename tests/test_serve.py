@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import child_env, loadkit_cmd, run_loadkit
 
-from loadkit.serve import resolve_request
+from loadkit.asvsuite.serve import resolve_request
 
 
 @pytest.fixture

@@ -15,22 +15,22 @@ import pytest
 import redis
 from helpers import child_env, run_loadkit
 
-from loadkit.errors import UsageError
-from loadkit.redis_server import free_port
-from loadkit.swarm import scripts as swarm_scripts
-from loadkit.swarm.config import SwarmConfig
-from loadkit.swarm.coordinator import Coordinator, connect, create_swarms
-from loadkit.swarm.election import Candidacy, fenced_write, snapshot
-from loadkit.swarm.keys import GROUP
-from loadkit.swarm.messaging import Consumer, Producer
-from loadkit.swarm.rig import SwarmRig
-from loadkit.swarm.scenarios import (
+from loadkit.common.errors import UsageError
+from loadkit.redis_io.server import free_port
+from loadkit.workloads.swarm import scripts as swarm_scripts
+from loadkit.workloads.swarm.config import SwarmConfig
+from loadkit.workloads.swarm.coordinator import Coordinator, connect, create_swarms
+from loadkit.workloads.swarm.election import Candidacy, fenced_write, snapshot
+from loadkit.workloads.swarm.keys import GROUP
+from loadkit.workloads.swarm.messaging import Consumer, Producer
+from loadkit.workloads.swarm.rig import SwarmRig
+from loadkit.workloads.swarm.scenarios import (
     measure_churn,
     measure_coordinator_kill,
     measure_fencing,
     measure_redis_kill,
 )
-from loadkit.swarm.scripts import Scripts
+from loadkit.workloads.swarm.scripts import Scripts
 
 T = TypeVar("T")
 
@@ -264,7 +264,7 @@ def test_swarms_resume_intact_after_redis_sigkill_and_aof_restart(redis_url: str
 
 def _swarm_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loadkit.swarm", *args],
+        [sys.executable, "-m", "loadkit.workloads.swarm", *args],
         env=child_env(),
         capture_output=True,
         text=True,

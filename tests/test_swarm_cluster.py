@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from helpers import run_loadkit
 
-from loadkit.redis_server import check_url, connect_async
-from loadkit.swarm.config import SwarmConfig
-from loadkit.swarm.coordinator import create_swarms
-from loadkit.swarm.scripts import Scripts
+from loadkit.redis_io.connect import check_url, connect_async
+from loadkit.workloads.swarm.config import SwarmConfig
+from loadkit.workloads.swarm.coordinator import create_swarms
+from loadkit.workloads.swarm.scripts import Scripts
 
 pytestmark = pytest.mark.slow  # a three-node Redis cluster
 
@@ -60,7 +60,7 @@ def test_connect_async_picks_the_client_for_the_url(cluster_url: str, redis_url:
 
 
 def test_a_plain_node_url_with_the_cluster_scheme_is_refused(redis_url: str) -> None:
-    from loadkit.errors import UsageError
+    from loadkit.common.errors import UsageError
 
     with pytest.raises(UsageError, match="not a cluster node"):
         check_url(redis_url.replace("redis://", "redis+cluster://"))

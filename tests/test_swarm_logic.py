@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadkit.errors import UsageError
-from loadkit.swarm.config import SwarmConfig
-from loadkit.swarm.election import RENEW_FRACTION, Candidacy
-from loadkit.swarm.keys import SwarmKeys
-from loadkit.swarm.messaging import decode, due_count, encode, scheduled_ns
+from loadkit.common.errors import UsageError
+from loadkit.workloads.swarm.config import SwarmConfig
+from loadkit.workloads.swarm.election import RENEW_FRACTION, Candidacy
+from loadkit.workloads.swarm.keys import SwarmKeys
+from loadkit.workloads.swarm.messaging import decode, due_count, encode, scheduled_ns
 
 MS = 1_000_000
 

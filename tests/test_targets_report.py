@@ -11,8 +11,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from loadkit.errors import UsageError
-from loadkit.report import (
+from loadkit.common.errors import UsageError
+from loadkit.runs.run_report import (
     build_report,
     load_report,
     lower_is_better,
@@ -21,7 +21,7 @@ from loadkit.report import (
     to_markdown,
     workload_entry,
 )
-from loadkit.targets import Target, confidence, evaluate, headroom, overall_confidence, score
+from loadkit.runs.targets import Target, confidence, evaluate, headroom, overall_confidence, score
 
 LATENCY = Target("lat_ms", "<", 100, "latency under 100 ms")
 RATE = Target("rate_per_s", ">=", 1000, "at least 1000/s")

@@ -17,18 +17,18 @@ import threading
 
 import pytest
 
-from loadkit.wasm import build, corpus, pyparser, realcode, scenarios, workload
-from loadkit.wasm.flat import FlatAst, ParseError
-from loadkit.wasm.host import (
+from loadkit.runs.workload import RunContext
+from loadkit.workloads.wasm import build, corpus, pyparser, realcode, scenarios, workload
+from loadkit.workloads.wasm.flat import FlatAst, ParseError
+from loadkit.workloads.wasm.host import (
     INPUT_PADDING,
     PAGE,
     DeadlineExceeded,
     MemoryLimitExceeded,
     WasmParser,
 )
-from loadkit.wasm.plots import plot_speedup, points_from_metrics
-from loadkit.wasm.scenarios import outcome
-from loadkit.workload import RunContext
+from loadkit.workloads.wasm.plots import plot_speedup, points_from_metrics
+from loadkit.workloads.wasm.scenarios import outcome
 
 MIB = 1024 * 1024
 REPORTED_METRICS = (
@@ -255,6 +255,8 @@ def test_rebuilding_reproduces_the_committed_module():
         pytest.skip(f"{compiler} is not the recorded {build.recorded()['compiler']}")
     assert build.rebuilt_matches(), "parser.wasm differs from a fresh build of parser.c"
     check = subprocess.run(
-        [sys.executable, "-m", "loadkit.wasm.build", "--check"], capture_output=True, text=True
+        [sys.executable, "-m", "loadkit.workloads.wasm.build", "--check"],
+        capture_output=True,
+        text=True,
     )
     assert check.returncode == 0, check.stdout + check.stderr

@@ -9,12 +9,12 @@ from array import array
 
 import pytest
 
-from loadkit.wasm import corpus, pyparser, realcode, scenarios
-from loadkit.wasm.flat import FlatAst
-from loadkit.wasm.host import INPUT_PADDING, MemoryLimitExceeded, WasmParser
-from loadkit.wasm.language import Kind, pack
-from loadkit.wasm.packed import A_ESC, B_ESC, X_ESC, PackedError, unpack
-from loadkit.wasm.packed import pack as pack_nodes
+from loadkit.workloads.wasm import corpus, pyparser, realcode, scenarios
+from loadkit.workloads.wasm.flat import FlatAst
+from loadkit.workloads.wasm.host import INPUT_PADDING, MemoryLimitExceeded, WasmParser
+from loadkit.workloads.wasm.language import Kind, pack
+from loadkit.workloads.wasm.packed import A_ESC, B_ESC, X_ESC, PackedError, unpack
+from loadkit.workloads.wasm.packed import pack as pack_nodes
 
 MIB = 1024 * 1024
 

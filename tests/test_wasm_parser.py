@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loadkit.wasm import corpus, pyparser, realcode
-from loadkit.wasm.flat import FlatAst, ParseError
-from loadkit.wasm.host import WasmParser
-from loadkit.wasm.language import MAX_DEPTH, MAX_INPUT_BYTES, RESERVED, Kind
-from loadkit.wasm.scenarios import outcome
+from loadkit.workloads.wasm import corpus, pyparser, realcode
+from loadkit.workloads.wasm.flat import FlatAst, ParseError
+from loadkit.workloads.wasm.host import WasmParser
+from loadkit.workloads.wasm.language import MAX_DEPTH, MAX_INPUT_BYTES, RESERVED, Kind
+from loadkit.workloads.wasm.scenarios import outcome
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from loadkit.wasm import realcode
+from loadkit.workloads.wasm import realcode
 
 MODULE = """
 import os

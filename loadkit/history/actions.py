@@ -1,10 +1,10 @@
 """Bodies of the ``check``, ``calibrate`` and ``report`` commands: read the history, call
-the pure scoring, hand results to the table, JSON and page writers. Imported lazily by
-:mod:`loadkit.history.commands` (it pulls in scipy)."""
+the pure scoring, hand results to the table, JSON and page writers. They take typed
+options (:mod:`loadkit.history.options`); the command line imports this module only
+when one of those commands runs (it pulls in scipy)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -16,31 +16,51 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from loadkit.atomic_file import write_text_atomically
-from loadkit.errors import UsageError
-from loadkit.history import tables
-from loadkit.history.asv_config import load_config
-from loadkit.history.asv_offline import assets_cache, cached, fetch_assets, vendor_asv_site
-from loadkit.history.asv_reader import MachineHistory, MachineResults, list_machines, read_results
-from loadkit.history.calibration import jobs, run_study
-from loadkit.history.commit_order import (
-    CommitOrder,
-    OrderSources,
-    order_sources,
-    resolve_commit_order,
+from loadkit.common.atomic_file import write_text_atomically
+from loadkit.common.errors import UsageError
+from loadkit.common.parallel import process_mapper
+from loadkit.common.site_paths import page_dir
+from loadkit.history.calibration import tables as calibration_tables
+from loadkit.history.calibration.machine_simulation import SIBLING_COMMITS, SIBLINGS
+from loadkit.history.calibration.simulation import (
+    GATE_BETWEEN_SD,
+    GATE_SAMPLES,
+    GATE_WITHIN_SD,
+    SCENARIOS,
 )
-from loadkit.history.history_page import (
+from loadkit.history.calibration.study import jobs, run_study
+from loadkit.history.options import CalibrateOptions, CheckOptions, HistoryOptions, PageOptions
+from loadkit.history.present import check_table as tables
+from loadkit.history.present.asv_offline import assets_cache, cached, fetch_assets, vendor_asv_site
+from loadkit.history.present.page import (
     PageFacts,
     asv_site_needs_internet,
     relative_link,
     render_page,
 )
-from loadkit.history.machine_level import is_machine
-from loadkit.history.machine_simulation import SIBLING_COMMITS, SIBLINGS
-from loadkit.history.paths import report_dir
-from loadkit.history.run_targets import read_run_targets
-from loadkit.history.scoring import ScoringOptions, SeriesScore, score_machine, worst_first
-from loadkit.history.simulation import GATE_BETWEEN_SD, GATE_SAMPLES, GATE_WITHIN_SD, SCENARIOS
+from loadkit.history.sources.asv_config import load_config
+from loadkit.history.sources.asv_reader import (
+    MachineHistory,
+    MachineResults,
+    list_machines,
+    read_results,
+)
+from loadkit.history.sources.commit_order import (
+    CommitOrder,
+    OrderSources,
+    order_sources,
+    resolve_commit_order,
+)
+from loadkit.history.sources.run_targets import read_run_targets
+from loadkit.history.stats.machine_level import is_machine
+from loadkit.history.stats.scoring import (
+    MAX_WORKERS,
+    PARALLEL_FROM,
+    ScoringOptions,
+    SeriesScore,
+    score_machine,
+    worst_first,
+)
 
 
 def _stdout() -> Console:
@@ -66,18 +86,18 @@ def _pick_machine(results: Path, machine: str | None) -> str:
     return machines[0]
 
 
-def _order_sources(args: argparse.Namespace, results: Path) -> OrderSources:
+def _order_sources(options: HistoryOptions, results: Path) -> OrderSources:
     """The config and the named order sources, checked before any results are read."""
-    config_path = args.config if args.config is not None else results.parent / "asv.conf.json"
+    config_path = options.config if options.config is not None else results.parent / "asv.conf.json"
     config = None
     no_config = None
     if config_path.is_file():
         config = load_config(config_path)
-    elif args.config is not None:
-        raise UsageError(f"asv config {args.config} does not exist")
+    elif options.config is not None:
+        raise UsageError(f"asv config {options.config} does not exist")
     else:
         no_config = f"no asv.conf.json next to {results}"
-    return order_sources(args.repo, args.asv_index, config, no_config)
+    return order_sources(options.repo, options.asv_index, config, no_config)
 
 
 def _resolve_commit(
@@ -108,7 +128,7 @@ class ScoredHistory:
     notes: list[str]
 
 
-def score_history(args: argparse.Namespace) -> ScoredHistory:
+def score_history(options: HistoryOptions) -> ScoredHistory:
     """Read and score the machine's history as the options ask."""
     console = _stderr()
     notes: list[str] = []
@@ -117,9 +137,9 @@ def score_history(args: argparse.Namespace) -> ScoredHistory:
         notes.append(message)
         console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
-    results = Path(args.results)
-    machine = _pick_machine(results, args.machine)
-    sources = _order_sources(args, results)
+    results = Path(options.results)
+    machine = _pick_machine(results, options.machine)
+    sources = _order_sources(options, results)
     read = read_results(results, machine)
     for line in read.warnings():
         warn(line)
@@ -130,10 +150,10 @@ def score_history(args: argparse.Namespace) -> ScoredHistory:
     if not history.series:
         raise UsageError(f"no readable benchmark results for machine {machine} in {results}")
     newest = history.commits[-1]
-    if args.commit:
-        newest = _resolve_commit(read, history, order, args.commit)
-    options = ScoringOptions(
-        confidence=args.confidence, min_effect=args.min_effect, false_discovery=args.fdr
+    if options.commit:
+        newest = _resolve_commit(read, history, order, options.commit)
+    scoring = ScoringOptions(
+        confidence=options.confidence, min_effect=options.min_effect, false_discovery=options.fdr
     )
     present = [series.up_to(newest) for series in history.series if newest in series.commits]
     missing = [series.name for series in history.series if newest not in series.commits]
@@ -146,7 +166,12 @@ def score_history(args: argparse.Namespace) -> ScoredHistory:
         transient=True,
     ) as progress:
         task = progress.add_task("read", total=len(present))
-        scores = score_machine(present, options, lambda: progress.advance(task))
+        scores = score_machine(
+            present,
+            scoring,
+            lambda: progress.advance(task),
+            process_mapper(PARALLEL_FROM, MAX_WORKERS),
+        )
     if missing:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -155,9 +180,9 @@ def score_history(args: argparse.Namespace) -> ScoredHistory:
     return ScoredHistory(history, worst_first(scores), newest, order, notes)
 
 
-def run_check(args: argparse.Namespace) -> int:
+def run_check(options: CheckOptions) -> int:
     """``loadkit check``: print the table (and JSON); exit 1 on a confident regression."""
-    scored = score_history(args)
+    scored = score_history(options)
     history, scores, newest = scored.history, scored.scores, scored.newest
     failing = [s for s in scores if s.failing]
     console = _stdout()
@@ -168,23 +193,27 @@ def run_check(args: argparse.Namespace) -> int:
         console.print(tables.MACHINE_NOTE, soft_wrap=True)
     outcome = escape(
         tables.outcome_text(
-            [s.series.name for s in failing], newest, args.confidence, args.min_effect, args.fdr
+            [s.series.name for s in failing],
+            newest,
+            options.confidence,
+            options.min_effect,
+            options.fdr,
         )
     )
     if failing:
         outcome = outcome.replace("REGRESSION", "[bold red]REGRESSION[/]", 1)
     console.print(outcome)
-    if args.json:
+    if options.json:
         write_text_atomically(
-            args.json,
+            options.json,
             json_document(
                 {
                     "schema": tables.CHECK_SCHEMA,
                     "machine": history.machine,
                     "commit": newest,
-                    "confidence": args.confidence,
-                    "min_effect": args.min_effect,
-                    "false_discovery": args.fdr,
+                    "confidence": options.confidence,
+                    "min_effect": options.min_effect,
+                    "false_discovery": options.fdr,
                     "failing": [s.series.name for s in failing],
                     "commit_order": scored.order.as_dict(),
                     "skipped_files": history.skipped,
@@ -200,7 +229,7 @@ def json_document(document: dict[str, object]) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def run_calibrate(args: argparse.Namespace) -> int:
+def run_calibrate(options: CalibrateOptions) -> int:
     """``loadkit calibrate``: the simulation tables; exit 1 if a requirement is missed."""
     started = time.perf_counter()
     with Progress(
@@ -211,52 +240,54 @@ def run_calibrate(args: argparse.Namespace) -> int:
         console=_stderr(),
         transient=True,
     ) as progress:
-        task = progress.add_task("calibrate", total=len(jobs(args.series, args.seed)), cell="")
+        task = progress.add_task(
+            "calibrate", total=len(jobs(options.series, options.seed)), cell=""
+        )
 
         def done(name: str) -> None:
             progress.update(task, advance=1, cell=name)
 
-        report = run_study(args.series, args.seed, on_job=done)
+        report = run_study(options.series, options.seed, on_job=done)
     elapsed = time.perf_counter() - started
     console = _stdout()
-    single = f"single series: {SCENARIOS[0].name} … n = 40 commits, 2% noise, seed {args.seed}"
-    console.print(tables.calibration_table(report.cells, single))
+    single = f"single series: {SCENARIOS[0].name} … n = 40 commits, 2% noise, seed {options.seed}"
+    console.print(calibration_tables.calibration_table(report.cells, single))
     gate_title = (
         f"the gate as check uses it: {GATE_SAMPLES} samples/commit, "
         f"{GATE_WITHIN_SD:.0%} within, {GATE_BETWEEN_SD:.0%} between commits"
     )
-    console.print(tables.gate_calibration_table(report.gate_cells, gate_title))
+    console.print(calibration_tables.gate_calibration_table(report.gate_cells, gate_title))
     machine_title = (
         f"machines like real asv result sets: each target beside {SIBLINGS} siblings "
         f"({SIBLING_COMMITS} commits), check as it runs (false discovery across them)"
     )
-    console.print(tables.machine_calibration_table(report.machine_cells, machine_title))
+    console.print(calibration_tables.machine_calibration_table(report.machine_cells, machine_title))
     curve_title = (
         "calibration: verdicts from machines of every kind, of every length, "
         "right when they tell the truth about the newest commit"
     )
-    console.print(tables.calibration_curve_table(report.calibration, curve_title))
-    console.print(tables.suite_text(report.suite))
+    console.print(calibration_tables.calibration_curve_table(report.calibration, curve_title))
+    console.print(calibration_tables.suite_text(report.suite))
     console.print(f"{elapsed:.0f} s")
-    if args.json:
+    if options.json:
         write_text_atomically(
-            args.json,
-            json_document({"seed": args.seed, "seconds": round(elapsed, 1), **report.as_dict()}),
+            options.json,
+            json_document({"seed": options.seed, "seconds": round(elapsed, 1), **report.as_dict()}),
         )
     return 0 if report.met else 1
 
 
-def write_page(args: argparse.Namespace) -> Path:
+def write_page(options: PageOptions) -> Path:
     """Score the history as ``check`` does and write the page beside the asv site."""
-    scored = score_history(args)
-    html_dir = Path(args.html)
-    out_dir = report_dir(html_dir)
+    scored = score_history(options)
+    html_dir = Path(options.html)
+    out_dir = page_dir(html_dir)
     # The order line goes to stderr where people read it; the page repeats it in its notes.
     _stderr().print(escape(scored.order.line()))
     asv_index = html_dir / "index.html"
     targets, unreadable = read_run_targets(out_dir / "run" / "report.json")
     notes = [scored.order.line(), *scored.notes, *([unreadable] if unreadable else [])]
-    offline_note = _asv_offline(html_dir, bool(getattr(args, "asv_offline", False)))
+    offline_note = _asv_offline(html_dir, options.asv_offline)
     if offline_note:
         notes.append(offline_note)
         _stderr().print(f"[yellow]warning:[/] {escape(offline_note)}")
@@ -264,9 +295,9 @@ def write_page(args: argparse.Namespace) -> Path:
         title=f"loadkit history — {scored.history.machine} @ {scored.newest[:8]}",
         machine=scored.history.machine,
         commit=scored.newest,
-        confidence=args.confidence,
-        min_effect=args.min_effect,
-        false_discovery=args.fdr,
+        confidence=options.confidence,
+        min_effect=options.min_effect,
+        false_discovery=options.fdr,
         notes=notes,
         asv_page=relative_link(asv_index, out_dir) if asv_index.is_file() else None,
         asv_needs_internet=asv_site_needs_internet(asv_index),
@@ -296,8 +327,8 @@ def _asv_offline(html_dir: Path, fetch: bool) -> str | None:
     return None
 
 
-def run_history_page(args: argparse.Namespace) -> int:
+def run_history_page(options: PageOptions) -> int:
     """``loadkit report``: the history page in ``<html>-loadkit/index.html``; prints its
     path (stdout holds nothing else)."""
-    print(write_page(args), file=sys.stdout)
+    print(write_page(options), file=sys.stdout)
     return 0

@@ -1,0 +1,23 @@
+"""``loadkit bench``: the main job - asv on this commit, the asv site, the run report
+and the history page (:mod:`loadkit.asvsuite.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from loadkit.runs import workload
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    bench = subparsers.add_parser("bench", help="asv run on this commit, asv publish, run report")
+    bench.add_argument("--bench", metavar="REGEX", help="only benchmarks matching (asv -b)")
+    bench.add_argument("--scale", choices=workload.SCALES, default="quick")
+    bench.add_argument("--skip-report", action="store_true", help="only asv run + publish")
+    bench.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported when the command runs: asv and the history scoring are heavy.
+    from loadkit.asvsuite.bench import BenchOptions, run_bench
+
+    return run_bench(BenchOptions(bench=args.bench, scale=args.scale, skip_report=args.skip_report))
