@@ -146,6 +146,8 @@ class BenchOptions:
     bench: str | None = None
     scale: str = "quick"
     skip_report: bool = False
+    # asv's machine name; CI runners share one so their results form one history.
+    machine: str | None = None
 
 
 def run_bench(options: BenchOptions) -> int:
@@ -157,10 +159,16 @@ def run_bench(options: BenchOptions) -> int:
     console = Console(stderr=True)
     tracked = _declarations(conf.benchmark_dir)
     write_sidecar(results, tracked)
-    if not (Path.home() / ".asv-machine.json").exists():
+    if options.machine:
+        from loadkit.asvsuite.compare_run import ensure_machine
+
+        ensure_machine(options.machine, lambda *a: _asv(root, *a))
+    elif not (Path.home() / ".asv-machine.json").exists():
         _asv(root, "machine", "--yes")
     console.rule(f"asv run on {commit[:8]}, scale {options.scale}")
     run_args = ["run", "--python=same", "--set-commit-hash", commit, "--record-samples"]
+    if options.machine:
+        run_args += ["--machine", options.machine]
     if options.bench:
         run_args += ["--bench", options.bench]
     with tempfile.TemporaryDirectory(prefix="loadkit-bench-") as tmp:
@@ -188,7 +196,9 @@ def run_bench(options: BenchOptions) -> int:
     # The run report first: the history page shows its target checks on a first run.
     console.rule("run report (from asv's recorded values)")
     page = page_dir(html) / "index.html"
-    report = _run_report(results, commit, tracked, options.scale, run_dir, html, page)
+    report = _run_report(
+        results, commit, tracked, options.scale, run_dir, html, page, options.machine
+    )
     print_summary(report, Console(), title="loadkit bench")
     write_report(report, run_dir / "report.json", run_dir / "report.md")
     console.rule("history page")
@@ -197,7 +207,7 @@ def run_bench(options: BenchOptions) -> int:
         # every check of bad input before it.
         from loadkit.history.actions import write_page
 
-        write_page(PageOptions(results=results, html=html).checked())
+        write_page(PageOptions(results=results, html=html, machine=options.machine).checked())
     except UsageError as exc:  # e.g. a history that cannot be ordered: the report stands
         console.print(f"[yellow]history page not written: {exc}[/]")
     console.print(f"asv site: {html / 'index.html'}  (`loadkit serve` shows both sites)")
@@ -214,10 +224,11 @@ def _run_report(
     run_dir: Path,
     html: Path,
     page: Path,
+    machine: str | None = None,
 ) -> dict[str, Any]:
     """The run report of this commit from asv's recorded values, with the plots that
     can be drawn from them."""
-    recorded = workload_metrics(read_commit(results, commit), tracked, scale)
+    recorded = workload_metrics(read_commit(results, commit, machine), tracked, scale)
     blocks, targets = entries(recorded, scale)
     for name, block in blocks.items():
         block["artifacts"] = _plots(name, block["metrics"], run_dir / "plots")

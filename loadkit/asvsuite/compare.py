@@ -4,7 +4,7 @@ The pull-request gate. Everything the user can get wrong is checked before asv b
 anything: the config, both commits, the output paths. Then the two commits run in
 alternating rounds on this machine (:mod:`loadkit.asvsuite.compare_run`), the rounds
 are judged per benchmark with false discoveries controlled across all of them
-(:mod:`loadkit.history.compare_rows`), and the verdict is printed, and written as the
+(:mod:`loadkit.history.stats.compare_rows`), and the verdict is printed, and written as the
 pull request's comment (``--markdown``) and as JSON (``--json``).
 
 Exit codes: 0 no benchmark confidently worse; 1 a benchmark confidently worse by at
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from loadkit.asvsuite.bench import _asv, asv_exit_code
 from loadkit.asvsuite.compare_run import (
     DEFAULT_MACHINE,
     Commits,
@@ -37,11 +38,9 @@ from loadkit.asvsuite.compare_run import (
     run_env,
     write_compare_config,
 )
-from loadkit.atomic_file import write_text_atomically
-from loadkit.bench import _asv, asv_exit_code
-from loadkit.errors import Failure, UsageError
-from loadkit.history.compare_rows import SideData, build_rows, exit_code, family_of
-from loadkit.history.direction import Direction, infer_direction
+from loadkit.common.atomic_file import write_text_atomically
+from loadkit.common.errors import Failure, UsageError
+from loadkit.common.path_checks import check_input_file, check_output_dir, check_output_file
 from loadkit.history.present.compare_output import (
     CompareFacts,
     json_document,
@@ -49,6 +48,7 @@ from loadkit.history.present.compare_output import (
     summary_line,
     text_table,
 )
+from loadkit.history.stats.compare_rows import SideData, build_rows, exit_code, family_of
 from loadkit.history.stats.round_plan import (
     MIN_ROUNDS,
     Side,
@@ -57,7 +57,7 @@ from loadkit.history.stats.round_plan import (
     planned_effects,
     rounds_for_budget,
 )
-from loadkit.path_checks import check_input_file, check_output_dir, check_output_file
+from loadkit.runs.direction import Direction, infer_direction
 
 DEFAULT_ROUNDS = 5
 _PARAMS = re.compile(r"\(.*\)$")
@@ -128,7 +128,7 @@ def prepare(options: CompareOptions) -> Prepared:
 def _declared_directions(benchmark_dir: Path) -> dict[str, str]:
     """Directions the suite declares (loadkit's ``track``); empty for other suites or a
     suite that does not import here."""
-    from loadkit.suite import discover
+    from loadkit.asvsuite.track import discover
 
     try:
         return {t.benchmark: t.direction for t in discover(benchmark_dir)}

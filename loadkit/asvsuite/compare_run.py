@@ -37,7 +37,7 @@ from pathlib import Path
 from asv import results as asv_results
 from asv import util as asv_util
 
-from loadkit.errors import Failure, UsageError
+from loadkit.common.errors import Failure, UsageError
 
 COMPARE_DIR = Path(".asv") / "compare"
 MACHINE_FILE = Path("~/.asv-machine.json")

@@ -13,6 +13,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--bench", metavar="REGEX", help="only benchmarks matching (asv -b)")
     bench.add_argument("--scale", choices=workload.SCALES, default="quick")
     bench.add_argument("--skip-report", action="store_true", help="only asv run + publish")
+    bench.add_argument(
+        "--machine",
+        help="asv machine name to file the results under (default: this host's); CI "
+        "runners share one so their results form one history",
+    )
     bench.set_defaults(func=run)
 
 
@@ -20,4 +25,11 @@ def run(args: argparse.Namespace) -> int:
     # Imported when the command runs: asv and the history scoring are heavy.
     from loadkit.asvsuite.bench import BenchOptions, run_bench
 
-    return run_bench(BenchOptions(bench=args.bench, scale=args.scale, skip_report=args.skip_report))
+    return run_bench(
+        BenchOptions(
+            bench=args.bench,
+            scale=args.scale,
+            skip_report=args.skip_report,
+            machine=args.machine,
+        )
+    )

@@ -14,8 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from loadkit.history.direction import Direction
-from loadkit.history.gate import Verdict
+from loadkit.history.stats.gate import Verdict
 from loadkit.history.stats.round_plan import (
     MIN_ROUNDS,
     Side,
@@ -31,6 +30,7 @@ from loadkit.history.stats.two_sample import (
     detectable_effect,
     median_variance_factor,
 )
+from loadkit.runs.direction import Direction
 
 MEASURED_AA_SD = {
     "dashboard": (0.58, 0.26, 0.05),

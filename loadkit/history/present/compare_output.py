@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.table import Table
 
-from loadkit.history.compare_rows import FAILING, Row, Status, counts, exit_code
+from loadkit.history.stats.compare_rows import FAILING, Row, Status, counts, exit_code
 
 SCHEMA = "loadkit.compare/1"
 # Ends every comment, so CI finds its earlier comment and updates it instead of adding one.

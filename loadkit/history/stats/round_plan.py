@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loadkit.history.noise import cross_section_prior
+from loadkit.history.stats.noise import cross_section_prior
 from loadkit.history.stats.two_sample import detectable_effect
 
 MIN_ROUNDS = 3

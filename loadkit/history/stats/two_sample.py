@@ -31,15 +31,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from loadkit.history.direction import Direction
-from loadkit.history.gate import Verdict
-from loadkit.history.noise import (
+from loadkit.history.stats.gate import Verdict
+from loadkit.history.stats.noise import (
     NoisePrior,
     NoiseProfile,
     fit_prior,
     moderated_scale,
 )
-from loadkit.history.scoring import benjamini_hochberg
+from loadkit.history.stats.scoring import benjamini_hochberg
+from loadkit.runs.direction import Direction
 
 # Benchmarks a family needs before its own prior is fitted: the prior's weight is a
 # moment estimate from the members' scales, and from a few it can be far too large

@@ -14,9 +14,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from loadkit.history.direction import Direction
-from loadkit.history.gate import Verdict
+from loadkit.history.stats.gate import Verdict
 from loadkit.history.stats.two_sample import Paired, TwoSampleResult, compare_pairs
+from loadkit.runs.direction import Direction
 
 
 class Status(enum.Enum):

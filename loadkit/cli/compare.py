@@ -1,14 +1,14 @@
-"""The ``compare`` command's options (:mod:`loadkit.asvsuite.compare` does the work)."""
+"""``loadkit compare BASE [HEAD]``: the pull-request gate - BASE and HEAD run in turn
+with asv, every benchmark judged (:mod:`loadkit.asvsuite.compare`)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from loadkit.argtypes import confidence_level, fraction, positive_float, positive_int
+from loadkit.common.argtypes import confidence_level, fraction, positive_float, positive_int
 
 
-def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     compare = subparsers.add_parser(
         "compare",
         help="the pull-request gate: run BASE and HEAD in turn, judge every benchmark",
@@ -59,11 +59,11 @@ def add_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
         "commit with itself fails at most this often (0.01)",
     )
     compare.add_argument("--show-stderr", action="store_true", help="show benchmarks' stderr")
-    compare.set_defaults(func=run_from_args)
-    return compare
+    compare.set_defaults(func=run)
 
 
-def run_from_args(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    # Imported when the command runs: asv and the statistics are heavy.
     from loadkit.asvsuite.compare import CompareOptions, run_compare
 
     return run_compare(
@@ -84,18 +84,3 @@ def run_from_args(args: argparse.Namespace) -> int:
             show_stderr=args.show_stderr,
         )
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    from loadkit.cli import _Parser
-    from loadkit.errors import exit_code_of
-
-    parser = _Parser(prog="loadkit")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_command(sub)
-    args = parser.parse_args(["compare", *(sys.argv[1:] if argv is None else argv)])
-    return exit_code_of("loadkit compare", lambda: args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
