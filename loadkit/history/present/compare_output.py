@@ -58,7 +58,7 @@ def format_value(value: float, unit: str) -> str:
             if abs(value) >= factor:
                 return f"{value / factor:.3g} {suffix}"
         return f"{value:.0f} B"
-    shown = f"{value:.3g}"
+    shown = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return f"{shown} {unit}" if unit and unit != "unit" else shown
 
 
