@@ -153,7 +153,7 @@ def markdown(rows: Sequence[Row], facts: CompareFacts) -> str:
     if rest:
         lines += [
             "<details>",
-            f"<summary>{len(rest)} other benchmarks</summary>",
+            f"<summary>{len(rest)} other benchmark{'' if len(rest) == 1 else 's'}</summary>",
             "",
             *_markdown_table(rest),
             "",
