@@ -88,8 +88,11 @@ def _find_config(given: str | None) -> Path:
         return path
     here = Path.cwd()
     for folder in (here, *here.parents):
-        if (folder / "asv.conf.json").is_file():
-            return check_input_file(folder / "asv.conf.json", "asv.conf.json") or folder
+        candidate = folder / "asv.conf.json"
+        if candidate.is_file():
+            checked = check_input_file(candidate, "asv.conf.json")  # readable?
+            assert checked is not None
+            return checked
     raise UsageError("no asv.conf.json here or above: run inside the project or pass --config")
 
 
@@ -154,7 +157,8 @@ class _Runner:
         self.options = options
         self.console = console
         self.clock = RunClock()
-        self.sides = {Side.BASE: SideValues(), Side.HEAD: SideValues()}
+        ledger: dict[tuple[str, str], int] = {}
+        self.sides = {Side.BASE: SideValues(ledger=ledger), Side.HEAD: SideValues(ledger=ledger)}
         self.root = prepared.config.parent.resolve()
 
     def commit(self, side: Side) -> str:

@@ -135,13 +135,15 @@ class SideValues:
 
     ``rounds[key]`` lists one value per round the benchmark gave a number in;
     ``failed[key]`` counts rounds where it failed (asv recorded null); ``seen`` every
-    key asv reported at all, so a benchmark missing on one side is known."""
+    key asv reported at all, so a benchmark missing on one side is known.
+    ``ledger`` counts the samples already taken from each results file; both sides
+    share it, because comparing a commit with itself makes both sides one file."""
 
     rounds: dict[str, list[float]] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     units: dict[str, str] = field(default_factory=dict)
-    _sample_counts: dict[str, int] = field(default_factory=dict)
+    ledger: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def absorb(self, result: asv_results.Results, units: Mapping[str, str]) -> None:
         """Take this round's values from the commit's results file as it is now."""
@@ -157,18 +159,22 @@ class SideValues:
                     self.units[key] = units[name]
                 value = values[index] if index < len(values) else None
                 own = samples[index] if samples is not None and index < len(samples) else None
-                self._take(key, value, own)
+                self._take((str(result.commit_hash), key), value, own)
 
-    def _take(self, key: str, value: float | None, samples: list[float] | None) -> None:
+    def _take(
+        self, entry: tuple[str, str], value: float | None, samples: list[float] | None
+    ) -> None:
+        key = entry[1]
         if value is None:
             self.failed[key] = self.failed.get(key, 0) + 1
             return
         if isinstance(value, float) and math.isnan(value):
             return  # skipped by the benchmark itself (asv's NaN): not a round value
         if samples:
-            seen = self._sample_counts.get(key, 0)
-            fresh = samples[seen:] if len(samples) > seen else samples
-            self._sample_counts[key] = len(samples)
+            taken = self.ledger.get(entry, 0)
+            # asv appended this run's samples; fewer than before means it started over.
+            fresh = samples[taken:] if len(samples) > taken else samples
+            self.ledger[entry] = len(samples)
             usable = [s for s in fresh if s is not None and math.isfinite(s) and s > 0]
             if usable:
                 self.rounds.setdefault(key, []).append(statistics.median(usable))
