@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from compare_project import isolated_env, make_project
+from compare_project import make_project
+
+from loadkit.cli.main import main
 
 
 @pytest.fixture
@@ -18,15 +18,26 @@ def project(tmp_path: Path) -> Path:
     return repo
 
 
-def _compare(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "loadkit", "compare", *args],
-        cwd=repo,
-        env=isolated_env(repo.parent / "home"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+class _Done:
+    def __init__(self, returncode: int, stderr: str) -> None:
+        self.returncode, self.stderr = returncode, stderr
+
+
+@pytest.fixture
+def _compare(monkeypatch, capsys, tmp_path):
+    """``loadkit compare ARGS`` in this process, in the project, with a home of its own."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    def compare(repo: Path, *args: str) -> _Done:
+        monkeypatch.chdir(repo)
+        capsys.readouterr()
+        try:
+            code = main(["compare", *args])
+        except SystemExit as exc:  # argparse's own errors
+            code = int(exc.code or 0)
+        return _Done(code, capsys.readouterr().err)
+
+    return compare
 
 
 def _nothing_built(repo: Path) -> bool:
@@ -46,7 +57,7 @@ def _nothing_built(repo: Path) -> bool:
         (["HEAD", "--config", "missing.json"], "--config missing.json: not found"),
     ],
 )
-def test_usage_errors_exit_2_before_anything_is_built(project, args, message):
+def test_usage_errors_exit_2_before_anything_is_built(project, _compare, args, message):
     done = _compare(project, *args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
@@ -54,7 +65,7 @@ def test_usage_errors_exit_2_before_anything_is_built(project, args, message):
     assert _nothing_built(project)
 
 
-def test_an_unwritable_output_folder_is_a_usage_error(project, tmp_path):
+def test_an_unwritable_output_folder_is_a_usage_error(project, _compare, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -68,11 +79,11 @@ def test_an_unwritable_output_folder_is_a_usage_error(project, tmp_path):
     assert _nothing_built(project)
 
 
-def test_a_missing_or_broken_asv_config_is_a_usage_error(project):
+def test_a_missing_or_broken_asv_config_is_a_usage_error(project, _compare):
     (project / "asv.conf.json").write_text("{ not json")
     done = _compare(project, "HEAD")
     assert done.returncode == 2 and "cannot read asv config" in done.stderr
     (project / "asv.conf.json").unlink()
-    done = _compare(project, "HEAD")
+    done = _compare(project, "HEAD")  # nor in any folder above the project's
     assert done.returncode == 2 and "no asv.conf.json" in done.stderr
     assert _nothing_built(project)
