@@ -214,7 +214,6 @@ def run_compare(options: CompareOptions) -> int:
     rounds = options.rounds if options.rounds is not None else MIN_ROUNDS
     if budget_s is None and options.rounds is None:
         rounds = DEFAULT_ROUNDS
-    families = {}
     with tempfile.TemporaryDirectory(prefix="loadkit-compare-") as tmp:
         order = interleaved_order(1)
         for side in order:
