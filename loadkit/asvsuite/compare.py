@@ -221,11 +221,14 @@ def run_compare(options: CompareOptions) -> int:
         deviations = _deviations(runner)
         families = {key: family_of(key) for key in deviations}
         scales = first_round_scales(deviations, families) if deviations else {}
+        note = "(detectable effects from the first round's differences)"
         if budget_s is not None:
             plan = rounds_for_budget(budget_s, runner.clock.elapsed(), runner.clock.elapsed(), 1)
             rounds = plan.rounds
+            if plan.over_budget:
+                note += f"; over the {options.budget_min:g} min budget: {MIN_ROUNDS} is the least"
         effects = planned_effects(scales, rounds, options.false_discovery, options.min_effect)
-        _print_plan(console, effects, rounds, "(from the first round's differences)")
+        _print_plan(console, effects, rounds, note)
         done = 1
         while done < rounds:
             before = runner.clock.elapsed()
