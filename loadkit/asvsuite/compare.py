@@ -201,7 +201,7 @@ def _print_plan(console: Console, effects: Mapping[str, float], rounds: int, not
     shown = sorted(effects.items(), key=lambda kv: kv[1])
     for name, effect in shown:
         text = f"{effect * 100:.1f}%" if math.isfinite(effect) else "∞"
-        console.print(f"  detectable worsening {text:>8}  {name}")
+        console.print(f"  detectable worsening {text:>8}  {name}", soft_wrap=True)
 
 
 def run_compare(options: CompareOptions) -> int:

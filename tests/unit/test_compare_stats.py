@@ -195,8 +195,9 @@ def test_first_round_scales_pool_families_and_plan_effects():
     deviations |= {f"d{i}": float(0.3 * math.sqrt(2) * rng.standard_normal()) for i in range(12)}
     families = {name: name[0] for name in deviations}
     scales = first_round_scales(deviations, families)
-    assert 0.008 < scales["w0"] < 0.05
-    assert 0.12 < scales["d0"] < 0.8
+    assert 0.008 < scales["w0"][0] < 0.05
+    assert 0.12 < scales["d0"][0] < 0.8
+    assert scales["w0"][1] == pytest.approx(0.37 * 11)  # what a median of 12 is worth
     effects = planned_effects(scales, rounds=6, false_discovery=0.01, min_effect=0.05)
     assert effects["w0"] == pytest.approx(0.05) or effects["w0"] < 0.15
     assert effects["d0"] > effects["w0"]

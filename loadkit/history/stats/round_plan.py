@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,43 +80,47 @@ def rounds_for_budget(
 
 def first_round_scales(
     deviations: Mapping[str, float], families: Mapping[str, str]
-) -> dict[str, float]:
-    """A scale for every benchmark from one round's log(head / base) differences.
+) -> dict[str, tuple[float, float]]:
+    """A (scale, degrees of freedom) for every benchmark from one round's
+    log(head / base) differences.
 
     Each difference holds two rounds' noise (variance twice one round's); its family's
     median absolute difference stands for all of them, the whole comparison's where a
-    family is too small to say."""
+    family is too small to say. The degrees of freedom are what that median is worth
+    (:func:`loadkit.history.stats.noise.cross_section_prior`): the prior the later
+    rounds' own scatter will be moderated with."""
     members: dict[str, list[str]] = defaultdict(list)
     for name in deviations:
         members[families.get(name, "")].append(name)
     everyone = cross_section_prior(np.array(list(deviations.values()), dtype=float), 2.0)
-    scales: dict[str, float] = {}
+    scales: dict[str, tuple[float, float]] = {}
     for names in members.values():
         prior = cross_section_prior(np.array([deviations[n] for n in names], dtype=float), 2.0)
         prior = prior or everyone
         for name in names:
-            scales[name] = prior.scale if prior is not None else math.nan
+            scales[name] = (prior.scale, prior.df) if prior is not None else (math.nan, 0.0)
     return scales
 
 
 def planned_effects(
-    scales: Mapping[str, float],
+    scales: Mapping[str, tuple[float, float]],
     rounds: int,
     false_discovery: float,
     min_effect: float,
-    df: float | None = None,
 ) -> dict[str, float]:
     """The worsening each benchmark will be found at (80 % power) after ``rounds``.
 
-    ``df`` is what the scale will be known to by then: by default the rounds' own
-    degrees of freedom, ``2 (rounds - 1)``."""
-    known_df = df if df is not None else 2.0 * (rounds - 1)
+    The scale will then be known to the prior's degrees of freedom plus the rounds'
+    own, ``2 (rounds - 1)``, as the judgement moderates it."""
     tests = len(scales)
+    own_df = 2.0 * (rounds - 1)
     return {
-        name: detectable_effect(scale, known_df, rounds, rounds, tests, false_discovery, min_effect)
+        name: detectable_effect(
+            scale, prior_df + own_df, rounds, rounds, tests, false_discovery, min_effect
+        )
         if math.isfinite(scale)
         else math.inf
-        for name, scale in scales.items()
+        for name, (scale, prior_df) in scales.items()
     }
 
 
@@ -136,9 +140,3 @@ def rounds_for_effect(
         if effect <= target:
             return rounds
     return None
-
-
-def summarize_scales(values: Sequence[float]) -> float:
-    """The median of the finite scales (nan when there is none), for one summary line."""
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.median(finite)) if finite else math.nan
