@@ -29,6 +29,7 @@ from loadkit.asvsuite.compare_run import (
     Commits,
     RunClock,
     SideValues,
+    append_round,
     asv_run_args,
     compare_folder,
     ensure_machine,
@@ -181,9 +182,13 @@ class _Runner:
         code = asv_exit_code(status)
         if code > 2:
             raise SystemExit(code)
-        found = read_round(
-            self.prepared.commits.results, self.options.machine, commit, self.sides[side]
-        )
+        values = self.sides[side]
+        before = {key: len(series) for key, series in values.rounds.items()}
+        found = read_round(self.prepared.commits.results, self.options.machine, commit, values)
+        if found:
+            append_round(
+                self.prepared.commits.rounds, side.value, round_number, commit, before, values
+            )
         if not found:
             raise Failure(
                 f"asv recorded nothing for {side.value} {commit[:8]}: its environment "

@@ -61,6 +61,11 @@ class Commits:
     def results(self) -> Path:
         return self.folder / "results"
 
+    @property
+    def rounds(self) -> Path:
+        """Every run's values, one JSON line a run (not ``.json``: not asv's)."""
+        return self.folder / "rounds.jsonl"
+
 
 def resolve_commit(repo: Path, name: str) -> str:
     """The full hash of ``name`` (a branch, tag, ``HEAD~1`` or a hash prefix)."""
@@ -175,12 +180,54 @@ class SideValues:
             # asv appended this run's samples; fewer than before means it started over.
             fresh = samples[taken:] if len(samples) > taken else samples
             self.ledger[entry] = len(samples)
-            usable = [s for s in fresh if s is not None and math.isfinite(s) and s > 0]
+            usable = [s for s in fresh if s is not None and math.isfinite(s)]
             if usable:
                 self.rounds.setdefault(key, []).append(statistics.median(usable))
                 return
-        if math.isfinite(value) and value > 0:
+        if math.isfinite(value):  # zero is a value too (no leaked keys, no lost messages)
             self.rounds.setdefault(key, []).append(float(value))
+
+
+def append_round(
+    path: Path,
+    side: str,
+    round_number: int,
+    commit: str,
+    before: Mapping[str, int],
+    values: SideValues,
+) -> None:
+    """One JSON line per run in the comparison's folder: the values this run added, the
+    benchmarks that failed in it. asv's file keeps only a track_'s last value, so this
+    is what lets a comparison be judged again without running it again."""
+    added = {
+        key: series[-1] for key, series in values.rounds.items() if len(series) > before.get(key, 0)
+    }
+    line = {
+        "side": side,
+        "round": round_number,
+        "commit": commit,
+        "values": added,
+        "seen": sorted(values.seen),
+        "failed": sorted(k for k in values.seen if k not in added),
+        "units": values.units,
+    }
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+def load_rounds(path: Path) -> dict[str, SideValues]:
+    """The two sides as ``append_round`` recorded them (``base`` and ``head``)."""
+    sides = {"base": SideValues(), "head": SideValues()}
+    for text in path.read_text(encoding="utf-8").splitlines():
+        line = json.loads(text)
+        side = sides[line["side"]]
+        side.seen.update(line["seen"])
+        side.units.update(line["units"])
+        for key, value in line["values"].items():
+            side.rounds.setdefault(key, []).append(float(value))
+        for key in line["failed"]:
+            side.failed[key] = side.failed.get(key, 0) + 1
+    return sides
 
 
 def benchmark_key(name: str, combo: tuple[str, ...]) -> str:

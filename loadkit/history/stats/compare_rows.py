@@ -97,8 +97,17 @@ def build_rows(
         direction = directions.get(name, Direction.LOWER_IS_BETTER)
         unit = units.get(name, "")
         on_base, on_head = base.rounds.get(name, ()), head.rounds.get(name, ())
-        if on_base and on_head:
+        if on_base and on_head and min(*on_base, *on_head) > 0:
             paired.append(Paired(name, tuple(on_base), tuple(on_head), direction, family_of(name)))
+            continue
+        if on_base and on_head:
+            # Zero or below (no leaked keys, a negative growth): no ratio to judge. The
+            # same constant on both sides is no change; anything else is shown, unjudged.
+            same = len({*on_base, *on_head}) == 1
+            status = Status.NO_CHANGE if same else Status.INCONCLUSIVE
+            rows.append(
+                Row(name, status, unit, direction, None, _median(on_base), _median(on_head))
+            )
             continue
         if name not in head.seen:
             status = Status.GONE
