@@ -129,3 +129,18 @@ def test_summary_line_counts_every_status():
     line = summary_line(rows, FACTS)
     assert line.startswith("REGRESSION: 1 regression, 10 no change")
     assert "bbbbbbbb against aaaaaaaa, 4 rounds each, 5.2 min" in line
+
+
+def test_zero_counts_are_values_not_failures():
+    """No leaked keys on either side is no change; a count that moves off zero is shown
+    with both medians, unjudged (no ratio exists)."""
+    zero = "bench_fleet.Cleanup.track_leaked_keys"
+    moved = "bench_fleet.Cleanup.track_rss_growth_kib"
+    base = SideData({zero: [0.0, 0.0, 0.0], moved: [-2.0, 0.0, 1.0]}, {}, frozenset({zero, moved}))
+    head = SideData({zero: [0.0, 0.0, 0.0], moved: [3.0, 4.0, 2.0]}, {}, frozenset({zero, moved}))
+    lower = {zero: Direction.LOWER_IS_BETTER, moved: Direction.LOWER_IS_BETTER}
+    rows = {r.name: r for r in build_rows(base, head, lower, {}, 0.95, 0.05, 0.01)}
+    assert rows[zero].status is Status.NO_CHANGE
+    assert rows[moved].status is Status.INCONCLUSIVE
+    assert rows[moved].base_median == 0.0 and rows[moved].head_median == 3.0
+    assert exit_code(list(rows.values())) == 0

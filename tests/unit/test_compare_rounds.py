@@ -82,3 +82,19 @@ def test_failures_parameters_and_missing_files(tmp_path):
     assert side.failed == {"m.T.time_broken": 1}
     assert side.rounds["m.P.time_p(1)"] == [1.0] and side.rounds["m.P.time_p(2)"] == [2.0]
     assert {"m.T.time_broken", "m.P.time_p(1)", "m.P.time_p(2)"} <= side.seen
+
+
+def test_rounds_are_kept_and_read_back(tmp_path):
+    from loadkit.asvsuite.compare_run import append_round, load_rounds
+
+    side = SideValues()
+    log = tmp_path / "rounds.jsonl"
+    for number, value in enumerate((5.0, 0.0), start=1):
+        before = {k: len(v) for k, v in side.rounds.items()}
+        _run(tmp_path, {"m.T.track_y": ([value], None), "m.T.time_broken": ([None], None)})
+        read_round(tmp_path, MACHINE, COMMIT, side)
+        append_round(log, "base", number, COMMIT, before, side)
+    again = load_rounds(log)["base"]
+    assert again.rounds["m.T.track_y"] == [5.0, 0.0]  # a zero is a value
+    assert again.failed["m.T.time_broken"] == 2
+    assert again.seen == side.seen
