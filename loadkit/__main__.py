@@ -11,6 +11,8 @@ from loadkit.common.process_title import hide_secrets_in_command_line
 
 def main() -> int:
     hide_secrets_in_command_line()
+    # Imported after the title is rewritten: a password typed in --redis-url leaves ps
+    # before the command line's modules load.
     from loadkit.cli.main import main as cli_main
 
     return cli_main()

@@ -24,6 +24,20 @@ from loadkit.redis_io.server import RedisServer, find_redis_binary
 from loadkit.redis_io.urls import ENV_ALLOW_REMOTE, ENV_URL
 
 _counter = itertools.count()
+# Each folder of tests is a kind, and a marker of the same name selects it
+# (``pytest -m unit``, ``-m "not chaos"``).
+_KINDS = ("unit", "integration", "chaos", "browser")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            kind = item.path.resolve().relative_to(tests).parts[0]
+        except ValueError:
+            continue
+        if kind in _KINDS:
+            item.add_marker(kind)
 
 
 @pytest.fixture(scope="session")

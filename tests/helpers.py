@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from loadkit.cli import calibrate, check, history_page
 from loadkit.common.errors import UsageError
 from loadkit.redis_io.urls import ENV_ALLOW_REMOTE, ENV_URL
+from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
+from loadkit.workloads.dashboard.sources import SimulatedFleet
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -120,3 +126,35 @@ def start_dashboard(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+# What the dashboard workload reports (its scenario and the asv suite read these).
+REPORTED_METRICS = {
+    "ws_connections",
+    "ws_connect_s",
+    "ws_latency_p50_ms",
+    "ws_latency_p99_ms",
+    "broadcast_all_received_p99_ms",
+    "poll_latency_p95_ms",
+    "poll_refresh_s",
+    "update_process_ms",
+    "reconnect_ratio",
+    "reconnect_p95_s",
+    "memory_per_connection_kib",
+    "slow_clients_dropped",
+    "messages_missed",
+    "boards_wrong",
+}
+
+
+def run(coro: Awaitable[T], timeout_s: float = 30) -> T:
+    """Run a coroutine to completion, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+async def started(agents: int = 100, **config: Any) -> tuple[DashboardServer, SimulatedFleet]:
+    """A dashboard server on a free port, publishing a simulated fleet's first state."""
+    sim = SimulatedFleet(agents)
+    server = await DashboardServer(ServerConfig(port=0, **config)).start()
+    server.publish(sim.tick(agents))
+    return server, sim

@@ -35,7 +35,6 @@ from typing import Any
 import psutil
 from rich.console import Console
 
-from loadkit.asvsuite.recorded import entries, read_commit, workload_metrics
 from loadkit.asvsuite.runner import LOG_ENV, SCALE_ENV, count_runs
 from loadkit.asvsuite.track import discover
 from loadkit.common.errors import Failure, UsageError
@@ -45,10 +44,8 @@ from loadkit.history.options import PageOptions
 from loadkit.history.sources.asv_config import load_config
 from loadkit.runs import workload
 from loadkit.runs.declarations import Tracked, write_sidecar
-from loadkit.runs.run_report import build_report
 from loadkit.runs.run_report_output import print_summary, write_report
 from loadkit.runtime import lifetime
-from loadkit.workloads.wasm.plots import plot_speedup, points_from_metrics
 
 
 def _repo_root() -> Path:
@@ -228,6 +225,11 @@ def _run_report(
 ) -> dict[str, Any]:
     """The run report of this commit from asv's recorded values, with the plots that
     can be drawn from them."""
+    # Imported once asv has run: reading its results and drawing take seconds to load,
+    # which every check of bad input before the run would pay.
+    from loadkit.asvsuite.recorded import entries, read_commit, workload_metrics
+    from loadkit.runs.run_report import build_report
+
     recorded = workload_metrics(read_commit(results, commit, machine), tracked, scale)
     blocks, targets = entries(recorded, scale)
     for name, block in blocks.items():
@@ -243,6 +245,9 @@ def _plots(name: str, metrics: Mapping[str, float | None], folder: Path) -> dict
     """Plots drawn from recorded metrics alone (the others need a run's raw samples)."""
     if name != "wasm":
         return {}
+    # Imported only when a plot is drawn: matplotlib.
+    from loadkit.workloads.wasm.plots import plot_speedup, points_from_metrics
+
     measured = {k: v for k, v in metrics.items() if v is not None}
     if not points_from_metrics(measured):
         return {}

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from asv_runner.discovery import disc_benchmarks
-
 from loadkit.runs.declarations import DIRECTIONS, UNITS, Metrics, Tracked
 
 
@@ -67,6 +65,10 @@ def discover(benchmark_dir: Path) -> list[Tracked]:
 
     Imports the suite in this process (as ``asv run`` does in its own): a suite that
     does not import raises here, before asv runs anything."""
+    # Imported when a suite is discovered: asv's runner takes most of a second to load,
+    # which loading the suite's track_ methods (and bench's checks of bad input) need not pay.
+    from asv_runner.discovery import disc_benchmarks
+
     root = str(benchmark_dir.resolve())
     parent = os.path.dirname(root)
     added = parent not in sys.path

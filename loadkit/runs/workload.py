@@ -1,10 +1,10 @@
 """What a workload is, and the registry of workloads ``loadkit run`` knows.
 
-A workload module exposes ``targets(scale) -> list[Target]``, an async
-``run(ctx) -> WorkloadOutput`` that measures, and ``bottlenecks(metrics) -> list[str]``
-that reads its own metrics for known failure shapes. The registry maps names to module
-paths so the orchestrator can run each workload in a fresh child process (crash and
-timeout isolation, clean RSS figures) without importing them all.
+A workload is a module that satisfies :class:`Workload`: ``targets(scale)``, an async
+``run(ctx)`` that measures, and ``bottlenecks(metrics)`` that reads its own metrics for
+known failure shapes. The registry maps names to module paths so the orchestrator can
+run each workload in a fresh child process (crash and timeout isolation, clean RSS
+figures) without importing them all, and so nothing below the workloads imports one.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from typing import Protocol, cast
 
 from loadkit.common.errors import UsageError
 from loadkit.redis_io.keyspace import new_run_id
+from loadkit.runs.targets import Target
 
 # smoke: seconds per workload, for checking that the suite runs (its figures are not
 # comparable with the others); quick: the everyday scale; full: the stated goals' sizes.
@@ -84,5 +85,29 @@ def resolve(names: list[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def load(name: str) -> ModuleType:
-    return importlib.import_module(WORKLOADS[name][0])
+class Workload(Protocol):
+    """The contract of a workload module (a module satisfies it structurally)."""
+
+    def targets(self, scale: str) -> list[Target]:
+        """What the workload's metrics must meet at ``scale``."""
+        ...
+
+    async def run(self, ctx: RunContext) -> WorkloadOutput:
+        """Measure once, at ``ctx.scale``; flat metrics with units in their names."""
+        ...
+
+    def bottlenecks(self, metrics: dict[str, float]) -> list[str]:
+        """Known failure shapes read from the workload's own metrics."""
+        ...
+
+
+CONTRACT: tuple[str, ...] = ("targets", "run", "bottlenecks")
+
+
+def load(name: str) -> Workload:
+    """The workload module registered as ``name``, checked against the contract."""
+    module = importlib.import_module(WORKLOADS[name][0])
+    missing = [part for part in CONTRACT if not callable(getattr(module, part, None))]
+    if missing:
+        raise TypeError(f"workload {name} ({module.__name__}) lacks {', '.join(missing)}")
+    return cast(Workload, module)

@@ -1,0 +1,3 @@
+"""Processes that run workloads and clean up after them: the orchestrator, the worker,
+the guard of a command killed outright.
+"""

@@ -209,6 +209,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         context.close()
 
 
+@pytest.mark.browser
 def test_the_published_folder_serves_both_sites_offline(main_runs, chromium, tmp_path):
     site = tmp_path / "site"
     shutil.copytree(main_runs["sites"][-1], site)

@@ -13,6 +13,7 @@ def plot_latency_histogram(
 ) -> Path:
     """Histogram of per-message latencies (log-spaced bins, p50/p99 marked); returns the
     path written. A person reads the tail's shape here faster than from percentiles."""
+    # Imported only when a plot is drawn: matplotlib costs every worker half a second.
     import matplotlib
 
     matplotlib.use("Agg")

@@ -167,6 +167,7 @@ async def run(ctx: RunContext) -> WorkloadOutput:
     artifacts = {}
     plot_path = ctx.artifact("fleet-autoscale.png")
     if plot_path is not None:
+        # Imported only when a plot is drawn (and after the fd count): matplotlib.
         from loadkit.workloads.fleet.plots import plot_autoscale
 
         plot_autoscale(trace, sc.step, int(metrics["autoscale_needed_agents"]), plot_path)

@@ -381,7 +381,7 @@ def _run_report_document(commit: str) -> dict[str, object]:
         "passed": True,
         "recommendations": [],
     }
-    schema = json.loads((Path(loadkit.__file__).parent / "report.schema.json").read_text())
+    schema = json.loads((Path(loadkit.__file__).parent / "runs" / "report.schema.json").read_text())
     jsonschema.validate(document, schema)
     return document
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_loadkit, start_dashboard
-from test_dashboard_protocol import REPORTED_METRICS
+from helpers import REPORTED_METRICS, run_loadkit, start_dashboard
 
 from loadkit.common.errors import UsageError
 from loadkit.workloads.dashboard.app import DashboardOptions, _config

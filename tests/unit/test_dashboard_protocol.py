@@ -6,6 +6,7 @@ import json
 import random
 
 import pytest
+from helpers import REPORTED_METRICS
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,23 +18,6 @@ from loadkit.workloads.dashboard.protocol import GapTracker, Header, ProtocolVio
 from loadkit.workloads.dashboard.publisher import BoardPublisher
 from loadkit.workloads.dashboard.sources import SimulatedFleet, Tick
 from loadkit.workloads.dashboard.workload import bottlenecks, targets
-
-REPORTED_METRICS = {
-    "ws_connections",
-    "ws_connect_s",
-    "ws_latency_p50_ms",
-    "ws_latency_p99_ms",
-    "broadcast_all_received_p99_ms",
-    "poll_latency_p95_ms",
-    "poll_refresh_s",
-    "update_process_ms",
-    "reconnect_ratio",
-    "reconnect_p95_s",
-    "memory_per_connection_kib",
-    "slow_clients_dropped",
-    "messages_missed",
-    "boards_wrong",
-}
 
 states = st.sampled_from(["idle", "busy", "new", "dead"])
 agent_ids = st.text("abcdef0123456789-", min_size=1, max_size=8)

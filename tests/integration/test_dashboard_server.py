@@ -6,10 +6,11 @@ import asyncio
 import json
 import re
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
+from helpers import run, started
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -17,13 +18,8 @@ from loadkit.workloads.dashboard.board import BoardView
 from loadkit.workloads.dashboard.loadclient import Shared, WsClient, http_get, stuck_client
 from loadkit.workloads.dashboard.protocol import peek_header
 from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
-from loadkit.workloads.dashboard.sources import SimulatedFleet
 
 T = TypeVar("T")
-
-
-def run(coro: Awaitable[T], timeout_s: float = 30) -> T:
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
 
 
 async def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -32,13 +28,6 @@ async def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> N
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.01)
-
-
-async def started(agents: int = 100, **config: Any) -> tuple[DashboardServer, SimulatedFleet]:
-    sim = SimulatedFleet(agents)
-    server = await DashboardServer(ServerConfig(port=0, **config)).start()
-    server.publish(sim.tick(agents))
-    return server, sim
 
 
 def ws_url(server: DashboardServer, query: str = "") -> str:

@@ -217,7 +217,7 @@ def test_a_worker_whose_parent_died_stops_at_once() -> None:
     the child asks is noticed by the parent-pid check."""
     probe = (
         "import os, signal, time\n"
-        "from loadkit import lifetime\n"
+        "from loadkit.runtime import lifetime\n"
         "signal.signal(signal.SIGTERM, lambda *a: os._exit(43))\n"
         "lifetime.die_with_parent(os.getppid() + 1)\n"  # not our parent: as if it died
         "time.sleep(10)\n"

@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "loadkit"
-if not PACKAGE.is_dir():  # the test's own folder may sit one level higher
-    PACKAGE = Path(__file__).resolve().parents[1] / "loadkit"
 
 # Bottom first. A module belongs to the longest prefix that names it.
 LAYERS: list[tuple[str, ...]] = [

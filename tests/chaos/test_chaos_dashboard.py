@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import REPO, child_env, loadkit_cmd
-from test_dashboard_server import run, started
+from helpers import REPO, child_env, loadkit_cmd, run, started
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
