@@ -13,11 +13,13 @@ least ``--min-effect``, or broken by HEAD; 2 bad usage; 128 + n stopped by signa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,8 +211,29 @@ def _print_plan(console: Console, effects: Mapping[str, float], rounds: int, not
         console.print(f"  detectable worsening {text:>8}  {name}", soft_wrap=True)
 
 
+@contextlib.contextmanager
+def project_lock(compare_root: Path) -> Iterator[None]:
+    """One comparison at a time per project: they share asv's environments, into which
+    each run installs its own commit, so two at once would measure each other's code."""
+    compare_root.mkdir(parents=True, exist_ok=True)
+    with (compare_root / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"another loadkit compare is running in this project ({compare_root}): "
+                "it installs its commits into the same asv environments"
+            ) from None
+        yield
+
+
 def run_compare(options: CompareOptions) -> int:
     prepared = prepare(options)
+    with project_lock(prepared.commits.folder.parent):
+        return _compare(prepared, options)
+
+
+def _compare(prepared: Prepared, options: CompareOptions) -> int:
     console = Console(stderr=True)
     runner = _Runner(prepared, options, console)
     write_compare_config(prepared.settings, prepared.config, prepared.commits)

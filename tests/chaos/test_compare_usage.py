@@ -87,3 +87,13 @@ def test_a_missing_or_broken_asv_config_is_a_usage_error(project, _compare):
     done = _compare(project, "HEAD")  # nor in any folder above the project's
     assert done.returncode == 2 and "no asv.conf.json" in done.stderr
     assert _nothing_built(project)
+
+
+def test_a_second_comparison_in_the_same_project_is_refused(project, _compare):
+    from loadkit.asvsuite.compare import project_lock
+
+    with project_lock(project / ".asv" / "compare"):
+        done = _compare(project, "HEAD", "--rounds", "3")
+    assert done.returncode == 2
+    assert "another loadkit compare is running in this project" in done.stderr
+    assert not list((project / ".asv" / "compare").glob("*-*"))  # nothing built
