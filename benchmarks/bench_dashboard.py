@@ -85,3 +85,10 @@ class DashboardPublish:
     def time_snapshot_encode(self, agents: int) -> None:
         body = self.server.board.snapshot_body()
         protocol.encode("snapshot", self.server.seq, 0.0, self.server.boot, body)
+
+
+class DashboardRedis(DashboardRun):
+    """Retries after a dropped Redis connection during the run (publisher and server
+    processes): 0 on a quiet network."""
+
+    track_redis_reconnects = track("redis_reconnects", "count", LOWER)

@@ -60,3 +60,10 @@ class FleetCleanup(FleetRun):
     track_leaked_tasks = track("cleanup_leaked_tasks", "count", LOWER)
     track_leaked_fds = track("cleanup_leaked_fds", "count", LOWER)
     track_rss_growth_per_cycle_kib = track("cleanup_rss_growth_per_cycle_kib", "KiB", LOWER)
+
+
+class FleetRedis(FleetRun):
+    """Retries after a dropped Redis connection during the run: 0 on a quiet network; a
+    rise means connections drop (idle timeouts, a proxy) or the retry policy changed."""
+
+    track_redis_reconnects = track("redis_reconnects", "count", LOWER)

@@ -60,3 +60,10 @@ class SwarmRecovery(SwarmRun):
     track_recovery_coordinator_s = track("recovery_coordinator_s", "s", LOWER)
     track_recovery_redis_s = track("recovery_redis_s", "s", LOWER)
     track_recovery_ratio = track("recovery_ratio", "ratio", HIGHER)
+
+
+class SwarmRedis(SwarmRun):
+    """Retries after a dropped Redis connection during the run, in every process of it:
+    the churn and Redis-kill scenarios cause some on purpose, so a rise is the signal."""
+
+    track_redis_reconnects = track("redis_reconnects", "count", LOWER)

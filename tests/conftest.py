@@ -9,18 +9,16 @@ loopback socket. Tests isolate themselves by fleet name (every fleet key carries
 from __future__ import annotations
 
 import itertools
-import random
 import secrets
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from helpers import TestCluster, start_cluster
 
-from loadkit.redis_io.server import RedisServer, find_redis_binary
+from loadkit.redis_io.retry import WINDOW
+from loadkit.redis_io.server import RedisServer
 from loadkit.redis_io.urls import ENV_ALLOW_REMOTE, ENV_URL
 
 _counter = itertools.count()
@@ -73,52 +71,29 @@ def _no_ambient_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_ALLOW_REMOTE, raising=False)
 
 
-def _port_pair_free(port: int) -> bool:
-    for p in (port, port + 10_000):  # the cluster bus listens on port + 10000
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", p))
-            except OSError:
-                return False
-    return True
-
-
-def _cluster_port() -> int:
-    for _ in range(200):
-        port = random.randint(20_000, 50_000)
-        if _port_pair_free(port):
-            return port
-    raise RuntimeError("no free port pair for a cluster node")
+@pytest.fixture(autouse=True)
+def _redis_window() -> Iterator[None]:
+    """A test that talked to a cluster in this process widened the window in which
+    Redis may be silent (:func:`loadkit.redis_io.retry.expect_failovers`): the next test
+    starts with the usual one."""
+    before = WINDOW.lost_after_s
+    yield
+    WINDOW.lost_after_s = before
 
 
 @pytest.fixture(scope="session")
-def cluster_url() -> Iterator[str]:
-    """A real 3-master Redis Cluster on loopback ports (same binary), as a
-    ``redis+cluster://`` URL; shared by the swarm and fleet cluster tests."""
-    args = ("--cluster-enabled", "yes", "--cluster-node-timeout", "5000")
-    nodes: list[RedisServer] = []
+def cluster() -> Iterator[TestCluster]:
+    """A real Redis Cluster on loopback ports (same binary): 3 primaries with one replica
+    each; shared by the swarm and fleet cluster tests, which must leave it as they
+    found it (tests that fail a node over start their own with :func:`start_cluster`)."""
+    cl = start_cluster()
     try:
-        for _ in range(3):
-            nodes.append(RedisServer(port=_cluster_port(), extra_args=args).start())
-        cli = Path(find_redis_binary()).with_name("redis-cli")
-        if not cli.exists():
-            pytest.skip("no redis-cli next to redis-server")
-        addresses = [f"127.0.0.1:{n.port}" for n in nodes]
-        create = ["--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"]
-        subprocess.run(
-            [str(cli), *create],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        deadline = time.monotonic() + 30
-        for n in nodes:
-            client = redis.Redis(port=n.port)
-            while b"cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
-                assert time.monotonic() < deadline, "cluster did not become ready"
-                time.sleep(0.05)
-            client.close()
-        yield f"redis+cluster://127.0.0.1:{nodes[0].port}"
+        yield cl
     finally:
-        for n in nodes:
-            n.stop()
+        cl.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_url(cluster: TestCluster) -> str:
+    """The shared cluster as a ``redis+cluster://`` URL."""
+    return cluster.url

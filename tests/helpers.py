@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import random
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import redis
 
 from loadkit.cli import calibrate, check, history_page
 from loadkit.common.errors import UsageError
+from loadkit.redis_io.server import RedisServer, find_redis_binary
 from loadkit.redis_io.urls import ENV_ALLOW_REMOTE, ENV_URL
 from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
 from loadkit.workloads.dashboard.sources import SimulatedFleet
@@ -125,6 +131,161 @@ def start_dashboard(*args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+# -- a real Redis Cluster ---------------------------------------------------------------
+
+
+def _port_pair_free(port: int) -> bool:
+    for p in (port, port + 10_000):  # the cluster bus listens on port + 10000
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+    return True
+
+
+def _cluster_port() -> int:
+    for _ in range(200):
+        port = random.randint(20_000, 50_000)
+        if _port_pair_free(port):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@dataclass
+class TestCluster:
+    """A real Redis Cluster on loopback ports (the same redis-server binary): primaries
+    with one replica each, so a primary can fail over."""
+
+    nodes: list[RedisServer]
+
+    __test__ = False  # not a test class, whatever its name
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def client(self, node: RedisServer) -> redis.Redis:
+        return redis.Redis(port=node.port, socket_timeout=5)
+
+    def _info(self, node: RedisServer, section: str) -> dict[str, str]:
+        c = self.client(node)
+        try:
+            text = c.execute_command("CLUSTER", "INFO") if section == "cluster" else None
+            if text is None:
+                return {k: str(v) for k, v in c.info(section).items()}
+        finally:
+            c.close()
+        raw = text.decode() if isinstance(text, bytes) else str(text)
+        return dict(line.split(":", 1) for line in raw.split() if ":" in line)
+
+    def role(self, node: RedisServer) -> str:
+        return self._info(node, "replication")["role"]
+
+    def primaries(self) -> list[RedisServer]:
+        return [n for n in self.nodes if n.process is not None and self.role(n) == "master"]
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        for n in self.nodes:
+            if n is primary or n.process is None:
+                continue
+            info = self._info(n, "replication")
+            if info["role"] == "slave" and int(info["master_port"]) == primary.port:
+                return n
+        raise AssertionError(f"no replica of 127.0.0.1:{primary.port}")
+
+    def settled(self) -> bool:
+        """Every live node sees a healthy cluster with every slot served, replicas are in
+        sync, and all nodes hand out the same slot map: a client that starts now gets
+        one answer whichever node it asks."""
+        live = [n for n in self.nodes if n.process is not None]
+        maps = set()
+        try:
+            for n in live:
+                info = self._info(n, "cluster")
+                if info.get("cluster_state") != "ok" or info.get("cluster_slots_ok") != "16384":
+                    return False
+                if int(info.get("cluster_known_nodes", 0)) < len(self.nodes):
+                    return False
+                repl = self._info(n, "replication")
+                if repl["role"] == "slave" and repl.get("master_link_status") != "up":
+                    return False
+                c = self.client(n)
+                try:
+                    maps.add(repr(sorted(map(repr, c.execute_command("CLUSTER", "SLOTS")))))
+                finally:
+                    c.close()
+        except redis.RedisError:
+            return False
+        return len(maps) == 1
+
+    def wait_settled(self, timeout_s: float = 30.0) -> None:
+        wait_for(self.settled, timeout_s, "the cluster to settle")
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+
+def start_cluster(primaries: int = 3, node_timeout_ms: int = 3000) -> TestCluster:
+    """``primaries`` primaries with one replica each, created by ``redis-cli --cluster
+    create`` and waited for until it has settled (:meth:`TestCluster.settled`)."""
+    args = ("--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms))
+    cluster = TestCluster([])
+    try:
+        for _ in range(2 * primaries):
+            cluster.nodes.append(RedisServer(port=_cluster_port(), extra_args=args).start())
+        cli = Path(find_redis_binary()).with_name("redis-cli")
+        if not cli.exists():
+            pytest.skip("no redis-cli next to redis-server")
+        addresses = [f"127.0.0.1:{n.port}" for n in cluster.nodes]
+        create = ["--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"]
+        subprocess.run([str(cli), *create], check=True, capture_output=True, timeout=60)
+        cluster.wait_settled(60)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+# -- workload runs ----------------------------------------------------------------------
+
+
+def workload_outcome(report: Path, stderr: str = "") -> str:
+    """What a ``loadkit run`` ended with, for a failed assertion: each workload's status,
+    its error from the report and the checks it missed, then the end of stderr (which
+    alone is mostly a progress bar)."""
+    lines = []
+    try:
+        document = json.loads(report.read_text())
+    except (OSError, ValueError) as exc:
+        lines.append(f"no report at {report.name}: {exc}")
+    else:
+        for name, w in document.get("workloads", {}).items():
+            lines.append(f"{name}: {w.get('status')} {w.get('error') or ''}".rstrip())
+            missed = [c for c in w.get("checks", []) if not c.get("passed")]
+            lines += [
+                f"  missed {c['metric']} = {c.get('value')} ({c['op']} {c['target']})"
+                for c in missed
+            ]
+    tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-15:]
+    return "\n".join([*lines, "stderr:", *tail])
+
+
+def run_workload_cli(
+    report: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``loadkit run ARGS --json REPORT`` through the console script."""
+    return subprocess.run(
+        loadkit_cmd("run", *args, "--json", str(report)),
+        env=env or child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 

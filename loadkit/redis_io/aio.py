@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from loadkit.common.errors import RedisLost
-from loadkit.redis_io.health import LOST_AFTER_S, UNREACHABLE, Liveness
-
-log = logging.getLogger("loadkit")
+from loadkit.redis_io.retry import TRANSIENT, Attempts, raise_if_cancelled
 
 
 async def keep_running(
@@ -19,25 +16,25 @@ async def keep_running(
     step: Callable[[], Awaitable[None]],
     running: Callable[[], bool] = lambda: True,
     on_retry: Callable[[BaseException], None] | None = None,
-    lost_after_s: float = LOST_AFTER_S,
+    lost_after_s: float | None = None,
 ) -> None:
-    """Call ``step`` repeatedly while ``running()``; a lost Redis connection is logged and
-    retried with exponential backoff (redis-py reconnects on the next command), so a
-    killed connection or a restarted server pauses a loop instead of ending it silently.
-    Retries are bounded: once Redis has not answered for ``lost_after_s``, the loop ends
-    with :class:`RedisLost` (see :func:`first_failure`). Cancellation ends the loop; any
-    other exception is a bug and propagates."""
-    liveness = Liveness(label, lost_after_s)
+    """Call ``step`` repeatedly while ``running()``. A transient Redis error is retried on
+    a fresh connection with bounded backoff (:mod:`loadkit.redis_io.retry`), so a killed
+    connection or a restarted server pauses a loop instead of ending it; once nobody in
+    this process has heard from Redis for ``lost_after_s`` (the policy's window by
+    default), the loop ends with :class:`RedisLost` (see :func:`first_failure`). ``step``
+    must be safe to repeat. Cancellation ends the loop, even one a library swallowed;
+    any other exception is a bug and propagates."""
+    attempts = Attempts(label, lost_after_s)
     while running():
+        raise_if_cancelled()
         try:
             await step()
-            liveness.ok()
-        except UNREACHABLE as exc:
+            attempts.ok()
+        except TRANSIENT as exc:
             if on_retry is not None:
                 on_retry(exc)
-            wait = liveness.failed(exc)
-            log.warning("%s: %s; retrying in %.2f s", label, exc, wait)
-            await asyncio.sleep(wait)
+            await asyncio.sleep(attempts.failed(exc))
 
 
 async def first_failure(tasks: Iterable[asyncio.Task[Any]]) -> BaseException:

@@ -16,7 +16,7 @@ import os
 
 from loadkit.common.errors import UsageError
 from loadkit.redis_io.connect import check_url
-from loadkit.redis_io.health import UNREACHABLE, address
+from loadkit.redis_io.health import address
 from loadkit.redis_io.keyspace import (
     Namespace,
     find,
@@ -26,6 +26,7 @@ from loadkit.redis_io.keyspace import (
     sync_client,
     unlink,
 )
+from loadkit.redis_io.retry import TRANSIENT
 from loadkit.redis_io.urls import ENV_URL
 
 
@@ -55,7 +56,7 @@ def clean(redis_url: str | None, fleets: list[str], dry_run: bool) -> int:
             for prefix, keys in groups.items():
                 if prefix not in live:
                     deleted += unlink(client, keys)
-    except UNREACHABLE as exc:
+    except TRANSIENT as exc:
         raise UsageError(f"Redis at {address(url)} stopped answering: {exc}") from None
     finally:
         client.close()

@@ -18,6 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 from loadkit.common.errors import UsageError
 from loadkit.common.redaction import redact_text, redact_url, url_secrets
 from loadkit.redis_io.health import CLIENT_OPTIONS
+from loadkit.redis_io.retry import client_retry, expect_failovers
 from loadkit.redis_io.urls import (
     CLUSTER_SCHEME,
     ENV_ALLOW_REMOTE,
@@ -88,8 +89,10 @@ def connect_async(url: str, *, max_connections: int = 64, **kwargs: Any) -> Any:
     (:data:`loadkit.redis_io.health.CLIENT_OPTIONS`, overridable), so a server that stops
     answering is an error within seconds, never a read that waits forever."""
 
-    kwargs = {**CLIENT_OPTIONS, **kwargs}
-    if is_cluster_url(url):
+    cluster = is_cluster_url(url)
+    kwargs = {**CLIENT_OPTIONS, "retry": client_retry(cluster), **kwargs}
+    if cluster:
+        expect_failovers()
         return RedisCluster.from_url(node_url(url), max_connections=max_connections, **kwargs)
     pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, **kwargs)
     # from_pool: the client owns the pool, so aclose() closes its sockets too (a client

@@ -18,8 +18,6 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from loadkit.common.errors import RedisLost
@@ -39,21 +37,6 @@ CLIENT_OPTIONS: dict[str, float] = {
     "health_check_interval": HEALTH_CHECK_S,
 }
 
-# Errors after which the same request may succeed later: a dropped connection, a
-# server that is restarting (LOADING is a ConnectionError in redis-py), a timeout.
-UNREACHABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    RedisClusterException,
-    ConnectionError,
-    OSError,
-)
-# The same, as only redis-py raises them (an OSError may come from anything).
-REDIS_UNREACHABLE: tuple[type[BaseException], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    RedisClusterException,
-)
 TIMEOUTS: tuple[type[BaseException], ...] = (RedisTimeoutError, TimeoutError)
 
 
@@ -81,6 +64,15 @@ def refused(exc: BaseException) -> bool:
 
 
 @dataclass
+class Heard:
+    """When Redis last answered anyone in this process. Loops share it, so one loop
+    whose connections keep being dropped does not call Redis lost while another loop
+    gets answers: Redis is lost only when nobody has heard from it for the window."""
+
+    last: float | None = None
+
+
+@dataclass
 class Liveness:
     """Whether Redis has been silent long enough to call it lost.
 
@@ -90,8 +82,9 @@ class Liveness:
     was sent: for a timeout that is one socket timeout before the error (the server said
     nothing all that time), for a refused or dropped connection it is the error itself
     - so a loop that idled for minutes and then finds its connection killed gets the
-    whole ``lost_after_s`` to reconnect. Pure bookkeeping around a clock, so it is
-    tested without a server."""
+    whole ``lost_after_s`` to reconnect. With a shared :class:`Heard`, an answer to any
+    other loop sharing it also counts as Redis answering. Pure bookkeeping around a
+    clock, so it is tested without a server."""
 
     what: str
     lost_after_s: float = LOST_AFTER_S
@@ -99,6 +92,7 @@ class Liveness:
     socket_timeout_s: float = SOCKET_TIMEOUT_S
     min_backoff_s: float = 0.01
     max_backoff_s: float = 0.5
+    heard: Heard | None = None
     last_ok: float = field(init=False)
     silent_since: float | None = field(default=None, init=False)
     errors: int = field(default=0, init=False)
@@ -110,6 +104,8 @@ class Liveness:
 
     def ok(self) -> None:
         self.last_ok = self.clock()
+        if self.heard is not None:
+            self.heard.last = self.last_ok
         self.silent_since = None
         self._backoff = self.min_backoff_s
 
@@ -119,7 +115,10 @@ class Liveness:
         if self.silent_since is None:
             waited = self.socket_timeout_s if isinstance(exc, TIMEOUTS) else 0.0
             self.silent_since = max(self.last_ok, now - waited)
-        silent = now - self.silent_since
+        since = self.silent_since
+        if self.heard is not None and self.heard.last is not None:
+            since = max(since, self.heard.last)
+        silent = now - since
         if silent >= self.lost_after_s:
             raise RedisLost(
                 f"lost Redis: no answer to the {self.what} for {silent:.1f} s "

@@ -32,7 +32,8 @@ from typing import Any
 
 import redis
 
-from loadkit.redis_io.health import CLIENT_OPTIONS, UNREACHABLE, Patience, address, refused
+from loadkit.redis_io.health import CLIENT_OPTIONS, Patience, address, refused
+from loadkit.redis_io.retry import TRANSIENT
 from loadkit.redis_io.urls import is_cluster_url, node_url
 from loadkit.redis_io.values import as_text
 
@@ -215,7 +216,7 @@ def purge_run(
                 reason = "keys kept appearing"
                 if patience.expired() and passes >= 3:  # something still writes them
                     break
-            except UNREACHABLE as exc:
+            except TRANSIENT as exc:
                 how = "refused connections" if refused(exc) else "did not answer"
                 reason = f"Redis at {address(url)} {how}"
                 if client is not None and is_cluster_url(url):

@@ -34,7 +34,8 @@ _HIGHER_BETTER = re.compile(
 )
 # Names that say a duration, a size, or something that should not happen.
 _LOWER_BETTER = re.compile(
-    r"(_(ms|s|kib|mib|bytes)$|leaked|lost|missed|stale|dropped|duplicated|overshoot|residual)",
+    r"(_(ms|s|kib|mib|bytes)$|leaked|lost|missed|stale|dropped|duplicated|overshoot|residual|"
+    r"reconnects$)",
     re.IGNORECASE,
 )
 _LOWER_BETTER_PREFIXES = ("time_", "timeraw_", "mem_", "peakmem_")

@@ -17,18 +17,22 @@ from loadkit.runs.run_report import to_markdown
 
 
 def summary_table(report: dict[str, Any], title: str = "loadkit run") -> Table:
+    """One row per workload. ``Redis reconnects`` is how often a workload retried after
+    a dropped connection: routine faults it rode out, shown so a noisy network is seen."""
     table = Table(title=f"{title} ({report['scale']})")
-    for col in ("workload", "status", "confidence", "checks", "duration"):
+    for col in ("workload", "status", "confidence", "checks", "duration", "Redis reconnects"):
         table.add_column(col)
     for name, w in report["workloads"].items():
         passed = sum(c["passed"] for c in w["checks"])
         colour = {"passed": "green", "failed": "yellow"}.get(w["status"], "red")
+        reconnects = (w.get("metrics") or {}).get("redis_reconnects")
         table.add_row(
             name,
             f"[{colour}]{w['status']}[/]",
             f"{w['confidence']:.2f}",
             f"{passed}/{len(w['checks'])}",
             f"{w['duration_s']:.1f} s",
+            "-" if reconnects is None else f"{reconnects:.0f}",
         )
     return table
 

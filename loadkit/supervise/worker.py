@@ -30,8 +30,9 @@ from pathlib import Path
 
 from loadkit.common.errors import RedisLost
 from loadkit.common.redaction import redact_text, url_secrets
-from loadkit.redis_io.health import REDIS_UNREACHABLE, address
+from loadkit.redis_io.health import address
 from loadkit.redis_io.keyspace import new_run_id, purge_run
+from loadkit.redis_io.retry import REDIS_TRANSIENT
 from loadkit.redis_io.run_cleanup import clean_run
 from loadkit.redis_io.urls import ENV_URL
 from loadkit.runs import workload
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # reported to the parent as this workload's error
         secrets = url_secrets(redis_url)
         print(redact_text(traceback.format_exc(), secrets), file=sys.stderr, end="")
-        lost = isinstance(exc, (*REDIS_UNREACHABLE, RedisLost))
+        lost = isinstance(exc, (*REDIS_TRANSIENT, RedisLost))
         error = redact_text(describe_error(exc, redis_url), secrets)
         args.out.write_text(to_json_line(ERROR, error))
         return 1
@@ -118,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
 def describe_error(exc: BaseException, url: str) -> str:
     """One line for the report: Redis failures say which server stopped answering."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
-    if isinstance(exc, REDIS_UNREACHABLE) and not isinstance(exc, RedisLost):
+    if isinstance(exc, RedisLost):  # "lost Redis: no answer to <what> for <s> (<cause>)"
+        detail = text.removeprefix("lost Redis: ")
+        return f"RedisLost: Redis at {address(url)} stopped answering: {detail}"
+    if isinstance(exc, REDIS_TRANSIENT):
         cause = f"{type(exc).__name__}: {text}"
         return f"RedisLost: Redis at {address(url)} stopped answering ({cause})"
     return f"{type(exc).__name__}: {text}"

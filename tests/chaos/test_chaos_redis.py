@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
-from helpers import child_env, loadkit_cmd, run_loadkit, wait_for
+from helpers import child_env, loadkit_cmd, run_loadkit, wait_for, workload_outcome
 
 from loadkit.redis_io.keyspace import group_keys, leftover_namespaces, run_namespaces
 from loadkit.redis_io.run_cleanup import clean_run
@@ -143,7 +143,7 @@ def test_fleet_notices_a_paused_redis_and_leaves_no_keys(
         time.sleep(max(0.0, 10 - (time.monotonic() - paused)))
         os.kill(server.pid, signal.SIGCONT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1, err
+    assert proc.returncode == 1, workload_outcome(report, err)
     assert noticed <= NOTICE_S + 1  # the worker's loss detection plus its exit
     block = workload_block(report, "fleet")
     assert block["status"] == "error"
@@ -163,7 +163,7 @@ def test_swarm_timeout_leaves_no_keys(
     proc = start("run", "swarm", "--redis-url", server.url, "--timeout", "5", "--json", str(report))
     wait_for(lambda: len(loadkit_keys(client)) > 100, 15, "the swarms' keys")
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1, err
+    assert proc.returncode == 1, workload_outcome(report, err)
     assert workload_block(report, "swarm")["status"] == "timeout"
     assert loadkit_keys(client) == []
     assert_foreign_intact(client)
@@ -182,7 +182,7 @@ def test_swarm_notices_a_killed_redis_within_5_s(server: RedisServer, tmp_path: 
     worker.wait(NOTICE_S + 5)
     noticed = time.monotonic() - killed
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1, err
+    assert proc.returncode == 1, workload_outcome(report, err)
     assert noticed <= NOTICE_S + 1
     block = workload_block(report, "swarm")
     assert block["status"] == "error"

@@ -428,6 +428,76 @@ def test_a_retried_result_whose_reply_was_lost_is_recorded_once(
     run(scenario())
 
 
+def test_retried_submissions_registrations_and_retirements_take_effect_once(
+    redis_url: str, fleet_name: str
+) -> None:
+    """Each script is sent again as a retry would after its reply was lost: the second
+    run changes nothing and answers as the first did."""
+
+    async def scenario() -> None:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(redis_url)
+        store = FleetStore(client, fleet_name)
+        try:
+            body = encode_task_body(Work(sleep_ms=1), "x", 0)
+            # submit: the same request token is one submission
+            args = [store.prefix, "tok1", body, body]
+            submit = store._scripts["submit"]
+            first = await submit(keys=[store.key("seq")], args=args)
+            assert await submit(keys=[store.key("seq")], args=args) == first == [0, 2]
+            assert (await store.counts())["submitted"] == 2
+            assert await client.llen(store.key("pending")) == 2
+            # register: an agent registered again keeps the task it was handed
+            started = await store.register("h0", ["h0-0", "h0-1", "h0-2"], lease_ms=5000)
+            assert len(started) == 2
+            assert await store.register("h0", ["h0-0", "h0-1", "h0-2"], lease_ms=5000) == started
+            idle = [a.decode() for a in await client.lrange(store.key("idle"), 0, -1)]
+            assert idle == ["h0-2"]  # once, not twice
+            # retire: an agent already gone counts as retired, a busy one is spared
+            assert await store.retire(["h0-2"]) == ["h0-2"]
+            assert await store.retire(["h0-2", "h0-0"]) == ["h0-2"]
+            assert (await store.counts())["agents"] == 2
+        finally:
+            await store.purge()
+            await client.aclose()
+
+    run(scenario())
+
+
+def test_a_task_whose_inbox_message_went_down_with_the_connection_still_runs(
+    redis_url: str, fleet_name: str, sync_redis: Any
+) -> None:
+    """The state Redis is in when a host popped an inbox message but the reply was lost
+    with its connection: the agent holds the task in Redis, no message is left. Once
+    the host's connections are killed, it reads back what its idle agents hold."""
+
+    async def scenario() -> None:
+        host = await AgentHost(redis_url, fleet_name, lease_ms=5000).start()
+        done = Completions()
+        host.on_complete = done
+        try:
+            await host.spawn(1)
+            (agent,) = host.agents
+            payload = "77\t" + encode_task_body(Work(sleep_ms=1), "lost", time.perf_counter_ns())
+            key = host.store.key("agent", agent)
+            sync_redis.lrem(host.store.key("idle"), 1, agent)
+            sync_redis.hset(key, mapping={"state": "busy", "task": payload})
+            await asyncio.sleep(0.2)
+            assert host.agents[agent].state == "idle"  # nothing told the host
+            sync_redis.client_kill_filter(_type="normal", skipme=True)
+            await eventually(lambda: "77" in done.by_task, 10, "the read-back task to run")
+            await eventually(lambda: host.completed == 1, 10, "its result to be recorded")
+            assert done.by_task["77"] == 1 and done.agent_of["77"] == agent
+            assert (await host.store.counts())["completed"] == 1
+        finally:
+            await host.stop()
+            for k in sync_redis.scan_iter(match=host.store.prefix + ":*"):
+                sync_redis.delete(k)
+
+    run(scenario())
+
+
 def test_close_removes_everything_under_the_fleet_prefix(
     redis_url: str, fleet_name: str, sync_redis: Any
 ) -> None:

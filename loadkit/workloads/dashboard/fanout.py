@@ -28,12 +28,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from loadkit.common.errors import UsageError
 from loadkit.redis_io.connect import connect_async
-from loadkit.redis_io.health import Liveness
+from loadkit.redis_io.retry import RECONNECTS, TRANSIENT, Attempts, raise_if_cancelled
 from loadkit.runs.metrics import settled_rss_bytes
 from loadkit.runtime import lifetime
 from loadkit.runtime.child_messages import (
@@ -52,7 +49,6 @@ from loadkit.workloads.dashboard.publisher import BoardPublisher
 from loadkit.workloads.dashboard.server import DashboardServer, ServerConfig
 from loadkit.workloads.dashboard.sources import Tick
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 SNAPSHOT_TTL_S = 600  # a snapshot key a killed publisher left expires by itself
 LOAD_WAIT_S = 10.0  # how long a follower waits for the publisher's first snapshot
 
@@ -81,7 +77,7 @@ class RedisPublisher:
         self.client = client
         self.keys = keys
         self.publisher = publisher
-        self.liveness = Liveness("dashboard publishing its board")
+        self.attempts = Attempts("dashboard publishing its board")
         self.errors = 0
 
     async def publish(self, tick: Tick, now_s: float | None = None) -> int:
@@ -91,11 +87,11 @@ class RedisPublisher:
         pipe.publish(self.keys.updates, message)
         try:
             await pipe.execute()
-        except REDIS_DOWN as exc:
+        except TRANSIENT as exc:
             self.errors += 1
-            self.liveness.failed(exc)
+            self.attempts.failed(exc)
             return 0
-        self.liveness.ok()
+        self.attempts.ok()
         return len(message)
 
 
@@ -116,25 +112,26 @@ async def follow(
     """Feed ``server`` the board's updates for ever: subscribe first, then load the
     snapshot, so no update falls between the two (older ones are skipped). A lost
     subscription is made again the same way; once Redis has been silent for
-    :data:`loadkit.redis_io.health.LOST_AFTER_S` this raises
-    :class:`loadkit.common.errors.RedisLost`."""
-    liveness = Liveness("dashboard server following its board")
+    the policy's window this raises :class:`loadkit.common.errors.RedisLost`."""
+    attempts = Attempts("dashboard server following its board")
     while True:
+        raise_if_cancelled()
         pubsub = client.pubsub()
         try:
             await pubsub.subscribe(keys.updates)
             await load_snapshot(server, client, keys)
-            liveness.ok()
+            attempts.ok()
             if loaded is not None:
                 loaded.set()
             while True:
+                raise_if_cancelled()
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is not None and not server.deliver(message["data"]):
                     await load_snapshot(server, client, keys)
-        except REDIS_DOWN as exc:
-            await asyncio.sleep(liveness.failed(exc))
+        except TRANSIENT as exc:
+            await asyncio.sleep(attempts.failed(exc))
         finally:
-            with contextlib.suppress(*REDIS_DOWN):
+            with contextlib.suppress(*TRANSIENT):
                 await pubsub.aclose()
 
 
@@ -187,6 +184,7 @@ class _Worker:
             "seq": server.seq,
             "polls": server.polls,
             "write_ms": list(server.write_ms),
+            "reconnects": RECONNECTS.count,
         }
 
     async def command(self, kind: str) -> dict[str, Any]:

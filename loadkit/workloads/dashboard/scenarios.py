@@ -40,6 +40,7 @@ import psutil
 from loadkit.common.errors import UsageError
 from loadkit.redis_io.connect import connect_async
 from loadkit.redis_io.keyspace import new_run_id
+from loadkit.redis_io.retry import RECONNECTS, retried
 from loadkit.redis_io.server import redis_url as usable_redis
 from loadkit.runs.metrics import percentile
 from loadkit.runtime.child_messages import OK, ChildFailed, expect, send
@@ -180,6 +181,7 @@ async def _measure(
 ) -> tuple[dict[str, float], np.ndarray]:
 
     raise_nofile(plan.clients + plan.stuck_clients + plan.pollers + 256)
+    reconnects_before = RECONNECTS.count
     sim = SimulatedFleet(plan.agents)
     keys = BoardKeys.for_run(run_id)
     redis = connect_async(url, max_connections=4)
@@ -257,15 +259,20 @@ async def _measure(
         await restarting
         if down_s is None:
             down_s = time.perf_counter() - down
-        resumed_by_servers = sum(s["resumed"] for s in await pool.ask("stats"))
+        final = await pool.ask("stats")
+        resumed_by_servers = sum(s["resumed"] for s in final)
+        # The server processes of before the restart, those of after it, and this one.
+        server_reconnects = sum(s["reconnects"] for s in steady + final)
         progress("report", 0.95)
         results = await clients.ask_all(cmd="finish")
     finally:
         if clients is not None:
             clients.close()
         pool.close()
+        # retried after a dropped connection; a Redis that is gone keeps the key, which
+        # expires by itself (SNAPSHOT_TTL_S)
         with contextlib.suppress(Exception):
-            await redis.delete(keys.snapshot)
+            await retried("dashboard clean-up", lambda: redis.delete(keys.snapshot))
         await redis.aclose()
     by_worker: dict[str, list[np.ndarray]] = {}
     for r in results:
@@ -322,6 +329,7 @@ async def _measure(
         "poll_requests": float(len(polls)),
         "poll_not_modified": float(sum(r["poll_not_modified"] for r in results)),
         "poll_errors": float(sum(r["poll_errors"] for r in results)),
+        "redis_reconnects": float(RECONNECTS.count - reconnects_before + server_reconnects),
     }
     for i, n in enumerate(per_worker):
         metrics[f"worker{i}_ws_connections"] = float(n)

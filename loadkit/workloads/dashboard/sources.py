@@ -20,10 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from loadkit.redis_io.health import LOST_AFTER_S, Liveness
+from loadkit.redis_io.retry import TRANSIENT, Attempts
 from loadkit.redis_io.values import as_text
 from loadkit.runs.metrics import LatencyRecorder
 from loadkit.workloads.fleet.host import BUSY, DEAD, IDLE, NEW
@@ -111,11 +109,11 @@ class FleetSource:
 class RedisFleetSource:
     """Reads a fleet's registry from Redis each tick (a few commands, two round trips)."""
 
-    def __init__(self, client: Redis, fleet: str, lost_after_s: float = LOST_AFTER_S) -> None:
+    def __init__(self, client: Redis, fleet: str, lost_after_s: float | None = None) -> None:
         self.store = FleetStore(client, fleet)
         self._last_completed: int | None = None
         self.errors = 0
-        self.liveness = Liveness(f"dashboard reading fleet {fleet}", lost_after_s)
+        self.attempts = Attempts(f"dashboard reading fleet {fleet}", lost_after_s)
 
     async def tick(self, dt_s: float) -> Tick:
         """A full sample; while Redis is unreachable, no change (the board keeps the last
@@ -124,12 +122,11 @@ class RedisFleetSource:
         :class:`loadkit.common.errors.RedisLost` and the dashboard ends with that error."""
         try:
             tick = await self._read(dt_s)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except TRANSIENT as exc:
             self.errors += 1
-            log.warning("dashboard: reading fleet %s failed: %s", self.store.fleet, exc)
-            self.liveness.failed(exc)
+            self.attempts.failed(exc)
             return Tick(stats={"redis_errors": float(self.errors)})
-        self.liveness.ok()
+        self.attempts.ok()
         return tick
 
     async def _read(self, dt_s: float) -> Tick:

@@ -12,6 +12,12 @@ One host talks to Redis over two connections: a blocking one that drains its inb
 agents are flushed together in one script call, so a busy host makes few round trips.
 Any process can host agents for a fleet - ``loadkit agents`` does exactly this - since
 all coordination goes through Redis.
+
+A dropped connection is retried (:mod:`loadkit.redis_io.retry`) and loses nothing: the
+task a message carries is also recorded with its agent in Redis, so after the inbox
+connection failed - a popped message may have gone down with it - the host reads back
+what its idle agents hold and starts it; a task that arrives twice (message and
+read-back, or a retried script's reply) is started once.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from dataclasses import dataclass
 
 from loadkit.redis_io.aio import cancel_and_wait, first_failure, keep_running
 from loadkit.redis_io.connect import connect_async
-from loadkit.redis_io.health import UNREACHABLE, Patience
+from loadkit.redis_io.health import Patience
+from loadkit.redis_io.retry import TRANSIENT
 from loadkit.runs.metrics import LatencyRecorder
 from loadkit.workloads.fleet.store import FleetStore
 
@@ -65,12 +72,13 @@ class Task:
 
 
 class Agent:
-    __slots__ = ("id", "state", "task_id")
+    __slots__ = ("id", "last", "state", "task_id")
 
     def __init__(self, agent_id: str, state: str = IDLE) -> None:
         self.id = agent_id
         self.state = state
         self.task_id: str | None = None
+        self.last: str | None = None  # the task it finished last
 
 
 def _burn_cpu(us: int) -> None:
@@ -115,7 +123,7 @@ class AgentHost:
         self.alloc_latency = LatencyRecorder()
         self.completed = 0
         self.stale = 0
-        self.reconnects = 0
+        self._resync = False
         self.on_complete: Callable[[Task, str], None] | None = None
         self._running = False
         self._draining = False
@@ -127,7 +135,9 @@ class AgentHost:
         self._running = True
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._keep("inbox", self._inbox_step), name="fleet-inbox"),
+            loop.create_task(
+                self._keep("inbox", self._inbox_step, self._inbox_failed), name="fleet-inbox"
+            ),
             loop.create_task(self._keep("flush", self._flush_step), name="fleet-flush"),
             loop.create_task(self._keep("heartbeat", self._heartbeat_step), name="fleet-beat"),
         ]
@@ -275,6 +285,8 @@ class AgentHost:
             agent.task_id = None
             return
         task = Task.parse(payload)
+        if task.id in (agent.task_id, agent.last):
+            return  # the same task again: a message and a read-back, or a retried reply
         self.alloc_latency.record_ns(time.perf_counter_ns() - task.submit_ns)
         agent.state = BUSY
         agent.task_id = task.id
@@ -287,6 +299,7 @@ class AgentHost:
         self._timers.discard(handle)
         if agent.state != BUSY or agent.task_id != task.id:
             return
+        agent.last = task.id
         if task.cpu_us:
             _burn_cpu(task.cpu_us)
         result = f"ok:{agent.id}"
@@ -318,12 +331,14 @@ class AgentHost:
                 else:
                     self._start(agent_id, str(reply))
 
-    def _keep(self, name: str, step: Callable[[], Awaitable[None]]) -> Awaitable[None]:
-        def count(_exc: BaseException) -> None:
-            self.reconnects += 1
-
+    def _keep(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[None]],
+        on_retry: Callable[[BaseException], None] | None = None,
+    ) -> Awaitable[None]:
         label = f"fleet host {self.host_id} {name}"
-        return keep_running(label, step, lambda: self._running, count)
+        return keep_running(label, step, lambda: self._running, on_retry)
 
     async def _flush_step(self) -> None:
         await self._outbox_ready.wait()
@@ -334,7 +349,26 @@ class AgentHost:
             self._outbox_ready.set()  # results still waiting: try again
             raise
 
+    def _inbox_failed(self, _exc: BaseException) -> None:
+        self._resync = True
+
+    async def _read_back(self) -> None:
+        """Start the tasks Redis says our idle agents hold: a message popped from the
+        inbox whose reply was lost with the connection is not lost with it."""
+        idle = [a.id for a in self.agents.values() if a.state == IDLE]
+        for i in range(0, len(idle), 1000):
+            chunk = idle[i : i + 1000]
+            pipe = self.client.pipeline(transaction=False)
+            for agent_id in chunk:
+                pipe.hget(self.store.key("agent", agent_id), "task")
+            for agent_id, held in zip(chunk, await pipe.execute(), strict=True):
+                if held is not None:
+                    self._start(agent_id, held.decode() if isinstance(held, bytes) else held)
+
     async def _inbox_step(self) -> None:
+        if self._resync:
+            await self._read_back()
+            self._resync = False
         inbox = self.store.key("inbox", self.host_id)
         item = await self._blocking.blpop([inbox], timeout=1)
         if item is None:
@@ -376,14 +410,14 @@ async def deregister_later(
     for a second: :class:`loadkit.redis_io.health.Patience`). True when it was done; if not,
     the agents' leases run out and any manager of the fleet reaps them."""
     client = connect_async(url, max_connections=2)
-    store = FleetStore(client, fleet)
+    store = FleetStore(client, fleet, retry=False)  # the patience below is the policy here
     patience = Patience(budget_s)
     try:
         while True:
             try:
                 await store.deregister(host_id, agents, drop_inbox=True)
                 return True
-            except UNREACHABLE as exc:
+            except TRANSIENT as exc:
                 if not patience.retry(exc):
                     return False
                 await asyncio.sleep(0.2)

@@ -130,10 +130,15 @@ async def measure_allocation(
         on_tick=lambda t: progress(min(t / seconds, 1.0)),
     )
     completed = await wait_completed(manager, expected, timeout_s=10 + work_ms / 100)
+    counts = await manager.store.counts()
     s = manager.host.alloc_latency.summary()
     return {
         "allocation_tasks": float(expected),
+        # as Redis counted them: a submission retried after a dropped connection must
+        # not add its tasks twice, nor a retried result count twice
+        "allocation_submitted": float(counts["submitted"]),
         "allocation_completed": float(completed),
+        "allocation_stale": float(counts["stale"]),
         "allocation_avg_ms": s.get("mean", math.nan),
         "allocation_p50_ms": s.get("p50", math.nan),
         "allocation_p95_ms": s.get("p95", math.nan),

@@ -21,7 +21,15 @@ Keys (``P`` = ``{fleet:<name>}``):
 ``P:results``          stream completed tasks (capped)
 ``P:stats``            hash   submitted, completed, stale, reaped, reclaimed
 ``P:seq``              str    task id counter
+``P:req:<token>``      str    reply of a submission (expires): a retry gets it back
 =====================  =====  ==================================================
+
+Every script is safe to repeat, because a request whose reply was lost with its
+connection is retried (:mod:`loadkit.redis_io.retry`): a submission carries a request
+token and is done once; registering an agent that is already registered answers with
+the task it holds; a result already recorded is answered with the agent's current
+state; retiring an agent that is gone counts as retired; heartbeats, reaping and
+deregistering are idempotent by nature.
 
 A task payload is ``"<id>\\t<submit_ns>\\t<work_us>\\t<body>"``. An agent id is
 ``"<host>-<n>"`` so a script can find the owning host's inbox without a lookup.
@@ -29,11 +37,16 @@ A task payload is ``"<id>\\t<submit_ns>\\t<work_us>\\t<body>"``. An agent id is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
 from redis.commands.core import AsyncScript
+
+from loadkit.redis_io.retry import retried
+
+T = TypeVar("T")
 
 _PRELUDE = r"""
 local P = ARGV[1]
@@ -64,10 +77,16 @@ local function drop(agent)
 end
 """
 
-# ARGV: P, body... -> {assigned, queued}
+# ARGV: P, token, body... -> {assigned, queued}; a token seen before: the first reply
 _SUBMIT = r"""
+local req = P .. ':req:' .. ARGV[2]
+local seen = redis.call('GET', req)
+if seen then
+  local a, q = string.match(seen, '^(%d+),(%d+)$')
+  return {tonumber(a), tonumber(q)}
+end
 local assigned, queued = 0, 0
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   local id = redis.call('INCR', P .. ':seq')
   local task = id .. '\t' .. ARGV[i]
   local agent = redis.call('LPOP', P .. ':idle')
@@ -79,7 +98,8 @@ for i = 2, #ARGV do
     queued = queued + 1
   end
 end
-redis.call('HINCRBY', P .. ':stats', 'submitted', #ARGV - 1)
+redis.call('HINCRBY', P .. ':stats', 'submitted', #ARGV - 2)
+redis.call('SET', req, assigned .. ',' .. queued, 'PX', 60000)
 return {assigned, queued}
 """
 
@@ -92,10 +112,20 @@ local started = {}
 for i = 4, #ARGV do
   local agent = ARGV[i]
   local key = P .. ':agent:' .. agent
-  redis.call('SADD', P .. ':agents', agent)
+  local again = redis.call('SADD', P .. ':agents', agent) == 0
   redis.call('ZADD', P .. ':leases', expiry, agent)
-  local task = redis.call('LPOP', P .. ':pending')
-  if task then
+  local task = false
+  if again then
+    task = redis.call('HGET', key, 'task')
+  else
+    task = redis.call('LPOP', P .. ':pending')
+  end
+  if again then
+    if task then
+      started[#started + 1] = agent
+      started[#started + 1] = task
+    end
+  elseif task then
     redis.call('HSET', key, 'host', host, 'state', 'busy', 'task', task)
     started[#started + 1] = agent
     started[#started + 1] = task
@@ -180,12 +210,15 @@ expired[#expired + 1] = reclaimed
 return expired
 """
 
-# ARGV: P, agent... -> agents that were idle and are now gone (busy ones are left alone)
+# ARGV: P, agent... -> agents that were idle and are now gone (busy ones are left alone;
+# one already gone - a retry, or reaped - is gone all the same)
 _RETIRE = r"""
 local retired = {}
 for i = 2, #ARGV do
   local agent = ARGV[i]
-  if redis.call('LREM', P .. ':idle', 1, agent) == 1 then
+  if redis.call('SISMEMBER', P .. ':agents', agent) == 0 then
+    retired[#retired + 1] = agent
+  elseif redis.call('LREM', P .. ':idle', 1, agent) == 1 then
     redis.call('DEL', P .. ':agent:' .. agent)
     redis.call('SREM', P .. ':agents', agent)
     redis.call('ZREM', P .. ':leases', agent)
@@ -226,9 +259,16 @@ class FleetStore:
     """Typed async wrappers around the fleet scripts for one fleet name."""
 
     def __init__(
-        self, client: Redis | RedisCluster, fleet: str, results_cap: int = 100_000
+        self,
+        client: Redis | RedisCluster,
+        fleet: str,
+        results_cap: int = 100_000,
+        retry: bool = True,
     ) -> None:
+        """``retry=False``: a dropped connection is the caller's to handle (a clean-up
+        with its own patience), not retried here."""
         self.client = client
+        self.retry = retry
         self.fleet = fleet
         self.prefix = prefix_for(fleet)
         self.results_cap = results_cap
@@ -248,14 +288,23 @@ class FleetStore:
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
+    async def _retried(self, what: str, request: Callable[[], Awaitable[T]]) -> T:
+        if not self.retry:
+            return await request()
+        return await retried(f"fleet {self.fleet} {what}", request)
+
     async def _call(self, name: str, args: Sequence[Any]) -> Any:
-        # KEYS[1] routes the call on a cluster; every key used shares its hash tag.
-        return await self._scripts[name](keys=[self.key("seq")], args=[self.prefix, *args])
+        """Run a script, retried after a dropped connection (every script is safe to
+        repeat). KEYS[1] routes the call on a cluster; every key used shares its hash tag."""
+        script = self._scripts[name]
+        keys, argv = [self.key("seq")], [self.prefix, *args]
+        return await self._retried(name, lambda: script(keys=keys, args=argv))
 
     async def submit(self, bodies: Sequence[str]) -> tuple[int, int]:
         assigned = queued = 0
         for i in range(0, len(bodies), CHUNK):
-            a, q = await self._call("submit", bodies[i : i + CHUNK])
+            token = secrets.token_hex(8)  # one per chunk: a retry of it is done once
+            a, q = await self._call("submit", [token, *bodies[i : i + CHUNK]])
             assigned += int(a)
             queued += int(q)
         return assigned, queued
@@ -307,38 +356,55 @@ class FleetStore:
 
     async def counts(self) -> dict[str, int]:
         """Registry sizes and counters in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.scard(self.key("agents"))
-        pipe.llen(self.key("idle"))
-        pipe.llen(self.key("pending"))
-        pipe.hgetall(self.key("stats"))
-        agents, idle, pending, stats = await pipe.execute()
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.scard(self.key("agents"))
+            pipe.llen(self.key("idle"))
+            pipe.llen(self.key("pending"))
+            pipe.hgetall(self.key("stats"))
+            return await pipe.execute()
+
+        agents, idle, pending, stats = await self._retried("counts", read)
         out = {"agents": int(agents), "idle": int(idle), "pending": int(pending)}
         for k in ("submitted", "completed", "stale", "reaped", "reclaimed"):
             out[k] = int(stats.get(k.encode(), stats.get(k, 0)) or 0)
         return out
 
+    async def _scan(self, pattern: str) -> list[str]:
+        """Keys matching ``pattern`` (SCAN, so safe on a busy server); a dropped connection
+        starts the scan over."""
+
+        async def scan() -> list[str]:
+            return [_decode(k) async for k in self.client.scan_iter(match=pattern, count=1000)]
+
+        return await self._retried("scan", scan)
+
     async def agent_keys(self) -> list[str]:
-        """Per-agent keys still present (SCAN, so safe on a busy server)."""
-        pattern = self.key("agent", "*")
-        return [_decode(k) async for k in self.client.scan_iter(match=pattern, count=1000)]
+        """Per-agent keys still present."""
+        return await self._scan(self.key("agent", "*"))
 
     async def leftovers(self) -> int:
         """Entries that must be gone once every agent is gone: agent hashes, registry
         members, leases, idle entries and host inboxes."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.scard(self.key("agents"))
-        pipe.zcard(self.key("leases"))
-        pipe.llen(self.key("idle"))
-        pipe.zcard(self.key("hosts"))
-        registry = sum(int(x) for x in await pipe.execute())
-        inboxes = [k async for k in self.client.scan_iter(match=self.key("inbox", "*"))]
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.scard(self.key("agents"))
+            pipe.zcard(self.key("leases"))
+            pipe.llen(self.key("idle"))
+            pipe.zcard(self.key("hosts"))
+            return await pipe.execute()
+
+        registry = sum(int(x) for x in await self._retried("leftovers", read))
+        inboxes = await self._scan(self.key("inbox", "*"))
         return registry + len(await self.agent_keys()) + len(inboxes)
 
     async def purge(self) -> int:
         """Delete every key of this fleet (and only this fleet)."""
-        keys = [k async for k in self.client.scan_iter(match=self.prefix + ":*", count=1000)]
+        keys = await self._scan(self.prefix + ":*")
         deleted = 0
         for i in range(0, len(keys), CHUNK):
-            deleted += int(await self.client.delete(*keys[i : i + CHUNK]))
+            chunk = keys[i : i + CHUNK]
+            deleted += int(await self._retried("purge", lambda c=chunk: self.client.delete(*c)))
         return deleted

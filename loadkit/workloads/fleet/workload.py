@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from loadkit.redis_io.retry import RECONNECTS
 from loadkit.runs.metrics import open_fds, settled_rss_bytes
 from loadkit.runs.targets import Target
 from loadkit.runs.workload import RunContext, WorkloadOutput
@@ -123,6 +124,7 @@ async def run(ctx: RunContext) -> WorkloadOutput:
     baseline_tasks = set(asyncio.all_tasks())
     fds_before = open_fds()
     rss_cold = settled_rss_bytes()
+    reconnects_before = RECONNECTS.count
     metrics: dict[str, float] = {}
 
     def phase(name: str, lo: float, hi: float):
@@ -162,6 +164,7 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         "cleanup_leaked_tasks": float(len(leaked_tasks)),
         "cleanup_leaked_fds": float(max(0, open_fds() - fds_before)),
         "cleanup_rss_retained_kib": (metrics.pop("cycle_final_rss_bytes") - rss_cold) / 1024,
+        "redis_reconnects": float(RECONNECTS.count - reconnects_before),
     }
     # Plot last: matplotlib keeps its font files open, which the fd count would see.
     artifacts = {}

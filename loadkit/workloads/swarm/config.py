@@ -27,6 +27,9 @@ class SwarmConfig:
     stream_cap: int = 200_000
     max_connections: int = 32
     lifetime_s: float = 300.0  # every child process exits by itself after this
+    # Every node of a cluster as (host, port), learnt by the first process that connected:
+    # a process started later can find the cluster even if the node the URL names died.
+    seeds: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.swarms < 1:

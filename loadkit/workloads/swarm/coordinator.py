@@ -22,14 +22,13 @@ import time
 from array import array
 from typing import Any
 
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import ClusterNode
 from redis.exceptions import RedisError
 
 from loadkit.common.errors import RedisLost
 from loadkit.redis_io.aio import cancel_and_wait
 from loadkit.redis_io.connect import connect_async
-from loadkit.redis_io.health import Liveness
+from loadkit.redis_io.retry import RECONNECTS, Attempts, raise_if_cancelled, retried
 from loadkit.redis_io.urls import is_cluster_url
 from loadkit.redis_io.values import as_text
 from loadkit.workloads.swarm.config import SwarmConfig
@@ -43,16 +42,26 @@ _HINT_SWARM = re.compile(r"\{swarm:(\d+)\}")
 
 
 def connect(config: SwarmConfig, name: str, max_connections: int | None = None) -> Any:
-    """A client that surfaces connection errors at once (no silent re-send inside
-    redis-py): the loops decide what is safe to retry, and count it. A cluster client's
-    pool does not wait for a free connection, so give it one per concurrent caller."""
+    """A client named for this run's role, with the retries of
+    :func:`loadkit.redis_io.connect.connect_async`: the loops decide what is safe to retry,
+    and count it. A cluster client's pool does not wait for a free connection, so give
+    it one per concurrent caller."""
+    seeds = {"startup_nodes": [ClusterNode(h, p) for h, p in config.seeds]} if config.seeds else {}
     return connect_async(
         config.url,
         max_connections=max_connections or config.max_connections,
-        retry=Retry(NoBackoff(), 0),
         client_name=name,
         socket_connect_timeout=2.0,
+        **seeds,
     )
+
+
+def cluster_seeds(client: Any) -> tuple[tuple[str, int], ...]:
+    """Every node a connected cluster client knows (primaries and replicas); () for a
+    single server."""
+    if not hasattr(client, "get_nodes"):
+        return ()
+    return tuple(sorted((n.host, int(n.port)) for n in client.get_nodes()))
 
 
 async def create_swarms(
@@ -105,8 +114,12 @@ class Coordinator:
         self.lost: RedisLost | None = None
 
     async def start(self) -> Coordinator:
-        await self.scripts.load()
-        await create_swarms(self.scripts, self.config, self.name, self.members)
+        # Both are safe to repeat; a coordinator started while a cluster fails over waits.
+        await retried(f"swarm coordinator {self.name} start", self.scripts.load)
+        await retried(
+            f"swarm coordinator {self.name} start",
+            lambda: create_swarms(self.scripts, self.config, self.name, self.members),
+        )
         self._running = True
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -149,17 +162,18 @@ class Coordinator:
         that is re-routing - so no loop of a coordinator ends silently. Once Redis has
         not answered for ``LOST_AFTER_S`` the coordinator is lost: every loop ends and
         :meth:`check` raises."""
-        liveness = Liveness(f"swarm coordinator {self.name} {what}", max_backoff_s=0.1)
+        attempts = Attempts(f"swarm coordinator {self.name} {what}", max_backoff_s=0.1)
         while self._running and self.lost is None:
+            raise_if_cancelled()
             try:
                 await step()
-                liveness.ok()
+                attempts.ok()
             except (RedisError, OSError) as exc:
                 self.errors += 1
                 self.last_error = f"{what}: {type(exc).__name__}: {exc}"
                 log.warning("swarm coordinator %s %s", self.name, self.last_error)
                 try:
-                    wait = liveness.failed(exc)
+                    wait = attempts.failed(exc)
                 except RedisLost as lost:
                     self.lost = lost
                     log.error("%s", lost)
@@ -198,6 +212,7 @@ class Coordinator:
             "duplicates": c.duplicates,
             "reclaimed": c.reclaimed,
             "errors": self.errors,
+            "reconnects": RECONNECTS.count,
             "last_error": self.last_error,
             "grants": self.board.grants,
             "leading": len(self.board.leaders()),

@@ -10,8 +10,9 @@ process measures latency from when the message was *due*, not when it left.
 
 Connection errors are the caller's to retry: a producer re-sends a batch until Redis
 answers (same seqs, so nothing is applied twice) or has been silent for
-:data:`loadkit.redis_io.health.LOST_AFTER_S` (then :class:`loadkit.common.errors.RedisLost`); a
-consumer keeps a batch it could not apply and applies it again first.
+the policy's window (then :class:`loadkit.common.errors.RedisLost`); a
+consumer keeps a batch it could not apply and applies it again first. What counts as a
+connection error, and when Redis is lost, is :mod:`loadkit.redis_io.retry`.
 """
 
 from __future__ import annotations
@@ -23,25 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import ClusterDownError, TryAgainError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from loadkit.redis_io.health import LOST_AFTER_S, Liveness
+from loadkit.redis_io.retry import TRANSIENT, Attempts
 from loadkit.redis_io.values import as_text
 from loadkit.workloads.swarm.keys import GROUP, SwarmKeys
 from loadkit.workloads.swarm.scripts import Call, Scripts
 
-# Errors after which the same request may succeed: a dropped connection, a server that is
-# restarting (LOADING is a ConnectionError in redis-py), a cluster that is re-routing.
-TRANSIENT = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    ConnectionError,
-    OSError,
-    ClusterDownError,
-    TryAgainError,
-)
 APPLY_CHUNK = 1000  # messages per stream per call (Lua's unpack has a stack limit)
 APPLY_CALL_MESSAGES = 2000  # bounds how long one script call holds Redis
 FORGET_INTERVAL_S = 5.0  # how often dead consumers are removed from the groups
@@ -75,7 +62,7 @@ class Producer:
     keys: Sequence[SwarmKeys]
     index: int
     stream_cap: int = 200_000
-    retry_for_s: float = LOST_AFTER_S  # Redis silent this long: RedisLost, not a retry
+    retry_for_s: float | None = None  # silent this long: RedisLost (None: the policy's)
     on_sent: Callable[[int], None] | None = None
     # paced mode: per message, scheduled time -> Redis acknowledged its XADD
     enqueue_ns: array = field(default_factory=lambda: array("q"))
@@ -100,19 +87,20 @@ class Producer:
             self._next_swarm = (s + 1) % n_swarms
             entries.append((self._xadd[s], encode(self.index, self.seq[s], t).encode()))
             self.seq[s] += 1
-        liveness = Liveness(f"swarm producer {self.index}", self.retry_for_s, max_backoff_s=0.2)
+        attempts = Attempts(f"swarm producer {self.index}", self.retry_for_s, max_backoff_s=0.2)
         while True:
             pipe = self.client.pipeline(transaction=False)
             for head, payload in entries:
                 pipe.execute_command("XADD", *head, payload)
             try:
                 await pipe.execute()
+                attempts.ok()
                 break
             except TRANSIENT as exc:
                 # At-least-once: some of the batch may be in; re-sending the same seqs
                 # makes those duplicates, which consumers recognise.
                 self.retries += 1
-                await asyncio.sleep(liveness.failed(exc))
+                await asyncio.sleep(attempts.failed(exc))
         self.sent += len(entries)
         if self.on_sent is not None:
             self.on_sent(len(entries))

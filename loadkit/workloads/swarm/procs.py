@@ -26,6 +26,7 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 from loadkit.common.errors import RedisLost
+from loadkit.redis_io.retry import RECONNECTS
 from loadkit.runtime import lifetime
 from loadkit.runtime.child_messages import (
     GONE,
@@ -108,6 +109,7 @@ class _ProducerService:
             "elapsed_s": time.perf_counter() - t0,
             "seq": list(self.producer.seq),
             "retries": self.producer.retries,
+            "reconnects": RECONNECTS.count,
             "enqueue_ns": self.producer.enqueue_ns.tobytes(),
         }
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from loadkit.redis_io.retry import retried
 from loadkit.redis_io.values import as_text
 from loadkit.workloads.swarm.config import SwarmConfig
-from loadkit.workloads.swarm.coordinator import connect, create_swarms
+from loadkit.workloads.swarm.coordinator import cluster_seeds, connect, create_swarms
 from loadkit.workloads.swarm.keys import GROUP, SwarmKeys
 from loadkit.workloads.swarm.procs import Child, Counters
 from loadkit.workloads.swarm.scripts import Scripts
@@ -135,9 +136,12 @@ class SwarmRig:
         self.created = 0
 
     async def start(self) -> SwarmRig:
-        await self.scripts.load()
-        self.created = await create_swarms(
-            self.scripts, self.config, "setup", self.config.member_ids()
+        await retried("swarm set-up", self.scripts.load)
+        # Children started from now on (a replacement coordinator too) know every node.
+        self.config = replace(self.config, seeds=cluster_seeds(self.client))
+        self.created = await retried(
+            "swarm set-up",
+            lambda: create_swarms(self.scripts, self.config, "setup", self.config.member_ids()),
         )
         cfg = self.config
         try:
@@ -154,16 +158,20 @@ class SwarmRig:
         return self
 
     async def status(self) -> list[SwarmStatus]:
-        return await read_status(self.client, self.keys)
+        return await retried("swarm status", lambda: read_status(self.client, self.keys))
 
     async def swarms_created(self) -> int:
         """Swarms whose stream, group, epoch and full membership all exist in Redis."""
-        pipe = self.client.pipeline(transaction=False)
-        for k in self.keys:
-            pipe.xinfo_groups(k.stream)
-            pipe.exists(k.epoch)
-            pipe.hlen(k.members)
-        replies = await pipe.execute()
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for k in self.keys:
+                pipe.xinfo_groups(k.stream)
+                pipe.exists(k.epoch)
+                pipe.hlen(k.members)
+            return await pipe.execute()
+
+        replies = await retried("swarm status", read)
         ok = 0
         for i in range(len(self.keys)):
             groups, epoch, members = replies[3 * i : 3 * i + 3]
@@ -203,6 +211,13 @@ class SwarmRig:
         alive = [c for c in self.coordinators if c.process.is_alive()]
         return list(await asyncio.gather(*(c.request("stats", reset) for c in alive)))
 
+    async def child_reconnects(self) -> int:
+        """Reconnects the live coordinator and producer processes made so far (this
+        process counts its own in :data:`loadkit.redis_io.retry.RECONNECTS`)."""
+        coordinators = await self.coordinator_stats()
+        producers = await self.produce("stats")
+        return sum(s["reconnects"] for s in coordinators + producers)
+
     async def latencies_ms(self) -> np.ndarray:
         stats = await self.coordinator_stats(reset=True)
         parts = [np.frombuffer(s["latencies_ns"], dtype=np.int64) for s in stats]
@@ -222,12 +237,16 @@ class SwarmRig:
         Per producer and swarm, messages ``0 .. seq-1`` were acknowledged; each must have
         its bit set (``BITCOUNT`` = seq and the first clear bit at ``seq``)."""
         seqs = [r["seq"] for r in await self.produce("stats")]
-        pipe = self.client.pipeline(transaction=False)
-        for p in range(len(seqs)):
-            for k in self.keys:
-                pipe.bitcount(k.seen(p))
-                pipe.bitpos(k.seen(p), 0)
-        replies = await pipe.execute()
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for p in range(len(seqs)):
+                for k in self.keys:
+                    pipe.bitcount(k.seen(p))
+                    pipe.bitpos(k.seen(p), 0)
+            return await pipe.execute()
+
+        replies = await retried("swarm verify", read)
         lost_per_swarm = [0] * len(self.keys)
         i = 0
         for seq in seqs:

@@ -30,20 +30,21 @@ from typing import Any
 
 import numpy as np
 
-from loadkit.redis_io.health import Liveness
+from loadkit.redis_io.retry import TRANSIENT, Attempts, retried
 from loadkit.redis_io.server import RedisServer
 from loadkit.runs.metrics import latency_figures
 from loadkit.workloads.swarm.config import SwarmConfig
 from loadkit.workloads.swarm.coordinator import connect, create_swarms
 from loadkit.workloads.swarm.election import Candidacy, fenced_write, snapshot
 from loadkit.workloads.swarm.keys import SwarmKeys
-from loadkit.workloads.swarm.messaging import TRANSIENT, Producer
+from loadkit.workloads.swarm.messaging import Producer
 from loadkit.workloads.swarm.rig import (
     SwarmRig,
     SwarmStatus,
     kill_connections,
     our_connections,
     purge_run,
+    read_status,
     server_ms,
 )
 from loadkit.workloads.swarm.scripts import Scripts
@@ -71,7 +72,8 @@ async def measure_xadd_ceiling(
             await producer.send([time.perf_counter_ns()] * pipeline)
         elapsed = time.perf_counter() - t0
     finally:
-        await client.delete(*(k.stream for k in keys))  # split by slot on a cluster
+        # split by slot on a cluster; deleting again is harmless
+        await retried("swarm ceiling clean-up", lambda: client.delete(*(k.stream for k in keys)))
     return {"xadd_ceiling_per_s": producer.sent / elapsed}
 
 
@@ -133,7 +135,9 @@ async def measure_churn(
     try:
         for _ in range(kills):
             await asyncio.sleep(seconds / (kills + 1))
-            victims = await our_connections(rig.client, run, skip=f"{run}-rig")
+            victims = await retried(
+                "swarm churn", lambda: our_connections(rig.client, run, skip=f"{run}-rig")
+            )
             if first_new_id is None:
                 first_new_id = max((cid for _, cid in victims), default=0) + 1
             reopened |= {cid for _, cid in victims if cid >= first_new_id}
@@ -141,7 +145,9 @@ async def measure_churn(
     finally:
         await task
     drained = await rig.drain()
-    after = await our_connections(rig.client, run, skip=f"{run}-rig")
+    after = await retried(
+        "swarm churn", lambda: our_connections(rig.client, run, skip=f"{run}-rig")
+    )
     if first_new_id is not None:
         reopened |= {cid for _, cid in after if cid >= first_new_id}
     stats = await rig.coordinator_stats()
@@ -174,13 +180,13 @@ async def _poll_recovery(
     may refuse a moment (it is being restarted); silent for longer, it is lost."""
     done: dict[int, float] = {}
     deadline = t0 + timeout_s
-    liveness = Liveness("recovery poll")
+    attempts = Attempts("recovery poll")
     while len(done) < len(before) and time.monotonic() < deadline:
         try:
-            status = await rig.status()
-            liveness.ok()
+            status = await read_status(rig.client, rig.keys)
+            attempts.ok()
         except TRANSIENT as exc:
-            await asyncio.sleep(max(liveness.failed(exc), 0.02))
+            await asyncio.sleep(max(attempts.failed(exc), 0.02))
             continue
         now = time.monotonic()
         for i, (st, pre) in enumerate(zip(status, before, strict=True)):
@@ -266,6 +272,7 @@ async def measure_redis_kill(
         out = await _recovery_result(rig, "redis", done)
         check = await rig.verify()
         out |= {
+            "redis_kill_child_reconnects": float(await rig.child_reconnects()),
             "redis_restart_s": restarted_s,
             "aof_messages_sent": float(check["sent"]),
             "aof_messages_delivered": float(check["applied"]),
@@ -289,11 +296,17 @@ async def _retry(make: Callable[[], Any], timeout_s: float = 10.0) -> Any:
             await asyncio.sleep(0.02)
 
 
+async def _run(scripts: Scripts, calls: list[Any]) -> list[Any]:
+    """The election scripts, retried after a dropped connection: each is safe to repeat
+    (a holder asking again gets its own token back; a fenced write re-checks its token)."""
+    return await retried("swarm fencing", lambda: scripts.run_many(calls))
+
+
 async def _acquire(scripts: Scripts, cand: Candidacy, deadline: float) -> bool:
     """Ask until granted: a refusal says how long the lease still runs; wait that long."""
     while time.monotonic() < deadline:
         sent = time.perf_counter_ns()
-        reply = await scripts.call(*cand.call("acquire"))
+        (reply,) = await _run(scripts, [cand.call("acquire")])
         cand.on_reply("acquire", reply, sent, time.perf_counter_ns())
         if cand.leading:
             return True
@@ -313,7 +326,7 @@ async def _fence_swarm(scripts: Scripts, keys: SwarmKeys, rounds: int, ttl_ms: i
     leader, other = a, b
     for r in range(rounds):
         sent = time.perf_counter_ns()
-        renewed = await scripts.call(*leader.call("renew"))
+        (renewed,) = await _run(scripts, [leader.call("renew")])
         leader.on_reply("renew", renewed, sent, time.perf_counter_ns())
         paused_at = time.perf_counter_ns()  # the leader stops here: GC, SIGSTOP, partition
         out["pauses"] += 1
@@ -323,7 +336,8 @@ async def _fence_swarm(scripts: Scripts, keys: SwarmKeys, rounds: int, ttl_ms: i
             return out
         out["failovers"].append((time.perf_counter_ns() - paused_at) / 1e6)
         # The new leader can write (the fence is not simply closed) ...
-        if int(await scripts.call(*fenced_write(keys, other.token, {"round": r}))) != 1:
+        (wrote,) = await _run(scripts, [fenced_write(keys, other.token, {"round": r})])
+        if int(wrote) != 1:
             out["failed"] += 1
         # ... and the paused one wakes up believing it still leads.
         stale = [
@@ -331,7 +345,7 @@ async def _fence_swarm(scripts: Scripts, keys: SwarmKeys, rounds: int, ttl_ms: i
             snapshot(keys, old_token),
             ("renew", [keys.lease], [keys.prefix, leader.holder, old_token, ttl_ms]),
         ]
-        for reply in await scripts.run_many(stale):
+        for reply in await _run(scripts, stale):
             out["accepted" if int(reply) == 1 else "rejected"] += 1
         leader.token = 0
         leader, other = other, leader
@@ -339,22 +353,34 @@ async def _fence_swarm(scripts: Scripts, keys: SwarmKeys, rounds: int, ttl_ms: i
 
 
 async def measure_fencing(
-    url: str, run: str, swarms: int, rounds: int, ttl_ms: int = 100, progress: Progress = _noop
+    url: str,
+    run: str,
+    swarms: int,
+    rounds: int,
+    ttl_ms: int = 100,
+    progress: Progress = _noop,
+    seeds: tuple[tuple[str, int], ...] = (),
 ) -> dict[str, float]:
-    """``swarms * rounds`` injected leader pauses, all swarms at once."""
-    config = SwarmConfig(url=url, run=run, swarms=swarms, members=2, lease_ms=ttl_ms)
+    """``swarms * rounds`` injected leader pauses, all swarms at once. ``seeds``: the
+    nodes of a cluster, should the one the URL names be gone."""
+    config = SwarmConfig(url=url, run=run, swarms=swarms, members=2, lease_ms=ttl_ms, seeds=seeds)
     client = connect(config, f"{run}-fence", max_connections=swarms + 8)
     scripts = Scripts(client)
     finished = False
     try:
-        await scripts.load()
-        await create_swarms(scripts, config, "fence", ["a", "b"])
+        await retried("swarm fencing set-up", scripts.load)
+        await retried(
+            "swarm fencing set-up", lambda: create_swarms(scripts, config, "fence", ["a", "b"])
+        )
         results = await asyncio.gather(
             *(_fence_swarm(scripts, k, rounds, ttl_ms) for k in config.keys)
         )
         rejected_in_redis = 0
         for k in config.keys:
-            rejected_in_redis += int(await client.hget(k.state, "stale_rejected") or 0)
+            count = await retried(
+                "swarm fencing", lambda k=k: client.hget(k.state, "stale_rejected")
+            )
+            rejected_in_redis += int(count or 0)
         progress(1.0)
         finished = True
     finally:

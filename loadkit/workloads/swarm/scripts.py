@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError
 
 _PRELUDE = r"""
 local P = ARGV[1]
@@ -208,7 +208,9 @@ class Scripts:
             for i, reply in zip(todo, replies, strict=True):
                 if isinstance(reply, NoScriptError) and attempt == 0:
                     missing.append(i)
-                elif isinstance(reply, ResponseError):
+                elif isinstance(reply, Exception):
+                    # a script error, or (a cluster pipeline reports them in place) a
+                    # connection error: the caller decides whether to retry
                     raise reply
                 else:
                     results[i] = reply

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from loadkit.redis_io.retry import RECONNECTS
 from loadkit.runs.targets import Target
 from loadkit.runs.workload import RunContext, WorkloadOutput
 from loadkit.workloads.swarm.config import SwarmConfig
@@ -151,6 +152,7 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         lease_ms=sc.lease_ms,
     )
     metrics: dict[str, float] = {}
+    reconnects_before = RECONNECTS.count
     ctx.progress("ceiling", 0.0)
     client = connect(config, f"{run_id}-ceiling")
     try:
@@ -172,16 +174,26 @@ async def run(ctx: RunContext) -> WorkloadOutput:
         ctx.progress("kill coord", 0.55)
         metrics |= await measure_coordinator_kill(rig, sc.kill_rate_per_s, sc.kill_s, sc.kill_at_s)
         main = await rig.verify()
+        child_reconnects = await rig.child_reconnects()
         finished = True
     finally:
         # A failed run ends fast: its keys are deleted by the run's prefix afterwards.
         await rig.close(purge=True, kill=not finished)
     ctx.progress("fencing", 0.7)
     metrics |= await measure_fencing(
-        ctx.redis_url, run_id + "-fence", sc.swarms, sc.fence_rounds, sc.fence_ttl_ms
+        ctx.redis_url,
+        run_id + "-fence",
+        sc.swarms,
+        sc.fence_rounds,
+        sc.fence_ttl_ms,
+        seeds=rig.config.seeds,
     )
     ctx.progress("kill redis", 0.8)
     metrics |= await measure_redis_kill(config, sc.kill_rate_per_s, sc.kill_s, sc.kill_at_s)
+    # Every retry after a dropped connection, in this process and in the live children
+    # (the churn and Redis-kill scenarios cause some on purpose).
+    child_reconnects += metrics.pop("redis_kill_child_reconnects")
+    metrics["redis_reconnects"] = float(RECONNECTS.count - reconnects_before + child_reconnects)
     elections = sc.swarms + metrics["injected_pauses"]
     won = led + metrics["injected_pauses"] - metrics["failovers_failed"]
     metrics |= {
