@@ -145,6 +145,8 @@ class BenchOptions:
     skip_report: bool = False
     aa: int | None = None  # an A/A study of this many runs instead (loadkit.asvsuite.aa)
     json: str | None = None  # where the study's table goes
+    # asv's machine name; CI runners share one so their results form one history.
+    machine: str | None = None
 
     def __post_init__(self) -> None:
         if self.json is not None and self.aa is None:
@@ -156,6 +158,8 @@ def asv_run(root: Path, commit: str, options: BenchOptions, console: Console) ->
     scenario runs are counted and printed."""
     console.rule(f"asv run on {commit[:8]}, scale {options.scale}")
     run_args = ["run", "--python=same", "--set-commit-hash", commit, "--record-samples"]
+    if options.machine:
+        run_args += ["--machine", options.machine]
     if options.bench:
         run_args += ["--bench", options.bench]
     with tempfile.TemporaryDirectory(prefix="loadkit-bench-") as tmp:
@@ -179,7 +183,12 @@ def run_bench(options: BenchOptions) -> int:
     console = Console(stderr=True)
     tracked = _declarations(conf.benchmark_dir)
     write_sidecar(results, tracked)
-    if not (Path.home() / ".asv-machine.json").exists():
+    if options.machine:
+        # Imported only with --machine: it loads asv's results module.
+        from loadkit.asvsuite.compare_run import ensure_machine
+
+        ensure_machine(options.machine, lambda *a: _asv(root, *a))
+    elif not (Path.home() / ".asv-machine.json").exists():
         _asv(root, "machine", "--yes")
     if options.aa is not None:
         from loadkit.asvsuite.aa import run_aa

@@ -22,6 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "figure's spread and the effect 1 and 5 runs detect (no publish, no report)",
     )
     bench.add_argument("--json", metavar="PATH", help="with --aa: write the study's table here")
+    bench.add_argument(
+        "--machine",
+        help="asv machine name to file the results under (default: this host's); CI "
+        "runners share one so their results form one history",
+    )
     bench.set_defaults(func=run)
 
 
@@ -35,5 +40,6 @@ def run(args: argparse.Namespace) -> int:
         skip_report=args.skip_report,
         aa=args.aa,
         json=args.json,
+        machine=args.machine,
     )
     return run_bench(options)

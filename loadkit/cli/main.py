@@ -26,6 +26,7 @@ from loadkit.cli import (
     calibrate,
     check,
     clean,
+    compare,
     dashboard,
     history_page,
     redis_server,
@@ -35,10 +36,11 @@ from loadkit.cli import run as run_command
 from loadkit.common.errors import exit_code_of
 from loadkit.common.process_title import hide_secrets_in_command_line
 
-# run, bench, check, calibrate, report, serve, agents, dashboard, redis, clean
+# run, bench, compare, check, calibrate, report, serve, agents, dashboard, redis, clean
 COMMANDS: tuple[ModuleType, ...] = (
     run_command,
     bench,
+    compare,
     check,
     calibrate,
     history_page,

@@ -1,0 +1,319 @@
+"""``loadkit compare BASE [HEAD]``: does HEAD make any benchmark worse than BASE?
+
+The pull-request gate. Everything the user can get wrong is checked before asv builds
+anything: the config, both commits, the output paths. Then the two commits run in
+alternating rounds on this machine (:mod:`loadkit.asvsuite.compare_run`), the rounds
+are judged per benchmark with false discoveries controlled across all of them
+(:mod:`loadkit.history.stats.compare_rows`), and the verdict is printed, and written as the
+pull request's comment (``--markdown``) and as JSON (``--json``).
+
+Exit codes: 0 no benchmark confidently worse; 1 a benchmark confidently worse by at
+least ``--min-effect``, or broken by HEAD; 2 bad usage; 128 + n stopped by signal n.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from loadkit.asvsuite.bench import _asv, asv_exit_code
+from loadkit.asvsuite.compare_run import (
+    DEFAULT_MACHINE,
+    Commits,
+    RunClock,
+    SideValues,
+    append_round,
+    asv_run_args,
+    compare_folder,
+    ensure_machine,
+    read_asv_config,
+    read_round,
+    resolve_commit,
+    run_env,
+    write_compare_config,
+)
+from loadkit.common.atomic_file import write_text_atomically
+from loadkit.common.errors import Failure, UsageError
+from loadkit.common.path_checks import check_input_file, check_output_dir, check_output_file
+from loadkit.history.present.compare_output import (
+    CompareFacts,
+    json_document,
+    markdown,
+    summary_line,
+    text_table,
+)
+from loadkit.history.stats.compare_rows import SideData, build_rows, exit_code, family_of
+from loadkit.history.stats.round_plan import (
+    MIN_ROUNDS,
+    Side,
+    first_round_scales,
+    interleaved_order,
+    planned_effects,
+    rounds_for_budget,
+)
+from loadkit.runs.direction import Direction, infer_direction
+
+DEFAULT_ROUNDS = 5
+_PARAMS = re.compile(r"\(.*\)$")
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    base: str
+    head: str = "HEAD"
+    rounds: int | None = None
+    budget_min: float | None = None
+    scale: str | None = None
+    config: str | None = None
+    machine: str = DEFAULT_MACHINE
+    bench: str | None = None
+    markdown: str | None = None
+    json: str | None = None
+    confidence: float = 0.95
+    min_effect: float = 0.05
+    false_discovery: float = 0.01
+    show_stderr: bool = False
+
+
+def _find_config(given: str | None) -> Path:
+    if given is not None:
+        path = check_input_file(given, "--config")
+        assert path is not None
+        return path
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        candidate = folder / "asv.conf.json"
+        if candidate.is_file():
+            checked = check_input_file(candidate, "asv.conf.json")  # readable?
+            assert checked is not None
+            return checked
+    raise UsageError("no asv.conf.json here or above: run inside the project or pass --config")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    config: Path
+    settings: dict
+    commits: Commits
+    markdown: Path | None
+    json: Path | None
+
+
+def prepare(options: CompareOptions) -> Prepared:
+    """Every check a user can fail, before anything is built."""
+    if options.rounds is not None and options.budget_min is not None:
+        raise UsageError("give --rounds or --budget, not both")
+    if options.rounds is not None and options.rounds < MIN_ROUNDS:
+        raise UsageError(f"--rounds: at least {MIN_ROUNDS} rounds are needed to judge a change")
+    markdown_path = check_output_file(options.markdown, "--markdown")
+    json_path = check_output_file(options.json, "--json")
+    config = _find_config(options.config)
+    settings = read_asv_config(config)
+    repo = str(settings.get("repo") or ".")
+    if "://" in repo or "@" in repo.split("/")[0]:
+        raise UsageError(f"repo {repo!r} in {config} is not a local repository")
+    repo_path = (config.parent / Path(repo).expanduser()).resolve()
+    if not repo_path.is_dir():
+        raise UsageError(f"repo {repo!r} in {config} is not a folder")
+    base = resolve_commit(repo_path, options.base)
+    head = resolve_commit(repo_path, options.head)
+    folder = compare_folder(config.parent.resolve(), base, head)
+    check_output_dir(folder, "comparison folder")
+    return Prepared(config, settings, Commits(base, head, folder), markdown_path, json_path)
+
+
+def _declared_directions(benchmark_dir: Path) -> dict[str, str]:
+    """Directions the suite declares (loadkit's ``track``); empty for other suites or a
+    suite that does not import here."""
+    from loadkit.asvsuite.track import discover
+
+    try:
+        return {t.benchmark: t.direction for t in discover(benchmark_dir)}
+    except Exception:  # a foreign suite: asv's units and the names decide
+        return {}
+
+
+def directions_for(
+    keys: set[str], units: Mapping[str, str], declared: Mapping[str, str]
+) -> dict[str, Direction]:
+    out = {}
+    for key in keys:
+        name = _PARAMS.sub("", key)
+        out[key] = infer_direction(name, units.get(key), declared.get(name))
+    return out
+
+
+class _Runner:
+    """The asv runs of one comparison, in order, with their clock."""
+
+    def __init__(self, prepared: Prepared, options: CompareOptions, console: Console) -> None:
+        self.prepared = prepared
+        self.options = options
+        self.console = console
+        self.clock = RunClock()
+        ledger: dict[tuple[str, str], int] = {}
+        self.sides = {Side.BASE: SideValues(ledger=ledger), Side.HEAD: SideValues(ledger=ledger)}
+        self.root = prepared.config.parent.resolve()
+
+    def commit(self, side: Side) -> str:
+        commits = self.prepared.commits
+        return commits.base if side is Side.BASE else commits.head
+
+    def run(self, side: Side, round_number: int, tmp: Path) -> None:
+        commit = self.commit(side)
+        self.console.rule(f"round {round_number}: {side.value} {commit[:8]}")
+        args = asv_run_args(
+            self.prepared.commits.config,
+            self.options.machine,
+            commit,
+            self.options.bench,
+            self.options.show_stderr,
+        )
+        started = self.clock.elapsed()
+        status = _asv(self.root, *args, env=run_env(self.options.scale, tmp))
+        self.clock.runs.append((side.value, self.clock.elapsed() - started))
+        code = asv_exit_code(status)
+        if code > 2:
+            raise SystemExit(code)
+        values = self.sides[side]
+        before = {key: len(series) for key, series in values.rounds.items()}
+        found = read_round(self.prepared.commits.results, self.options.machine, commit, values)
+        if found:
+            append_round(
+                self.prepared.commits.rounds, side.value, round_number, commit, before, values
+            )
+        if not found:
+            raise Failure(
+                f"asv recorded nothing for {side.value} {commit[:8]}: its environment "
+                "did not build or the suite did not import (see asv's output above)"
+            )
+
+
+def _deviations(runner: _Runner) -> dict[str, float]:
+    base, head = runner.sides[Side.BASE].rounds, runner.sides[Side.HEAD].rounds
+    return {key: math.log(head[key][0] / base[key][0]) for key in base.keys() & head.keys()}
+
+
+def _print_plan(console: Console, effects: Mapping[str, float], rounds: int, note: str) -> None:
+    console.print(f"[bold]plan:[/] {rounds} rounds each {note}")
+    shown = sorted(effects.items(), key=lambda kv: kv[1])
+    for name, effect in shown:
+        text = f"{effect * 100:.1f}%" if math.isfinite(effect) else "∞"
+        console.print(f"  detectable worsening {text:>8}  {name}", soft_wrap=True)
+
+
+@contextlib.contextmanager
+def project_lock(compare_root: Path) -> Iterator[None]:
+    """One comparison at a time per project: they share asv's environments, into which
+    each run installs its own commit, so two at once would measure each other's code."""
+    compare_root.mkdir(parents=True, exist_ok=True)
+    with (compare_root / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"another loadkit compare is running in this project ({compare_root}): "
+                "it installs its commits into the same asv environments"
+            ) from None
+        yield
+
+
+def run_compare(options: CompareOptions) -> int:
+    prepared = prepare(options)
+    with project_lock(prepared.commits.folder.parent):
+        return _compare(prepared, options)
+
+
+def _compare(prepared: Prepared, options: CompareOptions) -> int:
+    console = Console(stderr=True)
+    runner = _Runner(prepared, options, console)
+    write_compare_config(prepared.settings, prepared.config, prepared.commits)
+    ensure_machine(options.machine, lambda *a: _asv(runner.root, *a))
+    budget_s = options.budget_min * 60.0 if options.budget_min is not None else None
+    rounds = options.rounds if options.rounds is not None else MIN_ROUNDS
+    if budget_s is None and options.rounds is None:
+        rounds = DEFAULT_ROUNDS
+    with tempfile.TemporaryDirectory(prefix="loadkit-compare-") as tmp:
+        order = interleaved_order(1)
+        for side in order:
+            runner.run(side, 1, Path(tmp))
+        deviations = _deviations(runner)
+        families = {key: family_of(key) for key in deviations}
+        scales = first_round_scales(deviations, families) if deviations else {}
+        note = "(detectable effects from the first round's differences)"
+        if budget_s is not None:
+            plan = rounds_for_budget(budget_s, runner.clock.elapsed(), runner.clock.elapsed(), 1)
+            rounds = plan.rounds
+            if plan.over_budget:
+                note += f"; over the {options.budget_min:g} min budget: {MIN_ROUNDS} is the least"
+        effects = planned_effects(scales, rounds, options.false_discovery, options.min_effect)
+        _print_plan(console, effects, rounds, note)
+        done = 1
+        while done < rounds:
+            before = runner.clock.elapsed()
+            for side in interleaved_order(done + 1)[2 * done :]:
+                runner.run(side, done + 1, Path(tmp))
+            done += 1
+            if budget_s is not None and done == 2:
+                plan = rounds_for_budget(
+                    budget_s, runner.clock.elapsed(), runner.clock.elapsed() - before, done
+                )
+                if plan.rounds != rounds:
+                    console.print(
+                        f"plan: {plan.rounds} rounds each (a round takes "
+                        f"{runner.clock.elapsed() - before:.0f} s)"
+                        + (", over the budget" if plan.over_budget else "")
+                    )
+                rounds = plan.rounds
+    return _report(runner, prepared, options, rounds, console)
+
+
+def _report(
+    runner: _Runner, prepared: Prepared, options: CompareOptions, rounds: int, console: Console
+) -> int:
+    base, head = runner.sides[Side.BASE], runner.sides[Side.HEAD]
+    keys = base.seen | head.seen
+    units = {**base.units, **head.units}
+    suite = Path(json.loads(prepared.commits.config.read_text(encoding="utf-8"))["benchmark_dir"])
+    declared = _declared_directions(suite)
+    rows = build_rows(
+        SideData(base.rounds, base.failed, frozenset(base.seen)),
+        SideData(head.rounds, head.failed, frozenset(head.seen)),
+        directions_for(keys, units, declared),
+        units,
+        options.confidence,
+        options.min_effect,
+        options.false_discovery,
+    )
+    facts = CompareFacts(
+        base=prepared.commits.base,
+        head=prepared.commits.head,
+        rounds=rounds,
+        confidence=options.confidence,
+        min_effect=options.min_effect,
+        false_discovery=options.false_discovery,
+        wall_s=runner.clock.elapsed(),
+        scale=options.scale,
+    )
+    # CI logs are no terminal: give the table room rather than wrapping every cell.
+    out = Console() if Console().is_terminal else Console(width=200)
+    out.print(text_table(rows))
+    out.print(summary_line(rows, facts))
+    if prepared.markdown is not None:
+        write_text_atomically(prepared.markdown, markdown(rows, facts))
+        console.print(f"markdown: {prepared.markdown}")
+    if prepared.json is not None:
+        write_text_atomically(
+            prepared.json, json.dumps(json_document(rows, facts), indent=2) + "\n"
+        )
+        console.print(f"json: {prepared.json}")
+    return exit_code(rows)

@@ -1,0 +1,295 @@
+"""Running two commits in turn with asv, and reading each round's values back.
+
+``asv continuous`` builds both commits' environments and runs them with
+``--interleave-rounds``, but asv interleaves only within a benchmark's own ``rounds``:
+loadkit's load figures come from one scenario run per asv run (``rounds = 1``), so asv
+alone would run base once and head once. ``loadkit compare`` therefore calls ``asv
+run COMMIT^!`` once per side per round, in the order of
+:func:`loadkit.history.stats.round_plan.interleaved_order`. asv builds (once) and
+installs each commit's own code into the environment, the benchmarks are the current
+checkout's (asv's ``benchmark_dir``), and ``--record-samples --append-samples`` keeps
+every round's samples in asv's own results file.
+
+The runs go to a results folder of their own: a copy of ``asv.conf.json`` under
+``.asv/compare/<base>-<head>/`` points ``results_dir`` and ``html_dir`` there, so a
+comparison never adds files to the project's ``results/`` (the history ``check`` and
+the history page read). The environments stay in the project's ``env_dir``, where the
+next comparison finds them built.
+
+asv keeps one value per benchmark and commit (a ``track_`` keeps no samples), so after
+every run the results file is read: the samples added since the last read are this
+round's (their median is its value), and a benchmark without samples gives its value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+
+from asv import results as asv_results
+from asv import util as asv_util
+
+from loadkit.common.errors import Failure, UsageError
+
+COMPARE_DIR = Path(".asv") / "compare"
+MACHINE_FILE = Path("~/.asv-machine.json")
+# The machine name the comparison's results are filed under (its own results folder).
+DEFAULT_MACHINE = "compare"
+
+
+@dataclass(frozen=True)
+class Commits:
+    """Both commits as full hashes, and the folder their comparison writes to."""
+
+    base: str
+    head: str
+    folder: Path
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "asv.conf.json"
+
+    @property
+    def results(self) -> Path:
+        return self.folder / "results"
+
+    @property
+    def rounds(self) -> Path:
+        """Every run's values, one JSON line a run (not ``.json``: not asv's)."""
+        return self.folder / "rounds.jsonl"
+
+
+def resolve_commit(repo: Path, name: str) -> str:
+    """The full hash of ``name`` (a branch, tag, ``HEAD~1`` or a hash prefix)."""
+    if not name or name.startswith("-"):
+        raise UsageError(f"unknown commit {name!r}")
+    out = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise UsageError(f"unknown commit {name!r} in {repo}")
+    return out.stdout.strip()
+
+
+def compare_folder(project: Path, base: str, head: str) -> Path:
+    return project / COMPARE_DIR / f"{base[:8]}-{head[:8]}"
+
+
+def read_asv_config(path: Path) -> dict:
+    """The raw settings (comments allowed, as asv allows them)."""
+    try:
+        data = asv_util.load_json(str(path), js_comments=True)
+    except (OSError, ValueError, asv_util.UserError) as exc:
+        raise UsageError(f"cannot read asv config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"asv config {path} is not a JSON object")
+    return data
+
+
+def write_compare_config(settings: Mapping, config: Path, commits: Commits) -> Path:
+    """The project's settings with every path absolute and results / html redirected
+    into the comparison's folder."""
+    here = config.parent.resolve()
+
+    def absolute(key: str, default: str) -> str:
+        value = Path(str(settings.get(key) or default)).expanduser()
+        return str(value if value.is_absolute() else here / value)
+
+    derived = dict(settings)
+    repo = str(settings.get("repo") or ".")
+    if "://" not in repo and "@" not in repo:
+        derived["repo"] = absolute("repo", ".")
+    derived["benchmark_dir"] = absolute("benchmark_dir", "benchmarks")
+    derived["env_dir"] = absolute("env_dir", "env")
+    derived["results_dir"] = str(commits.results.resolve())
+    derived["html_dir"] = str((commits.folder / "html").resolve())
+    commits.folder.mkdir(parents=True, exist_ok=True)
+    commits.config.write_text(json.dumps(derived, indent=2) + "\n", encoding="utf-8")
+    return commits.config
+
+
+def ensure_machine(machine: str, run_asv: Callable[..., int]) -> None:
+    """asv files results under a machine name it must know: add it once, with asv's
+    own defaults for this host."""
+    path = MACHINE_FILE.expanduser()
+    known: dict = {}
+    if path.is_file():
+        try:
+            known = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+    if machine not in known and run_asv("machine", "--yes", "--machine", machine) != 0:
+        raise Failure(f"`asv machine --machine {machine}` failed (see its output above)")
+
+
+@dataclass
+class SideValues:
+    """Every round's value of every benchmark for one commit.
+
+    ``rounds[key]`` lists one value per round the benchmark gave a number in;
+    ``failed[key]`` counts rounds where it failed (asv recorded null); ``seen`` every
+    key asv reported at all, so a benchmark missing on one side is known.
+    ``ledger`` counts the samples already taken from each results file; both sides
+    share it, because comparing a commit with itself makes both sides one file."""
+
+    rounds: dict[str, list[float]] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    units: dict[str, str] = field(default_factory=dict)
+    ledger: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def absorb(self, result: asv_results.Results, units: Mapping[str, str]) -> None:
+        """Take this round's values from the commit's results file as it is now."""
+        for name in result.get_all_result_keys():
+            params = result.get_result_params(name)
+            values = result.get_result_value(name, params)
+            samples = result.get_result_samples(name, params)
+            combos = list(product(*params)) if params else [()]
+            for index, combo in enumerate(combos):
+                key = benchmark_key(name, combo)
+                self.seen.add(key)
+                if name in units:
+                    self.units[key] = units[name]
+                value = values[index] if index < len(values) else None
+                own = samples[index] if samples is not None and index < len(samples) else None
+                self._take((str(result.commit_hash), key), value, own)
+
+    def _take(
+        self, entry: tuple[str, str], value: float | None, samples: list[float] | None
+    ) -> None:
+        key = entry[1]
+        if value is None:
+            self.failed[key] = self.failed.get(key, 0) + 1
+            return
+        if isinstance(value, float) and math.isnan(value):
+            return  # skipped by the benchmark itself (asv's NaN): not a round value
+        if samples:
+            taken = self.ledger.get(entry, 0)
+            # asv appended this run's samples; fewer than before means it started over.
+            fresh = samples[taken:] if len(samples) > taken else samples
+            self.ledger[entry] = len(samples)
+            usable = [s for s in fresh if s is not None and math.isfinite(s)]
+            if usable:
+                self.rounds.setdefault(key, []).append(statistics.median(usable))
+                return
+        if math.isfinite(value):  # zero is a value too (no leaked keys, no lost messages)
+            self.rounds.setdefault(key, []).append(float(value))
+
+
+def append_round(
+    path: Path,
+    side: str,
+    round_number: int,
+    commit: str,
+    before: Mapping[str, int],
+    values: SideValues,
+) -> None:
+    """One JSON line per run in the comparison's folder: the values this run added, the
+    benchmarks that failed in it. asv's file keeps only a track_'s last value, so this
+    is what lets a comparison be judged again without running it again."""
+    added = {
+        key: series[-1] for key, series in values.rounds.items() if len(series) > before.get(key, 0)
+    }
+    line = {
+        "side": side,
+        "round": round_number,
+        "commit": commit,
+        "values": added,
+        "seen": sorted(values.seen),
+        "failed": sorted(k for k in values.seen if k not in added),
+        "units": values.units,
+    }
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+def load_rounds(path: Path) -> dict[str, SideValues]:
+    """The two sides as ``append_round`` recorded them (``base`` and ``head``)."""
+    sides = {"base": SideValues(), "head": SideValues()}
+    for text in path.read_text(encoding="utf-8").splitlines():
+        line = json.loads(text)
+        side = sides[line["side"]]
+        side.seen.update(line["seen"])
+        side.units.update(line["units"])
+        for key, value in line["values"].items():
+            side.rounds.setdefault(key, []).append(float(value))
+        for key in line["failed"]:
+            side.failed[key] = side.failed.get(key, 0) + 1
+    return sides
+
+
+def benchmark_key(name: str, combo: tuple[str, ...]) -> str:
+    """A benchmark's name with its parameter values, as asv prints them."""
+    return f"{name}({', '.join(combo)})" if combo else name
+
+
+def benchmark_units(results: Path) -> dict[str, str]:
+    """Each benchmark's unit from the comparison's ``benchmarks.json`` (if there)."""
+    try:
+        data = json.loads((results / "benchmarks.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {
+        k: str(v.get("unit") or "") for k, v in data.items() if isinstance(v, dict) and "unit" in v
+    }
+
+
+def read_round(results: Path, machine: str, commit: str, side: SideValues) -> bool:
+    """Add the round just run for ``commit`` to ``side``; False when asv wrote nothing."""
+    units = benchmark_units(results)
+    found = False
+    for result in asv_results.iter_results_for_machine_and_hash(str(results), machine, commit):
+        side.absorb(result, units)
+        found = True
+    return found
+
+
+@dataclass
+class RunClock:
+    """Wall time of the whole comparison and of every asv run, for the budget."""
+
+    started: float = field(default_factory=time.monotonic)
+    runs: list[tuple[str, float]] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def asv_run_args(
+    config: Path, machine: str, commit: str, bench: str | None, show_stderr: bool
+) -> list[str]:
+    args = [
+        "run",
+        "--config",
+        str(config),
+        "--machine",
+        machine,
+        "--record-samples",
+        "--append-samples",
+    ]
+    if show_stderr:
+        args.append("--show-stderr")
+    if bench:
+        args += ["--bench", bench]
+    return [*args, f"{commit}^!"]
+
+
+def run_env(scale: str | None, tmp: Path) -> dict[str, str]:
+    """asv's environment: the suite's scale, and asv's temp files in one folder."""
+    env = dict(os.environ)
+    if scale:
+        env["LOADKIT_BENCH_SCALE"] = scale
+    env["TMPDIR"] = str(tmp)
+    return env

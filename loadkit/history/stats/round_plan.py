@@ -1,0 +1,142 @@
+"""How many rounds a comparison of two commits runs, and in which order.
+
+A shared machine drifts: a neighbour's job starts, a cache warms, the CPU throttles.
+Run all of the base and then all of the head, and the drift is the change. So the two
+commits alternate A B B A A B …: each pair of rounds mirrors the one before, and a
+linear drift adds the same to both sides over every two rounds.
+
+The number of rounds comes from ``--rounds`` or from a time budget: environment builds
+and the first round are measured, and as many further rounds are planned as the rest of
+the budget holds. Fewer than :data:`MIN_ROUNDS` a side cannot be judged at the promised
+false-alarm rate (with two rounds a side, a simulated A/A suite shaped like loadkit's
+failed 2 % of the time; with three, under 1 %), so a budget that holds fewer still gets
+three, and the plan says it overruns.
+
+What the rounds will be able to detect is printed before they run: the first round's
+base-head differences, pooled per family as the siblings' jumps are in ``check``
+(:func:`loadkit.history.noise.cross_section_prior`), give a scale before any benchmark
+has scatter of its own.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from loadkit.history.stats.noise import cross_section_prior
+from loadkit.history.stats.two_sample import detectable_effect
+
+MIN_ROUNDS = 3
+# An upper bound whatever the budget: past this the interval narrows by a few percent.
+MAX_ROUNDS = 30
+
+
+class Side(enum.Enum):
+    """Which commit a run measures."""
+
+    BASE = "base"
+    HEAD = "head"
+
+
+def interleaved_order(rounds: int) -> list[Side]:
+    """A B B A A B … : round ``i`` runs base first when ``i`` is even."""
+    order: list[Side] = []
+    for index in range(rounds):
+        pair = [Side.BASE, Side.HEAD] if index % 2 == 0 else [Side.HEAD, Side.BASE]
+        order.extend(pair)
+    return order
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """Rounds to run in all (each a run of both commits) and the expected wall time."""
+
+    rounds: int
+    expected_s: float
+    over_budget: bool
+
+
+def rounds_for_budget(
+    budget_s: float,
+    spent_s: float,
+    round_s: float,
+    done: int,
+    max_rounds: int = MAX_ROUNDS,
+) -> RoundPlan:
+    """Rounds that fit in ``budget_s`` when ``spent_s`` (builds and ``done`` rounds) is
+    gone and each further round takes ``round_s``; never fewer than :data:`MIN_ROUNDS`."""
+    if round_s <= 0 or not math.isfinite(round_s):
+        raise ValueError("a round takes a positive, finite time")
+    more = max(math.floor((budget_s - spent_s) / round_s), 0)
+    rounds = min(max(done + more, MIN_ROUNDS), max(max_rounds, MIN_ROUNDS))
+    expected = spent_s + (rounds - done) * round_s
+    return RoundPlan(rounds=rounds, expected_s=expected, over_budget=expected > budget_s)
+
+
+def first_round_scales(
+    deviations: Mapping[str, float], families: Mapping[str, str]
+) -> dict[str, tuple[float, float]]:
+    """A (scale, degrees of freedom) for every benchmark from one round's
+    log(head / base) differences.
+
+    Each difference holds two rounds' noise (variance twice one round's); its family's
+    median absolute difference stands for all of them, the whole comparison's where a
+    family is too small to say. The degrees of freedom are what that median is worth
+    (:func:`loadkit.history.stats.noise.cross_section_prior`): the prior the later
+    rounds' own scatter will be moderated with."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for name in deviations:
+        members[families.get(name, "")].append(name)
+    everyone = cross_section_prior(np.array(list(deviations.values()), dtype=float), 2.0)
+    scales: dict[str, tuple[float, float]] = {}
+    for names in members.values():
+        prior = cross_section_prior(np.array([deviations[n] for n in names], dtype=float), 2.0)
+        prior = prior or everyone
+        for name in names:
+            scales[name] = (prior.scale, prior.df) if prior is not None else (math.nan, 0.0)
+    return scales
+
+
+def planned_effects(
+    scales: Mapping[str, tuple[float, float]],
+    rounds: int,
+    false_discovery: float,
+    min_effect: float,
+) -> dict[str, float]:
+    """The worsening each benchmark will be found at (80 % power) after ``rounds``.
+
+    The scale will then be known to the prior's degrees of freedom plus the rounds'
+    own, ``2 (rounds - 1)``, as the judgement moderates it."""
+    tests = len(scales)
+    own_df = 2.0 * (rounds - 1)
+    return {
+        name: detectable_effect(
+            scale, prior_df + own_df, rounds, rounds, tests, false_discovery, min_effect
+        )
+        if math.isfinite(scale)
+        else math.inf
+        for name, (scale, prior_df) in scales.items()
+    }
+
+
+def rounds_for_effect(
+    scale: float,
+    target: float,
+    tests: int,
+    false_discovery: float,
+    max_rounds: int = MAX_ROUNDS,
+) -> int | None:
+    """The fewest rounds (at least :data:`MIN_ROUNDS`) that detect ``target`` for a
+    benchmark of this scale, or None when even ``max_rounds`` cannot."""
+    for rounds in range(MIN_ROUNDS, max_rounds + 1):
+        effect = detectable_effect(
+            scale, 2.0 * (rounds - 1), rounds, rounds, tests, false_discovery
+        )
+        if effect <= target:
+            return rounds
+    return None

@@ -1,0 +1,301 @@
+"""Two commits measured in turn on one machine: is the second worse, per benchmark?
+
+``loadkit compare`` runs a base and a head commit in alternating rounds; each round
+gives every benchmark one value per side (the median of that round's samples). With a
+handful of rounds a benchmark's own scatter is known only roughly, yet benchmarks of one
+family (one module, else the whole suite) share the machine, the build and the timer, so
+their scatters are alike. As ``check`` does, each benchmark's between-round scale is
+shrunk towards its family's (limma's moderated variance, :mod:`loadkit.history.noise`),
+and the degrees of freedom the family adds make the interval honest at two rounds.
+
+The change is the log ratio of the two sides' medians: medians, because one wild round
+(a neighbour's burst on a shared machine) must not decide. Its standard error is the
+moderated scale times the exact sampling spread of a median of ``n`` normal draws
+(:func:`median_variance_factor`), and Student's t at the moderated degrees of freedom
+gives one-sided p-values in the benchmark's declared direction. False alarms are
+controlled across all benchmarks at once with Benjamini–Hochberg (the one in
+:mod:`loadkit.history.scoring`): with every benchmark unchanged, the chance that any is
+called a regression is at most the false-discovery rate. As in ``check``, a regression
+must also be at least ``min_effect`` large, so a real but tiny change does not fail a
+pull request.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special, stats
+
+from loadkit.history.stats.gate import Verdict
+from loadkit.history.stats.noise import (
+    NoisePrior,
+    NoiseProfile,
+    fit_prior,
+    moderated_scale,
+)
+from loadkit.history.stats.scoring import benjamini_hochberg
+from loadkit.runs.direction import Direction
+
+# Benchmarks a family needs before its own prior is fitted: the prior's weight is a
+# moment estimate from the members' scales, and from a few it can be far too large
+# (three benchmarks at 28 %, 20 % and 7 % once looked like one scale), which pulls the
+# noisiest towards the quiet ones and calls their noise a change.
+MIN_FAMILY = 8
+# Power the detectable effect is quoted at (as the gate's).
+POWER = 0.8
+# Grid for the exact variance of a sample median of normal draws.
+_GRID = np.linspace(-9.0, 9.0, 6001)
+# The fewest degrees of freedom a t law is given when nothing is known of the scale.
+_MIN_DF = 1.0
+_TINY_SCALE = 1e-9
+
+
+@dataclass(frozen=True)
+class Paired:
+    """One benchmark's values from both commits, one value per round and side.
+
+    ``family`` groups benchmarks whose noise is alike (their module); values are in the
+    benchmark's raw unit, positive and finite."""
+
+    name: str
+    base: tuple[float, ...]
+    head: tuple[float, ...]
+    direction: Direction
+    family: str = ""
+
+
+@dataclass(frozen=True)
+class TwoSampleResult:
+    """Outcome for one benchmark; ratios are head over base in raw units.
+
+    ``confidence`` is 1 minus the one-sided p-value of the verdict's claim (for
+    NO_CHANGE, of the equivalence test within ``min_effect``; for INCONCLUSIVE, of the
+    best claim, which fell short). ``detectable_effect`` is the worsening (0.1 = 10 %)
+    this comparison finds with 80 % power; ``noise_scale``/``noise_df`` the moderated
+    between-round scatter of log values used.
+    """
+
+    name: str
+    verdict: Verdict
+    ratio: float
+    ratio_low: float
+    ratio_high: float
+    confidence: float
+    p_worse: float
+    p_better: float
+    detectable_effect: float
+    noise_scale: float
+    noise_df: float
+    base_median: float
+    head_median: float
+    base_rounds: int
+    head_rounds: int
+    direction: Direction
+
+    @property
+    def worse_change(self) -> float:
+        """Relative change, positive when worse in the declared direction."""
+        return math.expm1(self.direction.sign * math.log(self.ratio))
+
+
+@functools.lru_cache(maxsize=128)
+def median_variance_factor(n: int) -> float:
+    """Variance of the median of ``n`` standard normal draws (exact, numerically).
+
+    The usual ``pi / 2n`` holds only for large ``n``: at 2 the median is the mean
+    (1/2), at 3 it is 0.449. Odd ``n`` integrate the middle order statistic's density;
+    even ``n`` the mean of the two middle ones, whose joint density is integrated as a
+    running inner integral along one grid.
+    """
+    if n < 1:
+        raise ValueError("a median needs at least one value")
+    if n == 1:
+        return 1.0
+    x = _GRID
+    cdf, sf, pdf = special.ndtr(x), special.ndtr(-x), np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    if n % 2:
+        k = n // 2
+        log_c = special.gammaln(n + 1) - 2.0 * special.gammaln(k + 1)
+        density = np.exp(log_c + k * np.log(cdf + 1e-300) + k * np.log(sf + 1e-300)) * pdf
+        return float(np.trapezoid(x * x * density, x))
+    k = n // 2
+    # X_(k), X_(k+1) of n = 2k: C * cdf(a)^(k-1) * sf(b)^(k-1) * pdf(a) * pdf(b), a < b.
+    log_c = special.gammaln(n + 1) - 2.0 * special.gammaln(k)
+    lower = np.exp((k - 1) * np.log(cdf + 1e-300)) * pdf
+    upper = np.exp(log_c + (k - 1) * np.log(sf + 1e-300)) * pdf
+    step = x[1] - x[0]
+    below_x = np.concatenate([[0.0], np.cumsum(0.5 * (x[1:] * lower[1:] + x[:-1] * lower[:-1]))])
+    below_1 = np.concatenate([[0.0], np.cumsum(0.5 * (lower[1:] + lower[:-1]))])
+    below_x2 = np.concatenate(
+        [[0.0], np.cumsum(0.5 * (x[1:] ** 2 * lower[1:] + x[:-1] ** 2 * lower[:-1]))]
+    )
+    # E[(a + b)^2] = E[a^2] + 2 E[ab] + E[b^2], each the outer integral over b.
+    inner = (below_x2 + 2.0 * x * below_x + x * x * below_1) * step
+    return float(np.trapezoid(upper * inner, x)) / 4.0
+
+
+def standard_error(scale: float, base_rounds: int, head_rounds: int) -> float:
+    """Standard error of the difference of the two sides' median log values."""
+    return scale * math.sqrt(
+        median_variance_factor(base_rounds) + median_variance_factor(head_rounds)
+    )
+
+
+def _profile(item: Paired) -> NoiseProfile:
+    """The benchmark's own between-round scatter: the pooled variance of log values
+    about each side's mean. With a handful of rounds a robust scale (about medians,
+    winsorized) is biased low and its degrees of freedom overstated; the classical
+    estimate is exactly ``sigma^2 chi^2_d / d`` under normal noise, which is what the
+    family prior's moment matching assumes."""
+    sides = [np.log(np.asarray(side, dtype=float)) for side in (item.base, item.head)]
+    residuals = [side - side.mean() for side in sides if side.size >= 2]
+    df = float(sum(r.size - 1 for r in residuals))
+    if df <= 0:
+        return NoiseProfile(scale=0.0, df=0.0, residuals=np.empty(0))
+    pooled = item.direction.sign * np.concatenate(residuals)
+    return NoiseProfile(scale=math.sqrt(float(np.sum(pooled**2)) / df), df=df, residuals=pooled)
+
+
+def family_priors(items: Sequence[Paired]) -> list[NoisePrior | None]:
+    """Each benchmark's prior: its family's when the family has enough benchmarks with
+    scatter, else the whole comparison's."""
+    profiles = [_profile(item) for item in items]
+    everyone = fit_prior(profiles)
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        members[item.family].append(index)
+    priors: list[NoisePrior | None] = [everyone] * len(items)
+    for indices in members.values():
+        if len(indices) < MIN_FAMILY:
+            continue
+        prior = fit_prior([profiles[i] for i in indices])
+        if prior is not None:
+            for i in indices:
+                priors[i] = prior
+    return priors
+
+
+def moderated_noise(items: Sequence[Paired]) -> list[tuple[float, float]]:
+    """(scale, degrees of freedom) of every benchmark's between-round log scatter."""
+    priors = family_priors(items)
+    return [
+        moderated_scale(_profile(item), prior) for item, prior in zip(items, priors, strict=True)
+    ]
+
+
+def detectable_effect(
+    scale: float,
+    df: float,
+    base_rounds: int,
+    head_rounds: int,
+    tests: int,
+    false_discovery: float,
+    min_effect: float = 0.0,
+) -> float:
+    """The worsening (0.1 = 10 %) found with 80 % power among ``tests`` benchmarks.
+
+    A single real change among many nulls is rejected by Benjamini–Hochberg at about
+    ``rate / hypotheses`` (two one-sided tests a benchmark), so that is the level; the
+    effect must also reach ``min_effect``."""
+    if df <= 0 or not math.isfinite(scale):
+        return math.inf
+    error = standard_error(max(scale, _TINY_SCALE), base_rounds, head_rounds)
+    level = false_discovery / max(2 * tests, 1)
+    reach = (stats.t.isf(level, df) + stats.t.isf(1.0 - POWER, df)) * error
+    return max(math.expm1(reach), min_effect)
+
+
+@dataclass(frozen=True)
+class _Draft:
+    shift: float
+    p_worse: float
+    p_better: float
+    p_same: float
+    half_width: float
+
+
+def _draft(item: Paired, scale: float, df: float, margin: float, confidence: float) -> _Draft:
+    """One benchmark's change and its one-sided p-values, before the suite-wide step."""
+    shift = float(np.median(np.log(item.head)) - np.median(np.log(item.base)))
+    if df <= 0:
+        return _Draft(shift, 1.0, 1.0, 1.0, math.inf)
+    error = standard_error(max(scale, _TINY_SCALE), len(item.base), len(item.head))
+    law_df = max(df, _MIN_DF)
+    t = item.direction.sign * shift / error
+    # Equivalence (two one-sided tests): the change lies within +-min_effect.
+    p_same = max(
+        float(stats.t.sf(t + margin / error, law_df)),
+        float(stats.t.cdf(t - margin / error, law_df)),
+    )
+    return _Draft(
+        shift=shift,
+        p_worse=float(stats.t.sf(t, law_df)),
+        p_better=float(stats.t.cdf(t, law_df)),
+        p_same=p_same,
+        half_width=float(stats.t.isf((1.0 - confidence) / 2.0, law_df)) * error,
+    )
+
+
+def compare_pairs(
+    items: Sequence[Paired],
+    confidence: float = 0.95,
+    min_effect: float = 0.05,
+    false_discovery: float = 0.01,
+) -> list[TwoSampleResult]:
+    """Judge every benchmark, with false discoveries controlled across all of them.
+
+    Every item needs at least one value on each side; two on one side give its noise
+    some degrees of freedom of its own, and the family supplies the rest."""
+    if any(not item.base or not item.head for item in items):
+        raise ValueError("every benchmark needs values from both commits")
+    noise = moderated_noise(items)
+    margin = math.log1p(min_effect)
+    drafts = [
+        _draft(item, scale, df, margin, confidence)
+        for item, (scale, df) in zip(items, noise, strict=True)
+    ]
+    count = len(drafts)
+    rejected = benjamini_hochberg(
+        [d.p_worse for d in drafts] + [d.p_better for d in drafts], false_discovery
+    )
+    results = []
+    for index, (item, draft) in enumerate(zip(items, drafts, strict=True)):
+        worse = item.direction.sign * draft.shift
+        if rejected[index] and worse >= margin:
+            verdict, sure = Verdict.REGRESSION, 1.0 - draft.p_worse
+        elif rejected[count + index] and -worse >= margin:
+            verdict, sure = Verdict.IMPROVEMENT, 1.0 - draft.p_better
+        elif draft.p_same <= 1.0 - confidence:
+            verdict, sure = Verdict.NO_CHANGE, 1.0 - draft.p_same
+        else:
+            best = min(draft.p_worse, draft.p_better, draft.p_same)
+            verdict, sure = Verdict.INCONCLUSIVE, 1.0 - best
+        scale, df = noise[index]
+        results.append(
+            TwoSampleResult(
+                name=item.name,
+                verdict=verdict,
+                ratio=math.exp(draft.shift),
+                ratio_low=math.exp(draft.shift - draft.half_width),
+                ratio_high=math.exp(draft.shift + draft.half_width),
+                confidence=sure,
+                p_worse=draft.p_worse,
+                p_better=draft.p_better,
+                detectable_effect=detectable_effect(
+                    scale, df, len(item.base), len(item.head), count, false_discovery, min_effect
+                ),
+                noise_scale=scale if df > 0 else math.nan,
+                noise_df=df,
+                base_median=float(np.median(item.base)),
+                head_median=float(np.median(item.head)),
+                base_rounds=len(item.base),
+                head_rounds=len(item.head),
+                direction=item.direction,
+            )
+        )
+    return results

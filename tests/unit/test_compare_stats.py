@@ -1,0 +1,210 @@
+"""Two-sample judgement and the round plan of ``loadkit compare``, on seeded inputs.
+
+The simulated suite is shaped like loadkit's own: each module's benchmarks scatter from
+round to round as the suite's measured A/A figures do (log SD: poll latency 58 %,
+delivery 26 %, enqueue 28 %, update processing 20 %, spawn rate 18 %, allocation 13 %,
+delivered per second 7 %, WebSocket latency 5 %, the WASM speedups 1-2 %), eight
+benchmarks a module, half of them higher-is-better.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from loadkit.history.stats.gate import Verdict
+from loadkit.history.stats.round_plan import (
+    MIN_ROUNDS,
+    Side,
+    first_round_scales,
+    interleaved_order,
+    planned_effects,
+    rounds_for_budget,
+    rounds_for_effect,
+)
+from loadkit.history.stats.two_sample import (
+    Paired,
+    compare_pairs,
+    detectable_effect,
+    median_variance_factor,
+)
+from loadkit.runs.direction import Direction
+
+MEASURED_AA_SD = {
+    "dashboard": (0.58, 0.26, 0.05),
+    "swarm": (0.28, 0.20, 0.07),
+    "fleet": (0.18, 0.13),
+    "wasm": (0.01, 0.02),
+}
+PER_MODULE = 8
+
+
+def _suite(
+    rng: np.random.Generator,
+    rounds: int,
+    slower: dict[str, float] | None = None,
+    tail_df: float | None = None,
+) -> list[Paired]:
+    """One simulated comparison; ``slower`` makes a module's head worse by a factor."""
+    items = []
+    for module, sds in MEASURED_AA_SD.items():
+        for index in range(PER_MODULE):
+            sd = sds[index % len(sds)]
+            direction = Direction.HIGHER_IS_BETTER if index % 2 else Direction.LOWER_IS_BETTER
+
+            def draw(sd: float = sd) -> np.ndarray:
+                if tail_df is None:
+                    z = rng.standard_normal(rounds)
+                else:
+                    z = rng.standard_t(tail_df, rounds) / math.sqrt(tail_df / (tail_df - 2))
+                return 100.0 * np.exp(sd * z)
+
+            base, head = draw(), draw()
+            factor = (slower or {}).get(module, 1.0)
+            head = head * (factor if direction is Direction.LOWER_IS_BETTER else 1.0 / factor)
+            items.append(Paired(f"{module}.b{index}", tuple(base), tuple(head), direction, module))
+    return items
+
+
+def _false_alarm_share(seed: int, rounds: int, suites: int, tail_df: float | None) -> float:
+    rng = np.random.default_rng(seed)
+    failing = 0
+    for _ in range(suites):
+        results = compare_pairs(_suite(rng, rounds, tail_df=tail_df))
+        failing += any(r.verdict is Verdict.REGRESSION for r in results)
+    return failing / suites
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("rounds", "tail_df"), [(3, None), (5, None), (3, 4.0)])
+def test_comparing_a_commit_with_itself_fails_at_most_one_percent(rounds, tail_df):
+    """1000 A/A comparisons of a 32-benchmark suite (32,000 pairs) per case, normal
+    and heavy-tailed (t, 4 df) noise: the share of comparisons with any REGRESSION."""
+    share = _false_alarm_share(seed=rounds, rounds=rounds, suites=1000, tail_df=tail_df)
+    assert share <= 0.01
+
+
+def test_a_small_sample_of_aa_comparisons_stays_quiet():
+    """The fast lane's share of the check above: 150 suites, 3 rounds."""
+    assert _false_alarm_share(seed=11, rounds=3, suites=150, tail_df=None) <= 0.02
+
+
+@pytest.mark.parametrize(("rounds", "power"), [(3, 0.95), (5, 0.99)])
+def test_a_fifteen_percent_wasm_slowdown_is_found(rounds, power):
+    rng = np.random.default_rng(rounds)
+    found = other = 0
+    suites = 60
+    for _ in range(suites):
+        results = compare_pairs(_suite(rng, rounds, slower={"wasm": 1.15}))
+        found += sum(r.verdict is Verdict.REGRESSION for r in results if r.name.startswith("wasm"))
+        other += sum(
+            r.verdict is Verdict.REGRESSION for r in results if not r.name.startswith("wasm")
+        )
+    assert found / (suites * PER_MODULE) >= power
+    assert other / (suites * 3 * PER_MODULE) <= 0.01
+
+
+def test_improvement_in_a_higher_is_better_benchmark_is_not_a_regression():
+    base = (100.0, 101.0, 99.0, 100.5)
+    head = tuple(v * 1.3 for v in base)  # 30 % more throughput
+    quiet = [
+        Paired(
+            f"q{i}", (50.0, 50.5, 49.5, 50.2), (50.1, 49.8, 50.3, 50.0), Direction.LOWER_IS_BETTER
+        )
+        for i in range(8)
+    ]
+    results = compare_pairs([Paired("rate", base, head, Direction.HIGHER_IS_BETTER), *quiet])
+    rate = results[0]
+    assert rate.verdict is Verdict.IMPROVEMENT
+    assert rate.worse_change < -0.2
+    assert rate.ratio_low < rate.ratio < rate.ratio_high
+    flipped = compare_pairs([Paired("time", base, head, Direction.LOWER_IS_BETTER), *quiet])[0]
+    assert flipped.verdict is Verdict.REGRESSION
+
+
+def test_a_change_below_min_effect_is_never_a_regression():
+    quiet = [
+        Paired(f"q{i}", (50.0, 50.05, 49.95), (50.01, 49.98, 50.03), Direction.LOWER_IS_BETTER)
+        for i in range(8)
+    ]
+    small = Paired(
+        "small", (100.0, 100.01, 99.99), (103.0, 103.01, 102.99), Direction.LOWER_IS_BETTER
+    )
+    result = compare_pairs([small, *quiet], min_effect=0.05)[0]
+    assert result.p_worse < 1e-6  # surely worse ...
+    assert result.verdict is not Verdict.REGRESSION  # ... but by 3 %, under 5 %
+    assert compare_pairs([small, *quiet], min_effect=0.01)[0].verdict is Verdict.REGRESSION
+
+
+def test_one_round_a_side_is_judged_from_the_family_alone():
+    rng = np.random.default_rng(5)
+    items = [
+        Paired(f"b{i}", (float(v),), (float(w),), Direction.LOWER_IS_BETTER, "m")
+        for i, (v, w) in enumerate(100 * np.exp(0.02 * rng.standard_normal((10, 2))))
+    ]
+    results = compare_pairs(items)
+    assert all(r.verdict is not Verdict.REGRESSION for r in results)
+    assert all(r.noise_df == 0 or math.isfinite(r.noise_scale) for r in results)
+
+
+def test_every_benchmark_needs_both_sides():
+    with pytest.raises(ValueError, match="both commits"):
+        compare_pairs([Paired("x", (1.0,), (), Direction.LOWER_IS_BETTER)])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 10])
+def test_median_variance_factor_matches_simulation(n):
+    draws = np.random.default_rng(n).standard_normal((200_000, n))
+    simulated = float(np.var(np.median(draws, axis=1)))
+    assert median_variance_factor(n) == pytest.approx(simulated, rel=0.02)
+
+
+def test_detectable_effect_shrinks_with_rounds_and_grows_with_noise():
+    effects = [detectable_effect(0.05, 2.0 * (n - 1), n, n, 30, 0.01) for n in (3, 6, 12)]
+    assert effects[0] > effects[1] > effects[2] > 0
+    assert detectable_effect(0.2, 10, 6, 6, 30, 0.01) > detectable_effect(0.05, 10, 6, 6, 30, 0.01)
+    assert detectable_effect(0.05, 0.0, 3, 3, 30, 0.01) == math.inf
+    assert detectable_effect(0.0001, 10, 6, 6, 30, 0.01, min_effect=0.05) == 0.05
+
+
+def test_interleaved_order_mirrors_every_pair():
+    order = interleaved_order(4)
+    b, h = Side.BASE, Side.HEAD
+    assert order == [b, h, h, b, b, h, h, b]
+    # A linear drift d*t adds the same total to both sides over each two rounds.
+    drift = {side: sum(t for t, s in enumerate(order) if s is side) for side in Side}
+    assert drift[b] == drift[h]
+
+
+def test_budget_plan_counts_builds_and_keeps_a_minimum():
+    plan = rounds_for_budget(budget_s=900, spent_s=300, round_s=100, done=1)
+    assert plan.rounds == 7 and not plan.over_budget and plan.expected_s == 900
+    tight = rounds_for_budget(budget_s=200, spent_s=300, round_s=100, done=1)
+    assert tight.rounds == MIN_ROUNDS and tight.over_budget
+    capped = rounds_for_budget(budget_s=1e9, spent_s=10, round_s=1, done=1, max_rounds=12)
+    assert capped.rounds == 12
+    with pytest.raises(ValueError):
+        rounds_for_budget(budget_s=100, spent_s=0, round_s=0, done=0)
+
+
+def test_first_round_scales_pool_families_and_plan_effects():
+    rng = np.random.default_rng(3)
+    deviations = {f"w{i}": float(0.02 * math.sqrt(2) * rng.standard_normal()) for i in range(12)}
+    deviations |= {f"d{i}": float(0.3 * math.sqrt(2) * rng.standard_normal()) for i in range(12)}
+    families = {name: name[0] for name in deviations}
+    scales = first_round_scales(deviations, families)
+    assert 0.008 < scales["w0"][0] < 0.05
+    assert 0.12 < scales["d0"][0] < 0.8
+    assert scales["w0"][1] == pytest.approx(0.37 * 11)  # what a median of 12 is worth
+    effects = planned_effects(scales, rounds=6, false_discovery=0.01, min_effect=0.05)
+    assert effects["w0"] == pytest.approx(0.05) or effects["w0"] < 0.15
+    assert effects["d0"] > effects["w0"]
+
+
+def test_rounds_for_effect():
+    few = rounds_for_effect(0.02, 0.10, 30, 0.01)
+    many = rounds_for_effect(0.05, 0.10, 30, 0.01)
+    assert few is not None and many is not None and few < many
+    assert rounds_for_effect(0.6, 0.05, 30, 0.01) is None
