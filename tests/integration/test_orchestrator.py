@@ -15,6 +15,7 @@ from helpers import run_loadkit
 from loadkit.redis_io.server import free_port
 from loadkit.runs.run_report import schema
 from loadkit.supervise.orchestrator import run_child
+from loadkit.workloads.fleet.workload import targets as fleet_targets
 
 FLEET_METRICS = (
     "agents_spawned",
@@ -71,7 +72,9 @@ def test_run_fleet_quick_end_to_end(tmp_path: Path) -> None:
     assert metrics["spawn_avg_ms"] > 0 and metrics["spawn_rate_per_s"] > 0
     assert metrics["allocation_p95_ms"] <= metrics["allocation_p99_ms"]
     assert metrics["autoscale_overshoot_ratio"] > 0
-    assert len(fleet["checks"]) == 10
+    # Every target of the scale is checked: the ten on the figures and the two ratios
+    # to the same run's Redis ceiling.
+    assert len(fleet["checks"]) == len(fleet_targets("quick")) == 12
     assert report["scale"] == "quick"
     md = (tmp_path / "r.md").read_text()
     assert md.startswith("# loadkit run report")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from loadkit.redis_io.retry import retried
 from loadkit.runs.metrics import LatencyRecorder, percentile, settled_rss_bytes
 from loadkit.runs.trials import TrialPlan, TrialResult, run_trials
 from loadkit.workloads.fleet.autoscaler import AutoscalerConfig
@@ -137,7 +138,8 @@ async def measure_round_trips(
 
     async def one() -> None:
         async with gate:
-            await echo(keys=[], args=args)
+            # A dropped connection is retried like every fleet call (and its time counted).
+            await retried("fleet ceiling round trip", lambda: echo(keys=[], args=args))
 
     await one()  # the script is loaded, the connection open
     t0 = time.perf_counter_ns()
@@ -155,7 +157,11 @@ async def probe_round_trips(
     allocation window, its tail is the floor under the allocation tail on this host at
     this moment."""
     echo = manager.client.register_script(_ECHO)
-    await echo(keys=[], args=[1])
+
+    async def one() -> None:
+        await retried("fleet round-trip probe", lambda: echo(keys=[], args=[1]))
+
+    await one()
     recorder = LatencyRecorder()
     start = time.perf_counter_ns()
     sent = 0
@@ -164,7 +170,7 @@ async def probe_round_trips(
         wait_ns = due - time.perf_counter_ns()
         if wait_ns > 0:
             await asyncio.sleep(wait_ns / 1e9)
-        await echo(keys=[], args=[1])
+        await one()
         recorder.record_since(due)
         sent += 1
     return recorder
