@@ -16,8 +16,11 @@ parent whose child died says which one.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple
 
 READY = "ready"
@@ -94,3 +97,22 @@ def from_json_line(line: str) -> Message | None:
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
         return None
     return Message(data["kind"], data.get("body"))
+
+
+def stop_children(
+    procs: Sequence[BaseProcess], pipes: Sequence[Connection], wait_s: float, ask: bool = True
+) -> None:
+    """End a set of children that answer on ``pipes``: tell each to stop (unless
+    ``ask`` is False: they stop on their own), give each ``wait_s`` to exit, kill the
+    ones still there, and close the pipes. Safe on children that are already gone."""
+    if ask:
+        for pipe in pipes:
+            with contextlib.suppress(OSError):
+                send(pipe, STOP)
+    for proc in procs:
+        proc.join(timeout=wait_s)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    for pipe in pipes:
+        pipe.close()

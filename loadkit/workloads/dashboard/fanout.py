@@ -43,6 +43,7 @@ from loadkit.runtime.child_messages import (
     receive,
     send,
     send_error,
+    stop_children,
 )
 from loadkit.workloads.dashboard.loadclient import raise_nofile
 from loadkit.workloads.dashboard.publisher import BoardPublisher
@@ -321,14 +322,5 @@ class ServerPool:
         return None
 
     def close(self) -> None:
-        for pipe in self.pipes:
-            with contextlib.suppress(OSError):
-                send(pipe, STOP)
-        for proc in self.procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        for pipe in self.pipes:
-            pipe.close()
+        stop_children(self.procs, self.pipes, wait_s=10)
         self.procs, self.pipes = [], []

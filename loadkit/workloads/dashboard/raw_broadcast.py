@@ -40,6 +40,7 @@ from loadkit.runtime.child_messages import (
     receive,
     send,
     send_error,
+    stop_children,
 )
 
 ROUND = "round"  # a message to broadcast (no answer: the parent does not wait)
@@ -155,14 +156,5 @@ class RawBroadcast:
             raise UsageError(str(exc)) from None
 
     def close(self) -> None:
-        for pipe in self.pipes:
-            with contextlib.suppress(OSError):
-                send(pipe, STOP)
-        for proc in self.procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        for pipe in self.pipes:
-            pipe.close()
+        stop_children(self.procs, self.pipes, wait_s=5)
         self.procs, self.pipes = [], []

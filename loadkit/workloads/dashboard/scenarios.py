@@ -52,7 +52,7 @@ from loadkit.redis_io.retry import RECONNECTS, retried
 from loadkit.redis_io.server import redis_url as usable_redis
 from loadkit.runs.metrics import percentile
 from loadkit.runs.trials import TrialPlan, combine
-from loadkit.runtime.child_messages import OK, ChildFailed, expect, send
+from loadkit.runtime.child_messages import OK, ChildFailed, expect, send, stop_children
 from loadkit.workloads.dashboard.fanout import BoardKeys, RedisPublisher, ServerPool
 from loadkit.workloads.dashboard.loadclient import (
     board_digest,
@@ -132,13 +132,7 @@ class _Clients:
         return await self.ask([dict(command) for _ in self.pipes], timeout_s)
 
     def close(self) -> None:
-        for proc in self.procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        for pipe in self.pipes:
-            pipe.close()
+        stop_children(self.procs, self.pipes, wait_s=5, ask=False)
 
 
 Publish = Callable[[Tick], Awaitable[int]]
