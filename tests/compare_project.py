@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
+
+from helpers import asv_config, git
 
 PACKAGE = """\
 WORK = {work}
@@ -64,28 +65,15 @@ version = "0.1"
 [tool.setuptools]
 packages = ["tiny"]
 """
-CONFIG = {
-    "version": 1,
-    "project": "tiny",
-    "repo": ".",
-    "branches": ["main"],
-    "environment_type": "virtualenv",
-    "benchmark_dir": "benchmarks",
-    "results_dir": "results",
-    "html_dir": "html",
-    "env_dir": ".asv/env",
+CONFIG = asv_config(
+    "tiny",
     # The build needs no download: setuptools is in the environment asv makes.
-    "build_command": [
+    build_command=[
         "python -m pip wheel --no-deps --no-build-isolation -w {build_cache_dir} {build_dir}"
     ],
-}
+)
 FAST_WORK = 40_000
 SLOW_WORK = 800_000
-
-
-def git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
 
 
 def commit(repo: Path, message: str, work: int | None = None, note: str | None = None) -> str:

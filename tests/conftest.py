@@ -9,6 +9,7 @@ loopback socket. Tests isolate themselves by fleet name (every fleet key carries
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,3 +98,20 @@ def cluster() -> Iterator[TestCluster]:
 def cluster_url(cluster: TestCluster) -> str:
     """The shared cluster as a ``redis+cluster://`` URL."""
     return cluster.url
+
+
+@pytest.fixture(scope="session")
+def asv_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The asv site's scripts from npm, fetched once for the session as ``loadkit
+    report --asv-offline`` fetches them (a cache already filled through
+    ``$LOADKIT_ASV_ASSETS`` is used as it is)."""
+    from loadkit.history.present.asv_offline import assets_cache, cached, fetch_assets
+
+    cache = assets_cache() if os.environ.get("LOADKIT_ASV_ASSETS") else None
+    if cache is not None and cached(cache):
+        return cache
+    cache = tmp_path_factory.mktemp("asv-www")
+    failure = fetch_assets(cache)
+    if failure:
+        pytest.skip(f"asv's scripts could not be fetched: {failure}")
+    return cache

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,6 +95,36 @@ def run_loadkit(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def git(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
+    """git in ``repo``, its output stripped; a failing git fails the test there."""
+    done = subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        env={**os.environ, **(env or {})},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+def asv_config(project: str, benchmark_dir: str = "benchmarks", **extra: Any) -> dict[str, Any]:
+    """A throwaway asv project's ``asv.conf.json``: results, site and environments
+    inside the repository, virtualenv environments, the ``main`` branch."""
+    return {
+        "version": 1,
+        "project": project,
+        "repo": ".",
+        "branches": ["main"],
+        "environment_type": "virtualenv",
+        "benchmark_dir": benchmark_dir,
+        "results_dir": "results",
+        "html_dir": "html",
+        "env_dir": ".asv/env",
+        **extra,
+    }
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

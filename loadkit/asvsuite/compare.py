@@ -46,6 +46,7 @@ from loadkit.common.errors import Failure, UsageError
 from loadkit.common.path_checks import check_input_file, check_output_dir, check_output_file
 from loadkit.history.present.compare_output import (
     CompareFacts,
+    effect_text,
     json_document,
     markdown,
     summary_line,
@@ -59,6 +60,7 @@ from loadkit.history.stats.round_plan import (
     interleaved_order,
     planned_effects,
     rounds_for_budget,
+    rounds_for_noise,
 )
 from loadkit.runs.direction import Direction, infer_direction
 
@@ -207,8 +209,7 @@ def _print_plan(console: Console, effects: Mapping[str, float], rounds: int, not
     console.print(f"[bold]plan:[/] {rounds} rounds each {note}")
     shown = sorted(effects.items(), key=lambda kv: kv[1])
     for name, effect in shown:
-        text = f"{effect * 100:.1f}%" if math.isfinite(effect) else "∞"
-        console.print(f"  detectable worsening {text:>8}  {name}", soft_wrap=True)
+        console.print(f"  detectable worsening {effect_text(effect):>8}  {name}", soft_wrap=True)
 
 
 @contextlib.contextmanager
@@ -250,11 +251,16 @@ def _compare(prepared: Prepared, options: CompareOptions) -> int:
         families = {key: family_of(key) for key in deviations}
         scales = first_round_scales(deviations, families) if deviations else {}
         note = "(detectable effects from the first round's differences)"
+        needed = rounds_for_noise(
+            scales, options.min_effect, options.false_discovery, options.min_effect
+        )
         if budget_s is not None:
             plan = rounds_for_budget(budget_s, runner.clock.elapsed(), runner.clock.elapsed(), 1)
-            rounds = plan.rounds
+            rounds = min(plan.rounds, needed)
             if plan.over_budget:
                 note += f"; over the {options.budget_min:g} min budget: {MIN_ROUNDS} is the least"
+            elif needed < plan.rounds:
+                note += f"; the noise needs no more of the {plan.rounds} the budget holds"
         effects = planned_effects(scales, rounds, options.false_discovery, options.min_effect)
         _print_plan(console, effects, rounds, note)
         done = 1
@@ -267,13 +273,14 @@ def _compare(prepared: Prepared, options: CompareOptions) -> int:
                 plan = rounds_for_budget(
                     budget_s, runner.clock.elapsed(), runner.clock.elapsed() - before, done
                 )
-                if plan.rounds != rounds:
+                replanned = min(plan.rounds, needed)
+                if replanned != rounds:
                     console.print(
-                        f"plan: {plan.rounds} rounds each (a round takes "
+                        f"plan: {replanned} rounds each (a round takes "
                         f"{runner.clock.elapsed() - before:.0f} s)"
                         + (", over the budget" if plan.over_budget else "")
                     )
-                rounds = plan.rounds
+                rounds = replanned
     return _report(runner, prepared, options, rounds, console)
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, child_env, loadkit_cmd
+from helpers import REPO, child_env, git, loadkit_cmd
 
 from loadkit.asvsuite.recorded import ResultsView, entries, workload_metrics
 from loadkit.asvsuite.runner import count_runs
@@ -222,11 +222,6 @@ def test_a_workload_asv_has_no_value_for_is_an_error() -> None:
 # --- the real suite through real asv --------------------------------------------------
 
 
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 def _suite_copy(root: Path, benchmarks: Path = SUITE) -> Path:
     """A git repository holding the asv config and a copy of a suite (the loadkit it
     benchmarks is the installed one: ``--python=same``)."""
@@ -234,11 +229,11 @@ def _suite_copy(root: Path, benchmarks: Path = SUITE) -> Path:
     repo.mkdir()
     shutil.copy(REPO / "asv.conf.json", repo / "asv.conf.json")
     shutil.copytree(benchmarks, repo / "benchmarks", ignore=shutil.ignore_patterns("__pycache__"))
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "bench@example.invalid")
-    _git(repo, "config", "user.name", "bench")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "suite")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "bench@example.invalid")
+    git(repo, "config", "user.name", "bench")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "suite")
     (root / "home").mkdir()
     return repo
 
@@ -262,7 +257,7 @@ def test_bench_runs_each_load_once_and_reports_what_asv_recorded(tmp_path: Path)
     assert "Traceback" not in out.stderr
     assert "scenario runs in this asv run: fleet 1, swarm 1, dashboard 1, wasm 1" in out.stderr
 
-    commit = _git(repo, "rev-parse", "HEAD")
+    commit = git(repo, "rev-parse", "HEAD")
     results_dir = repo / "results"
     (machine,) = [p.parent.name for p in results_dir.glob("*/machine.json")]
     (result,) = [r for r in iter_results_for_machine(str(results_dir), machine)]

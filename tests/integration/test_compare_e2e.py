@@ -92,21 +92,6 @@ def _fresh_runner(origin: dict[str, Any], name: str, ref: str, branch: str | Non
 
 
 @pytest.fixture(scope="module")
-def asv_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """asv's scripts from npm, fetched once for every job (``publish`` copies them in)."""
-    from loadkit.history.present.asv_offline import assets_cache, cached, fetch_assets
-
-    cache = assets_cache() if os.environ.get("LOADKIT_ASV_ASSETS") else None
-    if cache is not None and cached(cache):
-        return cache
-    cache = tmp_path_factory.mktemp("asv-www")
-    failure = fetch_assets(cache)
-    if failure:
-        pytest.skip(f"asv's scripts could not be fetched: {failure}")
-    return cache
-
-
-@pytest.fixture(scope="module")
 def main_runs(origin: dict[str, Any], asv_assets: Path) -> dict[str, Any]:
     sites = []
     for index, sha in enumerate(origin["main"]):

@@ -43,9 +43,11 @@ def test_small_load_run_measures_what_it_claims() -> None:
         trials=TrialPlan(kept=2, warmup=1),
     )
     phases: list[str] = []
+    started = time.monotonic()
     metrics, latencies, samples = asyncio.run(
         asyncio.wait_for(measure_dashboard(plan, lambda p, f: phases.append(p)), 90)
     )
+    elapsed_s = time.monotonic() - started
     assert metrics.keys() >= REPORTED_METRICS
     assert metrics["ws_connections"] == metrics["ws_connected_clients"] == 60
     # Every client got (almost) every steady-phase round: the samples are real receipts.
@@ -63,7 +65,9 @@ def test_small_load_run_measures_what_it_claims() -> None:
     assert metrics["worker0_ws_connections"] + metrics["worker1_ws_connections"] == 60
     assert metrics["worker0_ws_latency_p99_ms"] > 0 and metrics["worker1_ws_latency_p99_ms"] > 0
     assert metrics["poll_requests"] > 0 and metrics["poll_errors"] == 0
-    assert 0 < metrics["poll_refresh_s"] < 2
+    # The age of the data a poller saw is in seconds and no older than the run itself
+    # (how fresh it is is the benchmark's business, not this test's).
+    assert 0 < metrics["poll_refresh_s"] < elapsed_s
     assert metrics["memory_per_connection_kib"] > 0
     assert all(math.isfinite(v) for v in metrics.values())
     assert phases[0] == "connect" and phases[-1] == "done"

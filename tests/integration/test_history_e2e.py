@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, require_chromium, screenshot_dir
+from helpers import CHROMIUM, CHROMIUM_ARGS, asv_config, git, require_chromium, screenshot_dir
 from helpers import run_history_cli as run_cli
 
 import loadkit
@@ -80,22 +80,7 @@ class Sized:
 
     track_size.unit = "items"
 """
-CONFIG = {
-    "version": 1,
-    "project": "tiny",
-    "repo": ".",
-    "branches": ["main"],
-    "environment_type": "virtualenv",
-    "benchmark_dir": "benchmarks",
-    "results_dir": "results",
-    "html_dir": "html",
-    "env_dir": ".asv/env",
-}
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
+CONFIG = asv_config("tiny")
 
 
 def _asv(repo: Path, env: dict[str, str], *args: str) -> None:
@@ -119,18 +104,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     (root / "home").mkdir()
     (repo / "asv.conf.json").write_text(json.dumps(CONFIG))
     (repo / "benchmarks" / "__init__.py").write_text("")
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "e2e@example.invalid")
-    _git(repo, "config", "user.name", "e2e")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "e2e@example.invalid")
+    git(repo, "config", "user.name", "e2e")
     _asv(repo, env, "machine", "--yes", "--machine", MACHINE)
     hashes = []
     for index in range(COMMITS):
         work = 1_000_000 if index >= SLOW_FROM else 50_000
         (repo / "benchmarks" / "bench_work.py").write_text(BENCHMARK.format(work=work))
         (repo / "notes.txt").write_text(f"commit {index}\n")
-        _git(repo, "add", "-A")
-        _git(repo, "commit", "-q", "-m", f"commit {index}")
-        sha = _git(repo, "rev-parse", "HEAD")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"commit {index}")
+        sha = git(repo, "rev-parse", "HEAD")
         hashes.append(sha)
         _asv(
             repo,
@@ -443,22 +428,6 @@ def test_several_machines_need_a_choice_and_foreign_machine_files_are_skipped(
     err = capsys.readouterr().err
     assert f"skipped {COMMITS} files in other/: recorded on another machine" in err
     assert "no readable benchmark results" in err
-
-
-@pytest.fixture(scope="module")
-def asv_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The asv site's scripts from npm, as ``loadkit report --asv-offline`` fetches them
-    (a cache already filled through ``$LOADKIT_ASV_ASSETS`` is used as it is)."""
-    from loadkit.history.present.asv_offline import assets_cache, cached, fetch_assets
-
-    cache = assets_cache() if os.environ.get("LOADKIT_ASV_ASSETS") else None
-    if cache is not None and cached(cache):
-        return cache
-    cache = tmp_path_factory.mktemp("asv-www")
-    failure = fetch_assets(cache)
-    if failure:
-        pytest.skip(f"asv's scripts could not be fetched: {failure}")
-    return cache
 
 
 def test_asv_site_renders_offline_from_loadkit_serve(project, chromium, asv_assets, tmp_path):

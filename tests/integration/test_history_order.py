@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import git
 from helpers import run_history_cli as run_cli
 
 from loadkit.history.sources.asv_index import AsvIndex
@@ -37,27 +37,15 @@ BENCHMARKS = {
 }
 
 
-def _git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        env={**os.environ, **(env or {})},
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip()
-
-
 def _commit(repo: Path, name: str, author_day: float, commit_day: float | None = None) -> str:
     (repo / f"{name}.txt").write_text(name)
-    _git(repo, "add", "-A")
+    git(repo, "add", "-A")
     dates = {
         "GIT_AUTHOR_DATE": f"@{int(T0 + author_day * DAY)} +0000",
         "GIT_COMMITTER_DATE": f"@{int(T0 + (commit_day or author_day) * DAY)} +0000",
     }
-    _git(repo, "commit", "-q", "-m", name, env=dates)
-    return _git(repo, "rev-parse", "HEAD")
+    git(repo, "commit", "-q", "-m", name, env=dates)
+    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture(scope="module")
@@ -65,22 +53,22 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """The benchmarked project: a git repository with the history in the docstring."""
     repo = tmp_path_factory.mktemp("order") / "proj"
     repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "order@example.invalid")
-    _git(repo, "config", "user.name", "order")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "order@example.invalid")
+    git(repo, "config", "user.name", "order")
     hashes = {"A": _commit(repo, "A", 1), "B": _commit(repo, "B", 2)}
-    _git(repo, "checkout", "-q", "-b", "feature")
+    git(repo, "checkout", "-q", "-b", "feature")
     hashes["F"] = _commit(repo, "F", 3)
-    _git(repo, "checkout", "-q", "main")
+    git(repo, "checkout", "-q", "main")
     hashes["C"] = _commit(repo, "C", 4)
     hashes["D"] = _commit(repo, "D", 5)
     merge_date = {"GIT_AUTHOR_DATE": f"@{T0 + 6 * DAY} +0000"}
     merge_date["GIT_COMMITTER_DATE"] = merge_date["GIT_AUTHOR_DATE"]
-    _git(repo, "merge", "-q", "--no-ff", "-m", "M", "feature", env=merge_date)
-    hashes["M"] = _git(repo, "rev-parse", "HEAD")
+    git(repo, "merge", "-q", "--no-ff", "-m", "M", "feature", env=merge_date)
+    hashes["M"] = git(repo, "rev-parse", "HEAD")
     hashes["E"] = _commit(repo, "E", 0.5, commit_day=7)
     dates = {
-        name: int(_git(repo, "log", "-1", "--format=%at", sha)) * 1000
+        name: int(git(repo, "log", "-1", "--format=%at", sha)) * 1000
         for name, sha in hashes.items()
     }
     return {"repo": repo, "hashes": hashes, "dates": dates}
@@ -146,7 +134,7 @@ def _write_index(path: Path, project: dict[str, object], names: str) -> Path:
     --date-order --reverse``, for the commits with results."""
     hashes, dates = project["hashes"], project["dates"]
     wanted = {hashes[n]: dates[n] for n in names}
-    listed = _git(project["repo"], "rev-list", "--all", "--date-order", "--reverse").split()
+    listed = git(project["repo"], "rev-list", "--all", "--date-order", "--reverse").split()
     revisions = {sha: i for i, sha in enumerate(listed) if sha in wanted}
     document = {
         "project": "proj",
@@ -211,9 +199,9 @@ def test_the_configured_local_repository_is_used_when_no_option_names_one(
 
 def test_a_remote_tracking_branch_stands_in_for_a_missing_local_one(project, tmp_path, capsys):
     clone = tmp_path / "clone"
-    _git(tmp_path, "clone", "-q", str(project["repo"]), str(clone))
-    _git(clone, "checkout", "-q", "--detach")
-    _git(clone, "branch", "-q", "-D", "main")
+    git(tmp_path, "clone", "-q", str(project["repo"]), str(clone))
+    git(clone, "checkout", "-q", "--detach")
+    git(clone, "branch", "-q", "-D", "main")
     results = _bench(tmp_path, project, repo="https://example.invalid/proj.git")
     _, document = _check(results, tmp_path, "--repo", str(clone))
     line = _order_line(capsys.readouterr().out)
@@ -224,11 +212,11 @@ def test_a_remote_tracking_branch_stands_in_for_a_missing_local_one(project, tmp
 def test_without_branches_asv_default_branch_is_followed(project, tmp_path, capsys):
     results = _bench(tmp_path, project, repo="https://example.invalid/proj.git", branches=[])
     clone = tmp_path / "clone"
-    _git(tmp_path, "clone", "-q", str(project["repo"]), str(clone))
-    _git(clone, "config", "init.defaultBranch", "nope")
+    git(tmp_path, "clone", "-q", str(project["repo"]), str(clone))
+    git(clone, "config", "init.defaultBranch", "nope")
     assert run_cli(["check", "--results", str(results), "--repo", str(clone)]) == 2
     assert "has no branch 'nope'" in capsys.readouterr().err
-    _git(clone, "config", "init.defaultBranch", "main")
+    git(clone, "config", "init.defaultBranch", "main")
     assert run_cli(["check", "--results", str(results), "--repo", str(clone)]) == 1
     assert "first-parent history of main" in _order_line(capsys.readouterr().out)
 

@@ -14,10 +14,9 @@ import os
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from helpers import run_history_cli
+from helpers import asv_config, git, run_history_cli
 
 from loadkit.asvsuite.recorded import read_commit
 from loadkit.asvsuite.track import discover
@@ -61,24 +60,9 @@ class Run:
     )
     track_redeliveries_gated = track("redeliveries", "count", LOWER)
 """
-CONFIG = {
-    "version": 1,
-    "project": "trials",
-    "repo": ".",
-    "branches": ["main"],
-    "environment_type": "virtualenv",
-    # not "benchmarks": discovery imports the suite as a package, and this process may
-    # have imported the repository's own suite under that name already
-    "benchmark_dir": "trialbench",
-    "results_dir": "results",
-    "html_dir": "html",
-    "env_dir": ".asv/env",
-}
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
+# not "benchmarks": discovery imports the suite as a package, and this process may
+# have imported the repository's own suite under that name already
+CONFIG = asv_config("trials", benchmark_dir="trialbench")
 
 
 @pytest.fixture(scope="module")
@@ -90,18 +74,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     env = {**os.environ, "HOME": str(root / "home")}
     (repo / "asv.conf.json").write_text(json.dumps(CONFIG))
     (repo / "trialbench" / "__init__.py").write_text("")
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "trials@example.invalid")
-    _git(repo, "config", "user.name", "trials")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "trials@example.invalid")
+    git(repo, "config", "user.name", "trials")
     asv = [sys.executable, "-m", "asv"]
     subprocess.run([*asv, "machine", "--yes", "--machine", MACHINE], cwd=repo, env=env, check=True)
     hashes = []
     for index in range(COMMITS):
         suite = SUITE.format(slow=index >= SLOW_FROM, trials=TRIALS)
         (repo / "trialbench" / "bench_trials.py").write_text(suite)
-        _git(repo, "add", "-A")
-        _git(repo, "commit", "-q", "-m", f"commit {index}")
-        sha = _git(repo, "rev-parse", "HEAD")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"commit {index}")
+        sha = git(repo, "rev-parse", "HEAD")
         hashes.append(sha)
         run = [*asv, "run", "--python=same", f"--set-commit-hash={sha}", "--record-samples"]
         subprocess.run(

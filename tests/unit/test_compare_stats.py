@@ -16,13 +16,14 @@ import pytest
 
 from loadkit.history.stats.gate import Verdict
 from loadkit.history.stats.round_plan import (
+    MAX_ROUNDS,
     MIN_ROUNDS,
     Side,
     first_round_scales,
     interleaved_order,
     planned_effects,
     rounds_for_budget,
-    rounds_for_effect,
+    rounds_for_noise,
 )
 from loadkit.history.stats.two_sample import (
     Paired,
@@ -203,8 +204,18 @@ def test_first_round_scales_pool_families_and_plan_effects():
     assert effects["d0"] > effects["w0"]
 
 
-def test_rounds_for_effect():
-    few = rounds_for_effect(0.02, 0.10, 30, 0.01)
-    many = rounds_for_effect(0.05, 0.10, 30, 0.01)
-    assert few is not None and many is not None and few < many
-    assert rounds_for_effect(0.6, 0.05, 30, 0.01) is None
+def test_rounds_for_noise_stops_when_the_steady_benchmarks_see_the_target():
+    steady = {f"w{i}": (0.01, 4.0) for i in range(10)}
+    wider = {f"w{i}": (0.02, 4.0) for i in range(10)}
+    few = rounds_for_noise(steady, 0.05, 0.01, 0.05)
+    more = rounds_for_noise(wider, 0.05, 0.01, 0.05)
+    assert MIN_ROUNDS <= few < more <= MAX_ROUNDS
+    # At the chosen rounds each of them sees the target; one round fewer, not all do.
+    assert max(planned_effects(wider, more, 0.01, 0.05).values()) <= 0.05
+    if more > MIN_ROUNDS:
+        assert max(planned_effects(wider, more - 1, 0.01, 0.05).values()) > 0.05
+    # A benchmark no number of rounds can steady does not decide the count.
+    hopeless = wider | {"poll": (2.0, 4.0)}
+    assert rounds_for_noise(hopeless, 0.05, 0.01, 0.05) < MAX_ROUNDS
+    # Nothing can reach the target: the budget alone decides.
+    assert rounds_for_noise({"poll": (2.0, 4.0)}, 0.05, 0.01, 0.05) == MAX_ROUNDS

@@ -74,11 +74,18 @@ def confidence_cell(row: Row) -> str:
     return f"{row.result.confidence:.3f}" if row.result is not None else "—"
 
 
+# Past a tenfold change a detectable effect only says "this figure cannot gate here".
+SHOWN_EFFECT = 10.0
+
+
+def effect_text(effect: float) -> str:
+    """A detectable effect as a person reads it: 4.2%, or >1000% where the figure is
+    too noisy for the number to mean more than that."""
+    return f"{effect * 100:.1f}%" if effect <= SHOWN_EFFECT else f">{SHOWN_EFFECT:.0%}"
+
+
 def detectable_cell(row: Row) -> str:
-    if row.result is None:
-        return "—"
-    effect = row.result.detectable_effect
-    return f"{effect * 100:.1f}%" if math.isfinite(effect) else "∞"
+    return "—" if row.result is None else effect_text(row.result.detectable_effect)
 
 
 def cells(row: Row) -> list[str]:

@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from loadkit.history.stats.laws import (
     GridLaw,
@@ -45,6 +44,7 @@ from loadkit.history.stats.noise import (
     series_profile,
 )
 from loadkit.history.stats.posterior import Posterior, posterior
+from loadkit.history.stats.student import t_cdf, t_sf
 from loadkit.runs.direction import Direction
 
 _MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2.0)
@@ -252,8 +252,8 @@ def run_gate(
         unit = max(math.sqrt(noise.scale**2 + excess**2), _TINY_SCALE)
         reference_factor = 1.0 + (math.pi / 2.0 if m >= 3 else 1.0) / m
         t = worse_shift / (unit * math.sqrt(reference_factor))
-        p_worse = float(stats.t.sf(t, df))
-        p_better = float(stats.t.cdf(t, df))
+        p_worse = t_sf(t, df)
+        p_better = t_cdf(t, df)
         if pool is not None:
             p_worse = max(p_worse, pool.upper_tail(t))
             p_better = max(p_better, pool.lower_tail(t))

@@ -5,9 +5,13 @@ Run all of the base and then all of the head, and the drift is the change. So th
 commits alternate A B B A A B …: each pair of rounds mirrors the one before, and a
 linear drift adds the same to both sides over every two rounds.
 
-The number of rounds comes from ``--rounds`` or from a time budget: environment builds
-and the first round are measured, and as many further rounds are planned as the rest of
-the budget holds. Fewer than :data:`MIN_ROUNDS` a side cannot be judged at the promised
+The number of rounds comes from ``--rounds`` or from a time budget and the noise:
+environment builds and the first round are measured, and as many further rounds are
+planned as the rest of the budget holds, but no more than the noise needs: once every
+benchmark that can see the smallest effect the gate acts on would see it, more rounds
+only narrow what is already decided (:func:`rounds_for_noise`).
+
+Fewer than :data:`MIN_ROUNDS` a side cannot be judged at the promised
 false-alarm rate (with two rounds a side, a simulated A/A suite shaped like loadkit's
 failed 2 % of the time; with three, under 1 %), so a budget that holds fewer still gets
 three, and the plan says it overruns.
@@ -124,19 +128,29 @@ def planned_effects(
     }
 
 
-def rounds_for_effect(
-    scale: float,
+def rounds_for_noise(
+    scales: Mapping[str, tuple[float, float]],
     target: float,
-    tests: int,
     false_discovery: float,
+    min_effect: float,
     max_rounds: int = MAX_ROUNDS,
-) -> int | None:
-    """The fewest rounds (at least :data:`MIN_ROUNDS`) that detect ``target`` for a
-    benchmark of this scale, or None when even ``max_rounds`` cannot."""
-    for rounds in range(MIN_ROUNDS, max_rounds + 1):
-        effect = detectable_effect(
-            scale, 2.0 * (rounds - 1), rounds, rounds, tests, false_discovery
-        )
-        if effect <= target:
+) -> int:
+    """The fewest rounds (at least :data:`MIN_ROUNDS`) after which every benchmark that
+    can be brought to detect ``target`` within ``max_rounds`` does.
+
+    This is how the noise chooses the rounds under a budget: a steady suite stops once
+    its figures can see the target, and a benchmark too noisy to see it even after
+    ``max_rounds`` does not hold the rest hostage (the plan prints what it will see)."""
+    ceiling = max(max_rounds, MIN_ROUNDS)
+    reachable = {
+        name
+        for name, effect in planned_effects(scales, ceiling, false_discovery, min_effect).items()
+        if effect <= target
+    }
+    if not reachable:
+        return ceiling
+    for rounds in range(MIN_ROUNDS, ceiling):
+        effects = planned_effects(scales, rounds, false_discovery, min_effect)
+        if all(effects[name] <= target for name in reachable):
             return rounds
-    return None
+    return ceiling

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from loadkit.history.stats.gate import Verdict
 from loadkit.history.stats.noise import (
@@ -39,6 +39,7 @@ from loadkit.history.stats.noise import (
     moderated_scale,
 )
 from loadkit.history.stats.scoring import benjamini_hochberg
+from loadkit.history.stats.student import t_cdf, t_isf, t_sf
 from loadkit.runs.direction import Direction
 
 # Benchmarks a family needs before its own prior is fitted: the prior's weight is a
@@ -206,7 +207,7 @@ def detectable_effect(
         return math.inf
     error = standard_error(max(scale, _TINY_SCALE), base_rounds, head_rounds)
     level = false_discovery / max(2 * tests, 1)
-    reach = (stats.t.isf(level, df) + stats.t.isf(1.0 - POWER, df)) * error
+    reach = (t_isf(level, df) + t_isf(1.0 - POWER, df)) * error
     return max(math.expm1(reach), min_effect)
 
 
@@ -229,15 +230,15 @@ def _draft(item: Paired, scale: float, df: float, margin: float, confidence: flo
     t = item.direction.sign * shift / error
     # Equivalence (two one-sided tests): the change lies within +-min_effect.
     p_same = max(
-        float(stats.t.sf(t + margin / error, law_df)),
-        float(stats.t.cdf(t - margin / error, law_df)),
+        t_sf(t + margin / error, law_df),
+        t_cdf(t - margin / error, law_df),
     )
     return _Draft(
         shift=shift,
-        p_worse=float(stats.t.sf(t, law_df)),
-        p_better=float(stats.t.cdf(t, law_df)),
+        p_worse=t_sf(t, law_df),
+        p_better=t_cdf(t, law_df),
         p_same=p_same,
-        half_width=float(stats.t.isf((1.0 - confidence) / 2.0, law_df)) * error,
+        half_width=t_isf((1.0 - confidence) / 2.0, law_df) * error,
     )
 
 
