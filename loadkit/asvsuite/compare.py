@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import math
 import re
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -56,6 +55,7 @@ from loadkit.history.stats.compare_rows import SideData, build_rows, exit_code, 
 from loadkit.history.stats.round_plan import (
     MIN_ROUNDS,
     Side,
+    first_round_deviations,
     first_round_scales,
     interleaved_order,
     planned_effects,
@@ -200,11 +200,6 @@ class _Runner:
             )
 
 
-def _deviations(runner: _Runner) -> dict[str, float]:
-    base, head = runner.sides[Side.BASE].rounds, runner.sides[Side.HEAD].rounds
-    return {key: math.log(head[key][0] / base[key][0]) for key in base.keys() & head.keys()}
-
-
 def _print_plan(console: Console, effects: Mapping[str, float], rounds: int, note: str) -> None:
     console.print(f"[bold]plan:[/] {rounds} rounds each {note}")
     shown = sorted(effects.items(), key=lambda kv: kv[1])
@@ -247,7 +242,9 @@ def _compare(prepared: Prepared, options: CompareOptions) -> int:
         order = interleaved_order(1)
         for side in order:
             runner.run(side, 1, Path(tmp))
-        deviations = _deviations(runner)
+        deviations = first_round_deviations(
+            runner.sides[Side.BASE].rounds, runner.sides[Side.HEAD].rounds
+        )
         families = {key: family_of(key) for key in deviations}
         scales = first_round_scales(deviations, families) if deviations else {}
         note = "(detectable effects from the first round's differences)"

@@ -174,6 +174,11 @@ def test_a_pull_request_that_changes_nothing_measured_passes(origin):
     comment = (runner / "compare-out" / "comment.md").read_text()
     assert comment.startswith("✅ **loadkit compare** — PASSED")
     assert "### Regressions" not in comment
+    verdicts = {
+        e["name"]: e["verdict"]
+        for e in json.loads((runner / "compare-out" / "compare.json").read_text())["entries"]
+    }
+    assert verdicts["bench_work.Work.track_leaked"] == "NO_CHANGE"
     assert re.search(r"3 rounds each", comment)
 
 

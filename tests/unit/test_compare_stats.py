@@ -19,6 +19,7 @@ from loadkit.history.stats.round_plan import (
     MAX_ROUNDS,
     MIN_ROUNDS,
     Side,
+    first_round_deviations,
     first_round_scales,
     interleaved_order,
     planned_effects,
@@ -219,3 +220,11 @@ def test_rounds_for_noise_stops_when_the_steady_benchmarks_see_the_target():
     assert rounds_for_noise(hopeless, 0.05, 0.01, 0.05) < MAX_ROUNDS
     # Nothing can reach the target: the budget alone decides.
     assert rounds_for_noise({"poll": (2.0, 4.0)}, 0.05, 0.01, 0.05) == MAX_ROUNDS
+
+
+def test_first_round_deviations_skip_values_without_a_ratio():
+    base = {"rate": [100.0], "leaked": [0.0], "lost": [3.0], "gone": [1.0]}
+    head = {"rate": [110.0], "leaked": [0.0], "lost": [0.0], "new": [1.0]}
+    deviations = first_round_deviations(base, head)
+    assert deviations.keys() == {"rate"}
+    assert deviations["rate"] == pytest.approx(math.log(1.1))

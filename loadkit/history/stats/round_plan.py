@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +80,20 @@ def rounds_for_budget(
     rounds = min(max(done + more, MIN_ROUNDS), max(max_rounds, MIN_ROUNDS))
     expected = spent_s + (rounds - done) * round_s
     return RoundPlan(rounds=rounds, expected_s=expected, over_budget=expected > budget_s)
+
+
+def first_round_deviations(
+    base: Mapping[str, Sequence[float]], head: Mapping[str, Sequence[float]]
+) -> dict[str, float]:
+    """The first round's log(head / base) for every benchmark both sides measured.
+
+    A value of zero or below (a count of leaked keys or lost messages) has no ratio, so
+    such a benchmark gives the plan nothing rather than a division by zero."""
+    return {
+        key: math.log(head[key][0] / base[key][0])
+        for key in base.keys() & head.keys()
+        if base[key] and head[key] and base[key][0] > 0 and head[key][0] > 0
+    }
 
 
 def first_round_scales(
