@@ -112,7 +112,9 @@ def git(repo: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
 
 def asv_config(project: str, benchmark_dir: str = "benchmarks", **extra: Any) -> dict[str, Any]:
     """A throwaway asv project's ``asv.conf.json``: results, site and environments
-    inside the repository, virtualenv environments, the ``main`` branch."""
+    inside the repository, virtualenv environments, the ``main`` branch; benchmarks
+    started from asv's forkserver as loadkit's own suite is (a new interpreter per
+    benchmark doubles the time these projects take to run)."""
     return {
         "version": 1,
         "project": project,
@@ -123,6 +125,7 @@ def asv_config(project: str, benchmark_dir: str = "benchmarks", **extra: Any) ->
         "results_dir": "results",
         "html_dir": "html",
         "env_dir": ".asv/env",
+        "launch_method": "forkserver",
         **extra,
     }
 
