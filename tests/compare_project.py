@@ -3,7 +3,8 @@
 The package's ``WORK`` sets how long its loop runs: a commit that raises it is a real
 slowdown in the project's code, which asv installs per commit. Timings use CPU time, so
 neighbours on a shared machine move them less; a second benchmark the change does not
-touch, and a throughput figure (higher is better), stand beside it.
+touch, a throughput figure (higher is better) and a count that must stay zero (it has no
+ratio) stand beside it.
 """
 
 from __future__ import annotations

@@ -169,7 +169,10 @@ def markdown(rows: Sequence[Row], facts: CompareFacts) -> str:
         ]
     lines += [
         "Change is head / base − 1 of the medians of the rounds, with its "
-        f"{facts.confidence:.0%} interval; detectable is the worsening found with 80 % power.",
+        f"{facts.confidence:.0%} interval; detectable is the worsening found with 80 % power. "
+        "Confidence is each benchmark's own; a REGRESSION or IMPROVEMENT must also pass "
+        f"the false-discovery step across all {len(rows)} benchmarks (rate "
+        f"{facts.false_discovery:g}), so a confident change can still be INCONCLUSIVE.",
         "",
         COMMENT_MARKER,
         "",
