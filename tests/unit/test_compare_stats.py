@@ -228,3 +228,29 @@ def test_first_round_deviations_skip_values_without_a_ratio():
     deviations = first_round_deviations(base, head)
     assert deviations.keys() == {"rate"}
     assert deviations["rate"] == pytest.approx(math.log(1.1))
+
+
+def test_benchmarks_too_noisy_to_judge_do_not_raise_the_others_bar():
+    LOWER = Direction.LOWER_IS_BETTER
+    rng = np.random.default_rng(21)
+
+    def rounds(sd: float, factor: float = 1.0) -> tuple[float, ...]:
+        return tuple(100.0 * factor * np.exp(sd * rng.standard_normal(3)))
+
+    quiet = [
+        Paired(f"wasm.b{i}", rounds(0.03), rounds(0.03, 1.25 if i < 3 else 1.0), LOWER, "wasm")
+        for i in range(10)
+    ]
+    hopeless = [
+        Paired(f"poll.b{i}", rounds(1.5), rounds(1.5, 3.0 if i == 0 else 1.0), LOWER, "poll")
+        for i in range(150)
+    ]
+    alone = compare_pairs(quiet)
+    crowded = compare_pairs(quiet + hopeless)
+    # The quiet benchmarks are judged exactly as if the hopeless ones were not there.
+    for a, b in zip(alone, crowded[: len(quiet)], strict=True):
+        assert (a.verdict, a.detectable_effect) == (b.verdict, pytest.approx(b.detectable_effect))
+    assert [r.verdict for r in alone[:3]] == [Verdict.REGRESSION] * 3
+    # A benchmark whose noise hides a doubling is never called anything, even at 3x.
+    assert crowded[len(quiet)].verdict is Verdict.INCONCLUSIVE
+    assert all(r.detectable_effect > 1.0 for r in crowded[len(quiet) :])

@@ -49,6 +49,13 @@ from loadkit.runs.direction import Direction
 MIN_FAMILY = 8
 # Power the detectable effect is quoted at (as the gate's).
 POWER = 0.8
+# A benchmark whose noise hides even a doubling at these rounds can be called neither
+# worse nor better, yet each one in the false-discovery step lowers every other
+# benchmark's threshold. Such benchmarks are left out of that step (independent
+# filtering: the noise scale is computed from each side's scatter about its own level,
+# which under no change says nothing of the change itself, so the step's bound holds
+# for the rest). They are reported INCONCLUSIVE with their detectable effect.
+FILTER_EFFECT = 1.0
 # Grid for the exact variance of a sample median of normal draws.
 _GRID = np.linspace(-9.0, 9.0, 6001)
 # The fewest degrees of freedom a t law is given when nothing is known of the scale.
@@ -260,16 +267,27 @@ def compare_pairs(
         _draft(item, scale, df, margin, confidence)
         for item, (scale, df) in zip(items, noise, strict=True)
     ]
-    count = len(drafts)
-    rejected = benjamini_hochberg(
-        [d.p_worse for d in drafts] + [d.p_better for d in drafts], false_discovery
+    everyone = len(drafts)
+    reach = [
+        detectable_effect(
+            scale, df, len(item.base), len(item.head), everyone, false_discovery, min_effect
+        )
+        for item, (scale, df) in zip(items, noise, strict=True)
+    ]
+    judged = [index for index, effect in enumerate(reach) if effect <= FILTER_EFFECT]
+    count = len(judged)
+    step = benjamini_hochberg(
+        [drafts[i].p_worse for i in judged] + [drafts[i].p_better for i in judged],
+        false_discovery,
     )
+    worse_found = {i: bool(step[k]) for k, i in enumerate(judged)}
+    better_found = {i: bool(step[count + k]) for k, i in enumerate(judged)}
     results = []
     for index, (item, draft) in enumerate(zip(items, drafts, strict=True)):
         worse = item.direction.sign * draft.shift
-        if rejected[index] and worse >= margin:
+        if worse_found.get(index, False) and worse >= margin:
             verdict, sure = Verdict.REGRESSION, 1.0 - draft.p_worse
-        elif rejected[count + index] and -worse >= margin:
+        elif better_found.get(index, False) and -worse >= margin:
             verdict, sure = Verdict.IMPROVEMENT, 1.0 - draft.p_better
         elif draft.p_same <= 1.0 - confidence:
             verdict, sure = Verdict.NO_CHANGE, 1.0 - draft.p_same
@@ -289,7 +307,9 @@ def compare_pairs(
                 p_better=draft.p_better,
                 detectable_effect=detectable_effect(
                     scale, df, len(item.base), len(item.head), count, false_discovery, min_effect
-                ),
+                )
+                if index in worse_found
+                else reach[index],
                 noise_scale=scale if df > 0 else math.nan,
                 noise_df=df,
                 base_median=float(np.median(item.base)),
