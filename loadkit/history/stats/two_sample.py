@@ -49,13 +49,13 @@ from loadkit.runs.direction import Direction
 MIN_FAMILY = 8
 # Power the detectable effect is quoted at (as the gate's).
 POWER = 0.8
-# A benchmark whose noise hides even a doubling at these rounds can be called neither
+# A benchmark whose noise hides even a tenfold change at these rounds can be called neither
 # worse nor better, yet each one in the false-discovery step lowers every other
 # benchmark's threshold. Such benchmarks are left out of that step (independent
 # filtering: the noise scale is computed from each side's scatter about its own level,
 # which under no change says nothing of the change itself, so the step's bound holds
 # for the rest). They are reported INCONCLUSIVE with their detectable effect.
-FILTER_EFFECT = 1.0
+FILTER_EFFECT = 10.0
 # Grid for the exact variance of a sample median of normal draws.
 _GRID = np.linspace(-9.0, 9.0, 6001)
 # The fewest degrees of freedom a t law is given when nothing is known of the scale.
