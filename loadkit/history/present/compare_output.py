@@ -17,6 +17,7 @@ from typing import Any
 from rich.table import Table
 
 from loadkit.history.stats.compare_rows import FAILING, Row, Status, counts, exit_code
+from loadkit.history.stats.two_sample import FILTER_EFFECT
 
 SCHEMA = "loadkit.compare/1"
 # Ends every comment, so CI finds its earlier comment and updates it instead of adding one.
@@ -74,8 +75,9 @@ def confidence_cell(row: Row) -> str:
     return f"{row.result.confidence:.3f}" if row.result is not None else "—"
 
 
-# Past a tenfold change a detectable effect only says "this figure cannot gate here".
-SHOWN_EFFECT = 10.0
+# Past the effect at which the gate stops judging a benchmark, a detectable effect only
+# says "this figure cannot gate here".
+SHOWN_EFFECT = FILTER_EFFECT
 
 
 def effect_text(effect: float) -> str:
