@@ -39,7 +39,9 @@ def test_redis_source_sees_idle_busy_and_dead_agents(redis_url: str, fleet_name:
             first = await source.tick(1.0)
             assert first.full == {a: "idle" for a in host.agents}
             board.replace(first.full)
-            await store.submit([encode_task_body(Work(sleep_ms=3000))] * 3)
+            # Tasks far longer than the test, so the three stay busy however slowly the
+            # crashed agent's lease runs out; stopping the host cancels them.
+            await store.submit([encode_task_body(Work(sleep_ms=60_000))] * 3)
             busy = await _until(
                 lambda: source.tick(0.1),
                 lambda t: sorted(t.full.values()).count("busy") == 3,
