@@ -146,10 +146,13 @@ def test_parallel_measurement_counts_correct_instances(wasm):
 
 @pytest.mark.slow
 def test_speed_ops_memory_and_compile_measurements(wasm):
-    point = scenarios.measure_speed(wasm, 20_000, python_repeats=1, wasm_repeats=3)
+    point = scenarios.measure_speed(wasm, 20_000, python_repeats=3, wasm_repeats=6)
     assert point.equivalent and point.wasm_s > 0 and point.python_s > point.wasm_s
+    assert len(point.pair_speedups) == len(point.pair_speedups_vs_ast) == 3
     metrics = scenarios.speed_metrics([point], headline_bytes=20_000)
     assert metrics["speedup_ratio"] == metrics["speedup_ratio_20kb"] == point.speedup
+    samples = scenarios.speed_samples([point], headline_bytes=20_000)
+    assert samples["speedup_ratio"] == list(point.pair_speedups)
     ops = scenarios.measure_ops(wasm, [b"a + b\n", b"f(x)[1]\n"], operations=500)
     assert ops.metrics["ops_per_s"] > 0 and ops.metrics["ops_count"] == 500
     assert len(ops.samples["ops_per_s"]) == scenarios.OPS_TRIALS.kept

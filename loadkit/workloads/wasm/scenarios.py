@@ -51,7 +51,7 @@ from loadkit.workloads.wasm.host import WasmParser, load_module_bytes, make_engi
 Progress = Callable[[float], None]
 KIB = 1024
 MB = 1_000_000
-OPS_TRIALS = TrialPlan(kept=5, warmup=1)
+OPS_TRIALS = TrialPlan(kept=15, warmup=1)
 COMPILE_TRIALS = TrialPlan(kept=5, warmup=1)
 
 # Document sizes by the label used in metric names (speedup_ratio_200kb, ...).
@@ -94,20 +94,31 @@ def size_label(size_bytes: int) -> str:
 
 @dataclass(frozen=True)
 class SpeedPoint:
+    """One document's timings. The three parsers run in turns (a pair: several WASM
+    parses, one Python, one ``ast.parse``), and each ratio is the median of the pairs'
+    own ratios: a slow spell of the host that lasts a pair moves both sides of that
+    pair's ratio, so it cancels instead of landing on one side of the median."""
+
     size_bytes: int
     wasm_s: float
     python_s: float
     ast_s: float
     nodes: int
     equivalent: bool
+    pair_speedups: tuple[float, ...] = ()
+    pair_speedups_vs_ast: tuple[float, ...] = ()
 
     @property
     def speedup(self) -> float:
-        return self.python_s / self.wasm_s
+        return _median_or(self.pair_speedups, self.python_s / self.wasm_s)
 
     @property
     def speedup_vs_ast(self) -> float:
-        return self.ast_s / self.wasm_s
+        return _median_or(self.pair_speedups_vs_ast, self.ast_s / self.wasm_s)
+
+
+def _median_or(values: tuple[float, ...], fallback: float) -> float:
+    return float(statistics.median(values)) if values else fallback
 
 
 def measure_speed(
@@ -132,17 +143,20 @@ def measure_speed_on(
     reference = wasm.parse(data)  # warm: instance created, memory grown
     samples: dict[str, list[float]] = {"wasm": [], "python": [], "ast": []}
     wasm_each = -(-wasm_repeats // python_repeats)
-    for _ in range(python_repeats):  # interleaved, so a neighbour's burst hits all three
+    for _ in range(python_repeats):  # in turns, so a neighbour's burst hits all three
         samples["wasm"].append(median_s(lambda: wasm.parse(data), wasm_each))
         samples["python"].append(median_s(lambda: pyparser.parse(data), 1))
         samples["ast"].append(median_s(lambda: ast.parse(data), 1))
+    wasm_times = samples["wasm"]
     return SpeedPoint(
         size_bytes=len(data),
-        wasm_s=statistics.median(samples["wasm"]),
+        wasm_s=statistics.median(wasm_times),
         python_s=statistics.median(samples["python"]),
         ast_s=statistics.median(samples["ast"]),
         nodes=len(reference),
         equivalent=reference == pyparser.parse(data),
+        pair_speedups=tuple(p / w for p, w in zip(samples["python"], wasm_times, strict=True)),
+        pair_speedups_vs_ast=tuple(a / w for a, w in zip(samples["ast"], wasm_times, strict=True)),
     )
 
 
@@ -168,6 +182,14 @@ def speed_metrics(points: list[SpeedPoint], headline_bytes: int = SIZES["1mb"]) 
         "nodes_per_kib": head.nodes / (head.size_bytes / KIB),
     }
     return metrics
+
+
+def speed_samples(
+    points: list[SpeedPoint], headline_bytes: int = SIZES["1mb"]
+) -> dict[str, list[float]]:
+    """The headline multiplier's pairs, as the run's samples of it (asv keeps them)."""
+    head = min(points, key=lambda p: abs(p.size_bytes - headline_bytes))
+    return {"speedup_ratio": list(head.pair_speedups)}
 
 
 def variant_metrics(point: SpeedPoint, name: str) -> dict[str, float]:
@@ -209,9 +231,12 @@ def measure_ops(
 ) -> TrialResult:
     """Small documents parsed one call each, cycling through ``documents``, timed in
     ``plan.total`` consecutive trials of equal size: the rate is the median of the kept
-    trials' rates (the first ones warm the caches up), so one burst of a neighbour on a
-    shared machine moves one trial, not the figure. Memory is the settled RSS growth over
-    the whole run, per operation."""
+    trials' rates (the first ones warm the caches up). A shared host has slow spells of
+    a few hundred milliseconds in which a core does half its work (a pure-Python loop
+    shows them too), so the trials together must span well over a second for the median
+    to stand on quick trials; pausing between trials does not help, the first
+    milliseconds after a pause are slow themselves. Memory is the settled RSS growth
+    over the whole run, per operation."""
     if operations < plan.total:
         raise ValueError(f"{operations} operations cannot fill {plan.total} trials")
     wasm.parse(documents[0])
