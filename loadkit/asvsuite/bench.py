@@ -2,7 +2,7 @@
 
 1. the suite's ``track_`` declarations (metric, unit, direction) -> ``results/
    loadkit-suite.jsonl``, read by the history scoring;
-2. ``asv machine --yes`` once, if this machine has no asv profile yet;
+2. ``asv machine --yes`` once, if asv does not know this machine (or ``--machine``) yet;
 3. ``asv run --python=same`` on HEAD with samples recorded into ``results/``; every
    workload's scenario runs once, at ``--scale``, and the runs are counted;
 4. ``asv publish`` into ``html/``;
@@ -35,6 +35,7 @@ from typing import Any
 import psutil
 from rich.console import Console
 
+from loadkit.asvsuite.machine import ensure_machine
 from loadkit.asvsuite.runner import LOG_ENV, SCALE_ENV, count_runs
 from loadkit.asvsuite.track import discover
 from loadkit.common.errors import Failure, UsageError
@@ -183,13 +184,7 @@ def run_bench(options: BenchOptions) -> int:
     console = Console(stderr=True)
     tracked = _declarations(conf.benchmark_dir)
     write_sidecar(results, tracked)
-    if options.machine:
-        # Imported only with --machine: it loads asv's results module.
-        from loadkit.asvsuite.compare_run import ensure_machine
-
-        ensure_machine(options.machine, lambda *a: _asv(root, *a))
-    elif not (Path.home() / ".asv-machine.json").exists():
-        _asv(root, "machine", "--yes")
+    ensure_machine(options.machine, lambda *a: _asv(root, *a))
     if options.aa is not None:
         from loadkit.asvsuite.aa import run_aa
 

@@ -33,13 +33,13 @@ from loadkit.asvsuite.compare_run import (
     append_round,
     asv_run_args,
     compare_folder,
-    ensure_machine,
     read_asv_config,
     read_round,
     resolve_commit,
     run_env,
     write_compare_config,
 )
+from loadkit.asvsuite.machine import ensure_machine
 from loadkit.common.atomic_file import write_text_atomically
 from loadkit.common.errors import Failure, UsageError
 from loadkit.common.path_checks import check_input_file, check_output_dir, check_output_file

@@ -29,7 +29,7 @@ import os
 import statistics
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -37,10 +37,9 @@ from pathlib import Path
 from asv import results as asv_results
 from asv import util as asv_util
 
-from loadkit.common.errors import Failure, UsageError
+from loadkit.common.errors import UsageError
 
 COMPARE_DIR = Path(".asv") / "compare"
-MACHINE_FILE = Path("~/.asv-machine.json")
 # The machine name the comparison's results are filed under (its own results folder).
 DEFAULT_MACHINE = "compare"
 
@@ -118,20 +117,6 @@ def write_compare_config(settings: Mapping, config: Path, commits: Commits) -> P
     commits.folder.mkdir(parents=True, exist_ok=True)
     commits.config.write_text(json.dumps(derived, indent=2) + "\n", encoding="utf-8")
     return commits.config
-
-
-def ensure_machine(machine: str, run_asv: Callable[..., int]) -> None:
-    """asv files results under a machine name it must know: add it once, with asv's
-    own defaults for this host."""
-    path = MACHINE_FILE.expanduser()
-    known: dict = {}
-    if path.is_file():
-        try:
-            known = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            known = {}
-    if machine not in known and run_asv("machine", "--yes", "--machine", machine) != 0:
-        raise Failure(f"`asv machine --machine {machine}` failed (see its output above)")
 
 
 @dataclass
