@@ -41,7 +41,7 @@ SCALE = {
     # WASM parses enough per pair to span about as long as the one Python parse it is
     # set against (a few ms each against ~200 ms): slow spells of a shared host come in
     # runs of up to ~150 ms, and a window much shorter than that is all in one or not.
-    "quick": WasmScale(("50kb", "200kb", "1mb"), 5, 75, 45_000, 20, 300),
+    "quick": WasmScale(("50kb", "200kb", "1mb"), 7, 105, 45_000, 20, 300),
     "full": WasmScale(("50kb", "200kb", "1mb", "4mb"), 9, 270, 150_000, 50, 2000),
 }
 SEED = 5
