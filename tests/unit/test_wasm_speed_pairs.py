@@ -11,13 +11,11 @@ from loadkit.workloads.wasm.scenarios import SpeedPoint, speed_metrics, speed_sa
 def _point(wasm: list[float], python: list[float]) -> SpeedPoint:
     return SpeedPoint(
         size_bytes=1_000_000,
-        wasm_s=sorted(wasm)[len(wasm) // 2],
-        python_s=sorted(python)[len(python) // 2],
-        ast_s=1.0,
+        wasm_times=tuple(wasm),
+        python_times=tuple(python),
+        ast_times=(1.0,) * len(wasm),
         nodes=10,
         equivalent=True,
-        pair_speedups=tuple(p / w for p, w in zip(python, wasm, strict=True)),
-        pair_speedups_vs_ast=tuple(1.0 / w for w in wasm),
     )
 
 
@@ -39,6 +37,6 @@ def test_the_headline_pairs_are_the_runs_samples_of_the_multiplier() -> None:
     assert speed_metrics([small, big])["speedup_ratio"] == 61.0
 
 
-def test_a_point_without_pairs_falls_back_to_the_ratio_of_medians() -> None:
-    point = SpeedPoint(1000, 2.0, 100.0, 50.0, 5, True)
+def test_one_pair_is_the_ratio_of_its_times() -> None:
+    point = SpeedPoint(1000, (2.0,), (100.0,), (50.0,), 5, True)
     assert point.speedup == 50.0 and point.speedup_vs_ast == 25.0

@@ -94,31 +94,46 @@ def size_label(size_bytes: int) -> str:
 
 @dataclass(frozen=True)
 class SpeedPoint:
-    """One document's timings. The three parsers run in turns (a pair: several WASM
-    parses, one Python, one ``ast.parse``), and each ratio is the median of the pairs'
-    own ratios: a slow spell of the host that lasts a pair moves both sides of that
-    pair's ratio, so it cancels instead of landing on one side of the median."""
+    """One document's timings, pair by pair. The three parsers run in turns (a pair:
+    the median of several WASM parses, one Python parse, one ``ast.parse``), and each
+    ratio is the median of the pairs' own ratios: a slow spell of the host that lasts a
+    pair moves both sides of that pair's ratio, so it cancels instead of landing on one
+    side of the median."""
 
     size_bytes: int
-    wasm_s: float
-    python_s: float
-    ast_s: float
+    wasm_times: tuple[float, ...]
+    python_times: tuple[float, ...]
+    ast_times: tuple[float, ...]
     nodes: int
     equivalent: bool
-    pair_speedups: tuple[float, ...] = ()
-    pair_speedups_vs_ast: tuple[float, ...] = ()
+
+    @property
+    def wasm_s(self) -> float:
+        return float(statistics.median(self.wasm_times))
+
+    @property
+    def python_s(self) -> float:
+        return float(statistics.median(self.python_times))
+
+    @property
+    def ast_s(self) -> float:
+        return float(statistics.median(self.ast_times))
+
+    @property
+    def pair_speedups(self) -> tuple[float, ...]:
+        return _ratios(self.python_times, self.wasm_times)
 
     @property
     def speedup(self) -> float:
-        return _median_or(self.pair_speedups, self.python_s / self.wasm_s)
+        return float(statistics.median(self.pair_speedups))
 
     @property
     def speedup_vs_ast(self) -> float:
-        return _median_or(self.pair_speedups_vs_ast, self.ast_s / self.wasm_s)
+        return float(statistics.median(_ratios(self.ast_times, self.wasm_times)))
 
 
-def _median_or(values: tuple[float, ...], fallback: float) -> float:
-    return float(statistics.median(values)) if values else fallback
+def _ratios(slow: tuple[float, ...], fast: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(s / f for s, f in zip(slow, fast, strict=True))
 
 
 def measure_speed(
@@ -147,17 +162,19 @@ def measure_speed_on(
         samples["wasm"].append(median_s(lambda: wasm.parse(data), wasm_each))
         samples["python"].append(median_s(lambda: pyparser.parse(data), 1))
         samples["ast"].append(median_s(lambda: ast.parse(data), 1))
-    wasm_times = samples["wasm"]
     return SpeedPoint(
         size_bytes=len(data),
-        wasm_s=statistics.median(wasm_times),
-        python_s=statistics.median(samples["python"]),
-        ast_s=statistics.median(samples["ast"]),
+        wasm_times=tuple(samples["wasm"]),
+        python_times=tuple(samples["python"]),
+        ast_times=tuple(samples["ast"]),
         nodes=len(reference),
         equivalent=reference == pyparser.parse(data),
-        pair_speedups=tuple(p / w for p, w in zip(samples["python"], wasm_times, strict=True)),
-        pair_speedups_vs_ast=tuple(a / w for a, w in zip(samples["ast"], wasm_times, strict=True)),
     )
+
+
+def _headline(points: list[SpeedPoint], headline_bytes: int) -> SpeedPoint:
+    """The point whose document is nearest ``headline_bytes``."""
+    return min(points, key=lambda p: abs(p.size_bytes - headline_bytes))
 
 
 def speed_metrics(points: list[SpeedPoint], headline_bytes: int = SIZES["1mb"]) -> dict[str, float]:
@@ -172,7 +189,7 @@ def speed_metrics(points: list[SpeedPoint], headline_bytes: int = SIZES["1mb"]) 
             f"python_ms_{label}": p.python_s * 1e3,
             f"ast_ms_{label}": p.ast_s * 1e3,
         }
-    head = min(points, key=lambda p: abs(p.size_bytes - headline_bytes))
+    head = _headline(points, headline_bytes)
     metrics |= {
         "speedup_ratio": head.speedup,
         "speedup_vs_ast_ratio": head.speedup_vs_ast,
@@ -188,8 +205,7 @@ def speed_samples(
     points: list[SpeedPoint], headline_bytes: int = SIZES["1mb"]
 ) -> dict[str, list[float]]:
     """The headline multiplier's pairs, as the run's samples of it (asv keeps them)."""
-    head = min(points, key=lambda p: abs(p.size_bytes - headline_bytes))
-    return {"speedup_ratio": list(head.pair_speedups)}
+    return {"speedup_ratio": list(_headline(points, headline_bytes).pair_speedups)}
 
 
 def variant_metrics(point: SpeedPoint, name: str) -> dict[str, float]:
