@@ -18,12 +18,11 @@ def default_machine() -> str:
     return str(Machine.get_unique_machine_name())
 
 
-def known_machines(path: Path | None = None) -> dict:
+def known_machines() -> dict:
     """The machines ``~/.asv-machine.json`` describes (none when it is missing or
     unreadable: asv then writes it afresh)."""
-    path = (path or MACHINE_FILE).expanduser()
     try:
-        known = json.loads(path.read_text(encoding="utf-8"))
+        known = json.loads(MACHINE_FILE.expanduser().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in known.items() if k != "version"} if isinstance(known, dict) else {}

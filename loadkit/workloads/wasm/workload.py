@@ -38,9 +38,9 @@ class WasmScale:
 
 SCALE = {
     "smoke": WasmScale(("50kb",), 1, 3, 1_000, 2, 50, side="200kb"),
-    # WASM parses enough per pair to span about as long as the one Python parse it is
-    # set against (a few ms each against ~200 ms): slow spells of a shared host come in
-    # runs of up to ~150 ms, and a window much shorter than that is all in one or not.
+    # 15 WASM parses a pair (tens of ms at 1 MB, against one ~200 ms Python parse): slow
+    # spells of a shared host come in runs of up to ~150 ms, and a window of one parse
+    # or a few is all in a spell or all out of it.
     "quick": WasmScale(("50kb", "200kb", "1mb"), 7, 105, 45_000, 20, 300),
     "full": WasmScale(("50kb", "200kb", "1mb", "4mb"), 9, 270, 150_000, 50, 2000),
 }
