@@ -29,14 +29,18 @@ from loadkit.asvsuite.compare_run import (
     DEFAULT_MACHINE,
     Commits,
     RunClock,
+    RunRecord,
     SideValues,
     append_round,
     asv_run_args,
+    block_pattern,
     compare_folder,
     read_asv_config,
     read_round,
     resolve_commit,
     run_env,
+    selects,
+    suite_blocks,
     write_compare_config,
 )
 from loadkit.asvsuite.machine import ensure_machine
@@ -57,8 +61,8 @@ from loadkit.history.stats.round_plan import (
     Side,
     first_round_deviations,
     first_round_scales,
-    interleaved_order,
     planned_effects,
+    round_runs,
     rounds_for_budget,
     rounds_for_noise,
 )
@@ -155,7 +159,7 @@ def directions_for(
 
 
 class _Runner:
-    """The asv runs of one comparison, in order, with their clock."""
+    """The asv runs of one comparison, block by block, with their clock."""
 
     def __init__(self, prepared: Prepared, options: CompareOptions, console: Console) -> None:
         self.prepared = prepared
@@ -165,19 +169,44 @@ class _Runner:
         ledger: dict[tuple[str, str], int] = {}
         self.sides = {Side.BASE: SideValues(ledger=ledger), Side.HEAD: SideValues(ledger=ledger)}
         self.root = prepared.config.parent.resolve()
+        suite = Path(str(prepared.settings.get("benchmark_dir") or "benchmarks")).expanduser()
+        suite = suite if suite.is_absolute() else self.root / suite
+        # Blocks: the suite's modules; one block of everything if it has no such folder.
+        self.blocks: list[str | None] = list(suite_blocks(suite)) if suite.is_dir() else []
+        self.blocks = self.blocks or [None]
+        self.took: dict[tuple[Side, str | None], bool] = {}
 
     def commit(self, side: Side) -> str:
         commits = self.prepared.commits
         return commits.base if side is Side.BASE else commits.head
 
-    def run(self, side: Side, round_number: int, tmp: Path) -> None:
+    def run_round(self, round_number: int, tmp: Path) -> None:
+        """Every block's two runs of one round; after the first, drop the blocks that
+        hold no benchmark (a helper module) and stop if a side recorded nothing."""
+        for index, side in round_runs(round_number, len(self.blocks)):
+            self.run(side, round_number, self.blocks[index], tmp)
+        if round_number != 1:
+            return
+        for side in Side:
+            if not any(self.took.get((side, block)) for block in self.blocks):
+                commit = self.commit(side)
+                raise Failure(
+                    f"asv recorded nothing for {side.value} {commit[:8]}: its environment "
+                    "did not build or the suite did not import (see asv's output above)"
+                )
+        self.blocks = [b for b in self.blocks if any(self.took.get((s, b)) for s in Side)]
+
+    def run(self, side: Side, round_number: int, block: str | None, tmp: Path) -> None:
         commit = self.commit(side)
-        self.console.rule(f"round {round_number}: {side.value} {commit[:8]}")
+        where = f" {block}" if block else ""
+        self.console.rule(f"round {round_number}{where}: {side.value} {commit[:8]}")
+        pattern = block_pattern(block, self.options.bench)
+        commits = self.prepared.commits
         args = asv_run_args(
-            self.prepared.commits.config,
+            commits.config if side is Side.BASE else commits.head_config,
             self.options.machine,
             commit,
-            self.options.bench,
+            pattern,
             self.options.show_stderr,
         )
         started = self.clock.elapsed()
@@ -188,16 +217,13 @@ class _Runner:
             raise SystemExit(code)
         values = self.sides[side]
         before = {key: len(series) for key, series in values.rounds.items()}
-        found = read_round(self.prepared.commits.results, self.options.machine, commit, values)
-        if found:
-            append_round(
-                self.prepared.commits.rounds, side.value, round_number, commit, before, values
-            )
-        if not found:
-            raise Failure(
-                f"asv recorded nothing for {side.value} {commit[:8]}: its environment "
-                "did not build or the suite did not import (see asv's output above)"
-            )
+        taken = read_round(
+            commits.results, self.options.machine, commit, values, round_number, selects(pattern)
+        )
+        self.took[(side, block)] = self.took.get((side, block), False) or bool(taken)
+        if taken:
+            record = RunRecord(side.value, round_number, commit, block)
+            append_round(commits.rounds, record, before, values, taken)
 
 
 def _print_plan(console: Console, effects: Mapping[str, float], rounds: int, note: str) -> None:
@@ -239,9 +265,7 @@ def _compare(prepared: Prepared, options: CompareOptions) -> int:
     if budget_s is None and options.rounds is None:
         rounds = DEFAULT_ROUNDS
     with tempfile.TemporaryDirectory(prefix="loadkit-compare-") as tmp:
-        order = interleaved_order(1)
-        for side in order:
-            runner.run(side, 1, Path(tmp))
+        runner.run_round(1, Path(tmp))
         deviations = first_round_deviations(
             runner.sides[Side.BASE].rounds, runner.sides[Side.HEAD].rounds
         )
@@ -263,8 +287,7 @@ def _compare(prepared: Prepared, options: CompareOptions) -> int:
         done = 1
         while done < rounds:
             before = runner.clock.elapsed()
-            for side in interleaved_order(done + 1)[2 * done :]:
-                runner.run(side, done + 1, Path(tmp))
+            runner.run_round(done + 1, Path(tmp))
             done += 1
             if budget_s is not None and done == 2:
                 plan = rounds_for_budget(
@@ -290,8 +313,8 @@ def _report(
     suite = Path(json.loads(prepared.commits.config.read_text(encoding="utf-8"))["benchmark_dir"])
     declared = _declared_directions(suite)
     rows = build_rows(
-        SideData(base.rounds, base.failed, frozenset(base.seen)),
-        SideData(head.rounds, head.failed, frozenset(head.seen)),
+        SideData(base.rounds, base.failed, frozenset(base.seen), base.round_ids),
+        SideData(head.rounds, head.failed, frozenset(head.seen), head.round_ids),
         directions_for(keys, units, declared),
         units,
         options.confidence,

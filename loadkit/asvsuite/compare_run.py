@@ -4,21 +4,25 @@
 ``--interleave-rounds``, but asv interleaves only within a benchmark's own ``rounds``:
 loadkit's load figures come from one scenario run per asv run (``rounds = 1``), so asv
 alone would run base once and head once. ``loadkit compare`` therefore calls ``asv
-run COMMIT^!`` once per side per round, in the order of
-:func:`loadkit.history.stats.round_plan.interleaved_order`. asv builds (once) and
-installs each commit's own code into the environment, the benchmarks are the current
-checkout's (asv's ``benchmark_dir``), and ``--record-samples --append-samples`` keeps
-every round's samples in asv's own results file.
+run --bench BLOCK COMMIT^!`` once per side, block (a module of the suite) and round, in
+the order of :func:`loadkit.history.stats.round_plan.round_runs`. The benchmarks are
+the current checkout's (asv's ``benchmark_dir``), and ``--record-samples
+--append-samples`` keeps every round's samples in asv's own results file.
 
-The runs go to a results folder of their own: a copy of ``asv.conf.json`` under
-``.asv/compare/<base>-<head>/`` points ``results_dir`` and ``html_dir`` there, so a
+Each side has an environment of its own: asv reinstalls a commit whenever the one
+installed differs, about twenty seconds a time, and runs that switch sides every block
+would spend minutes a round on it. The base side uses the project's ``env_dir`` (where
+``asv run`` builds); the head side ``.asv/compare/env``, kept for the next comparison.
+
+The runs go to a results folder of their own: copies of ``asv.conf.json`` under
+``.asv/compare/<base>-<head>/`` point ``results_dir`` and ``html_dir`` there, so a
 comparison never adds files to the project's ``results/`` (the history ``check`` and
-the history page read). The environments stay in the project's ``env_dir``, where the
-next comparison finds them built.
+the history page read).
 
 asv keeps one value per benchmark and commit (a ``track_`` keeps no samples), so after
-every run the results file is read: the samples added since the last read are this
-round's (their median is its value), and a benchmark without samples gives its value.
+every run the results file is read, for the block's benchmarks only (the file keeps
+the other blocks' last values): the samples added since the last read are this round's
+(their median is its value), and a benchmark without samples gives its value.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -40,6 +45,8 @@ from asv import util as asv_util
 from loadkit.common.errors import UsageError
 
 COMPARE_DIR = Path(".asv") / "compare"
+# The head side's environments, shared by every comparison of the project.
+HEAD_ENV_DIR = COMPARE_DIR / "env"
 # The machine name the comparison's results are filed under (its own results folder).
 DEFAULT_MACHINE = "compare"
 
@@ -54,7 +61,13 @@ class Commits:
 
     @property
     def config(self) -> Path:
+        """asv's settings for the base side."""
         return self.folder / "asv.conf.json"
+
+    @property
+    def head_config(self) -> Path:
+        """The same with the head side's own environments."""
+        return self.folder / "asv.head.conf.json"
 
     @property
     def results(self) -> Path:
@@ -99,7 +112,8 @@ def read_asv_config(path: Path) -> dict:
 
 def write_compare_config(settings: Mapping, config: Path, commits: Commits) -> Path:
     """The project's settings with every path absolute and results / html redirected
-    into the comparison's folder."""
+    into the comparison's folder; a second copy gives the head side its own
+    environments."""
     here = config.parent.resolve()
 
     def absolute(key: str, default: str) -> str:
@@ -116,28 +130,72 @@ def write_compare_config(settings: Mapping, config: Path, commits: Commits) -> P
     derived["html_dir"] = str((commits.folder / "html").resolve())
     commits.folder.mkdir(parents=True, exist_ok=True)
     commits.config.write_text(json.dumps(derived, indent=2) + "\n", encoding="utf-8")
+    head = {**derived, "env_dir": str((here / HEAD_ENV_DIR).resolve())}
+    commits.head_config.write_text(json.dumps(head, indent=2) + "\n", encoding="utf-8")
     return commits.config
+
+
+def suite_blocks(benchmark_dir: Path) -> list[str]:
+    """The suite's top-level modules and packages, in name order: the blocks a round
+    runs in turn (a module of loadkit's suite is one workload)."""
+    names = set()
+    for entry in benchmark_dir.iterdir():
+        if entry.name.startswith((".", "_")):
+            continue
+        if entry.is_file() and entry.suffix == ".py":
+            names.add(entry.stem)
+        elif entry.is_dir() and (entry / "__init__.py").is_file():
+            names.add(entry.name)
+    return sorted(names)
+
+
+def block_pattern(block: str | None, bench: str | None) -> str | None:
+    """asv's ``--bench`` regex for one block, within the user's own selection."""
+    if block is None:
+        return bench
+    own = f"^{re.escape(block)}\\."
+    return own if bench is None else f"^(?={re.escape(block)}\\.)(?=.*?(?:{bench}))"
+
+
+def selects(pattern: str | None) -> Callable[[str], bool]:
+    """Whether a benchmark name is one asv ran for ``pattern`` (asv's ``re.search``)."""
+    if pattern is None:
+        return lambda _name: True
+    compiled = re.compile(pattern)
+    return lambda name: compiled.search(name) is not None
 
 
 @dataclass
 class SideValues:
     """Every round's value of every benchmark for one commit.
 
-    ``rounds[key]`` lists one value per round the benchmark gave a number in;
-    ``failed[key]`` counts rounds where it failed (asv recorded null); ``seen`` every
-    key asv reported at all, so a benchmark missing on one side is known.
+    ``rounds[key]`` lists one value per round the benchmark gave a number in, and
+    ``round_ids[key]`` those rounds' numbers; ``failed[key]`` counts rounds where it
+    failed (asv recorded null); ``seen`` every key asv reported at all, so a benchmark
+    missing on one side is known.
     ``ledger`` counts the samples already taken from each results file; both sides
     share it, because comparing a commit with itself makes both sides one file."""
 
     rounds: dict[str, list[float]] = field(default_factory=dict)
+    round_ids: dict[str, list[int]] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     units: dict[str, str] = field(default_factory=dict)
     ledger: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def absorb(self, result: asv_results.Results, units: Mapping[str, str]) -> None:
-        """Take this round's values from the commit's results file as it is now."""
+    def absorb(
+        self,
+        result: asv_results.Results,
+        units: Mapping[str, str],
+        round_number: int = 0,
+        wanted: Callable[[str], bool] = lambda _name: True,
+    ) -> set[str]:
+        """Take round ``round_number``'s values of the ``wanted`` benchmarks from the
+        commit's results file as it is now; the keys taken (values or failures)."""
+        taken: set[str] = set()
         for name in result.get_all_result_keys():
+            if not wanted(name):
+                continue
             params = result.get_result_params(name)
             values = result.get_result_value(name, params)
             samples = result.get_result_samples(name, params)
@@ -145,14 +203,24 @@ class SideValues:
             for index, combo in enumerate(combos):
                 key = benchmark_key(name, combo)
                 self.seen.add(key)
+                taken.add(key)
                 if name in units:
                     self.units[key] = units[name]
                 value = values[index] if index < len(values) else None
                 own = samples[index] if samples is not None and index < len(samples) else None
-                self._take((str(result.commit_hash), key), value, own)
+                self._take((str(result.commit_hash), key), value, own, round_number)
+        return taken
+
+    def add(self, key: str, value: float, round_number: int) -> None:
+        self.rounds.setdefault(key, []).append(value)
+        self.round_ids.setdefault(key, []).append(round_number)
 
     def _take(
-        self, entry: tuple[str, str], value: float | None, samples: list[float] | None
+        self,
+        entry: tuple[str, str],
+        value: float | None,
+        samples: list[float] | None,
+        round_number: int,
     ) -> None:
         key = entry[1]
         if value is None:
@@ -167,34 +235,46 @@ class SideValues:
             self.ledger[entry] = len(samples)
             usable = [s for s in fresh if s is not None and math.isfinite(s)]
             if usable:
-                self.rounds.setdefault(key, []).append(statistics.median(usable))
+                self.add(key, statistics.median(usable), round_number)
                 return
         if math.isfinite(value):  # zero is a value too (no leaked keys, no lost messages)
-            self.rounds.setdefault(key, []).append(float(value))
+            self.add(key, float(value), round_number)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Which run a line of ``rounds.jsonl`` is: side, round, commit and block."""
+
+    side: str
+    round_number: int
+    commit: str
+    block: str | None = None
 
 
 def append_round(
     path: Path,
-    side: str,
-    round_number: int,
-    commit: str,
+    run: RunRecord,
     before: Mapping[str, int],
     values: SideValues,
+    taken: set[str],
 ) -> None:
     """One JSON line per run in the comparison's folder: the values this run added, the
-    benchmarks that failed in it. asv's file keeps only a track_'s last value, so this
-    is what lets a comparison be judged again without running it again."""
+    benchmarks of its block that failed in it. asv's file keeps only a track_'s last
+    value, so this is what lets a comparison be judged again without running it again."""
     added = {
-        key: series[-1] for key, series in values.rounds.items() if len(series) > before.get(key, 0)
+        key: series[-1]
+        for key, series in values.rounds.items()
+        if key in taken and len(series) > before.get(key, 0)
     }
     line = {
-        "side": side,
-        "round": round_number,
-        "commit": commit,
+        "side": run.side,
+        "round": run.round_number,
+        "commit": run.commit,
+        "block": run.block,
         "values": added,
-        "seen": sorted(values.seen),
-        "failed": sorted(k for k in values.seen if k not in added),
-        "units": values.units,
+        "seen": sorted(taken),
+        "failed": sorted(k for k in taken if k not in added),
+        "units": {k: u for k, u in values.units.items() if k in taken},
     }
     with path.open("a", encoding="utf-8") as out:
         out.write(json.dumps(line) + "\n")
@@ -209,7 +289,7 @@ def load_rounds(path: Path) -> dict[str, SideValues]:
         side.seen.update(line["seen"])
         side.units.update(line["units"])
         for key, value in line["values"].items():
-            side.rounds.setdefault(key, []).append(float(value))
+            side.add(key, float(value), int(line["round"]))
         for key in line["failed"]:
             side.failed[key] = side.failed.get(key, 0) + 1
     return sides
@@ -231,14 +311,21 @@ def benchmark_units(results: Path) -> dict[str, str]:
     }
 
 
-def read_round(results: Path, machine: str, commit: str, side: SideValues) -> bool:
-    """Add the round just run for ``commit`` to ``side``; False when asv wrote nothing."""
+def read_round(
+    results: Path,
+    machine: str,
+    commit: str,
+    side: SideValues,
+    round_number: int = 0,
+    wanted: Callable[[str], bool] = lambda _name: True,
+) -> set[str]:
+    """Add the run just made for ``commit`` to ``side``: the ``wanted`` benchmarks'
+    keys it took, empty when asv wrote nothing for them."""
     units = benchmark_units(results)
-    found = False
+    taken: set[str] = set()
     for result in asv_results.iter_results_for_machine_and_hash(str(results), machine, commit):
-        side.absorb(result, units)
-        found = True
-    return found
+        taken |= side.absorb(result, units, round_number, wanted)
+    return taken
 
 
 @dataclass

@@ -9,7 +9,16 @@ from pathlib import Path
 from asv import results as asv_results
 from asv import runner as asv_runner
 
-from loadkit.asvsuite.compare_run import SideValues, read_round
+from loadkit.asvsuite.compare_run import (
+    RunRecord,
+    SideValues,
+    append_round,
+    block_pattern,
+    load_rounds,
+    read_round,
+    selects,
+    suite_blocks,
+)
 
 MACHINE = "box"
 COMMIT = "c0ffee" + "0" * 34
@@ -85,16 +94,49 @@ def test_failures_parameters_and_missing_files(tmp_path):
 
 
 def test_rounds_are_kept_and_read_back(tmp_path):
-    from loadkit.asvsuite.compare_run import append_round, load_rounds
-
     side = SideValues()
     log = tmp_path / "rounds.jsonl"
     for number, value in enumerate((5.0, 0.0), start=1):
         before = {k: len(v) for k, v in side.rounds.items()}
         _run(tmp_path, {"m.T.track_y": ([value], None), "m.T.time_broken": ([None], None)})
-        read_round(tmp_path, MACHINE, COMMIT, side)
-        append_round(log, "base", number, COMMIT, before, side)
+        taken = read_round(tmp_path, MACHINE, COMMIT, side, number)
+        append_round(log, RunRecord("base", number, COMMIT, "m"), before, side, taken)
     again = load_rounds(log)["base"]
     assert again.rounds["m.T.track_y"] == [5.0, 0.0]  # a zero is a value
+    assert again.round_ids["m.T.track_y"] == [1, 2]
     assert again.failed["m.T.time_broken"] == 2
     assert again.seen == side.seen
+
+
+def test_a_block_takes_only_its_own_benchmarks(tmp_path):
+    """asv's results file keeps the other blocks' last values: a block's run must not
+    count them as this round's, nor call them failed."""
+    side = SideValues()
+    log = tmp_path / "rounds.jsonl"
+    _run(tmp_path, {"m.T.track_y": ([5.0], None), "m.P.time_p": ([1.0, 2.0], None)})
+    only_t = selects(block_pattern("m", "T\\."))
+    assert only_t("m.T.track_y") and not only_t("m.P.time_p")
+    before: dict[str, int] = {}
+    taken = read_round(tmp_path, MACHINE, COMMIT, side, 1, only_t)
+    assert taken == {"m.T.track_y"}
+    append_round(log, RunRecord("base", 1, COMMIT, "m"), before, side, taken)
+    _run(tmp_path, {"m.P.time_p": ([3.0, 4.0], None)})  # the next block's run
+    before = {k: len(v) for k, v in side.rounds.items()}
+    taken = read_round(tmp_path, MACHINE, COMMIT, side, 1, selects("^m\\.P\\."))
+    append_round(log, RunRecord("base", 1, COMMIT, "m"), before, side, taken)
+    assert side.rounds == {"m.T.track_y": [5.0], "m.P.time_p(1)": [3.0], "m.P.time_p(2)": [4.0]}
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines[0]["seen"] == ["m.T.track_y"] and lines[0]["failed"] == []
+    assert sorted(lines[1]["values"]) == ["m.P.time_p(1)", "m.P.time_p(2)"]
+    assert lines[1]["failed"] == []
+
+
+def test_blocks_are_the_suites_modules(tmp_path):
+    for name in ("bench_a.py", "bench_b.py", "__init__.py", "notes.txt"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "data").mkdir()
+    assert suite_blocks(tmp_path) == ["bench_a", "bench_b", "pkg"]
+    assert block_pattern(None, None) is None and selects(None)("anything")
+    assert not selects(block_pattern("bench_a", None))("bench_ab.T.time_x")

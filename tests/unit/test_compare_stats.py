@@ -4,7 +4,9 @@ The simulated suite is shaped like loadkit's own: each module's benchmarks scatt
 round to round as the suite's measured A/A figures do (log SD: poll latency 58 %,
 delivery 26 %, enqueue 28 %, update processing 20 %, spawn rate 18 %, allocation 13 %,
 delivered per second 7 %, WebSocket latency 5 %, the WASM speedups 1-2 %), eight
-benchmarks a module, half of them higher-is-better.
+benchmarks a module, half of them higher-is-better. On top, the host's slow spells: a
+fifth of a module's blocks run at 1.8x in both of their runs (base and head run back to
+back in a block), and the judgement pairs each round's two runs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from loadkit.history.stats.round_plan import (
     first_round_scales,
     interleaved_order,
     planned_effects,
+    round_runs,
     rounds_for_budget,
     rounds_for_noise,
 )
@@ -42,6 +45,9 @@ MEASURED_AA_SD = {
     "wasm": (0.01, 0.02),
 }
 PER_MODULE = 8
+# Share of blocks a slow spell covers, and how much slower it makes both of their runs.
+SPELL_SHARE = 0.2
+SPELL = math.log(1.8)
 
 
 def _suite(
@@ -49,25 +55,32 @@ def _suite(
     rounds: int,
     slower: dict[str, float] | None = None,
     tail_df: float | None = None,
+    paired: bool = True,
 ) -> list[Paired]:
     """One simulated comparison; ``slower`` makes a module's head worse by a factor."""
     items = []
     for module, sds in MEASURED_AA_SD.items():
+        spell = SPELL * (rng.random(rounds) < SPELL_SHARE)
         for index in range(PER_MODULE):
             sd = sds[index % len(sds)]
             direction = Direction.HIGHER_IS_BETTER if index % 2 else Direction.LOWER_IS_BETTER
 
-            def draw(sd: float = sd) -> np.ndarray:
+            def draw(
+                sd: float = sd, spell: np.ndarray = spell, sign: int = direction.sign
+            ) -> np.ndarray:
                 if tail_df is None:
                     z = rng.standard_normal(rounds)
                 else:
                     z = rng.standard_t(tail_df, rounds) / math.sqrt(tail_df / (tail_df - 2))
-                return 100.0 * np.exp(sd * z)
+                return 100.0 * np.exp(sd * z + sign * spell)
 
             base, head = draw(), draw()
             factor = (slower or {}).get(module, 1.0)
             head = head * (factor if direction is Direction.LOWER_IS_BETTER else 1.0 / factor)
-            items.append(Paired(f"{module}.b{index}", tuple(base), tuple(head), direction, module))
+            pairs = tuple(zip(base, head, strict=True)) if paired else ()
+            items.append(
+                Paired(f"{module}.b{index}", tuple(base), tuple(head), direction, module, pairs)
+            )
     return items
 
 
@@ -107,6 +120,45 @@ def test_a_fifteen_percent_wasm_slowdown_is_found(rounds, power):
         )
     assert found / (suites * PER_MODULE) >= power
     assert other / (suites * 3 * PER_MODULE) <= 0.01
+
+
+def test_pairing_keeps_a_slow_spell_from_hiding_a_slowdown():
+    """The same simulated rounds judged paired and as two unpaired samples: the spells
+    widen each side's scatter, but cancel in each round's ratio."""
+    found = {True: 0, False: 0}
+    for paired in (True, False):
+        rng = np.random.default_rng(7)
+        for _ in range(40):
+            items = _suite(rng, 3, slower={"wasm": 1.15}, paired=paired)
+            found[paired] += sum(
+                r.verdict is Verdict.REGRESSION
+                for r in compare_pairs(items)
+                if r.name.startswith("wasm")
+            )
+    assert found[True] >= 0.95 * 40 * PER_MODULE
+    assert found[False] <= 0.8 * found[True]
+
+
+def test_paired_rounds_use_their_own_ratios():
+    LOWER = Direction.LOWER_IS_BETTER
+    base = (100.0, 180.0, 101.0)  # a spell in round 2 ...
+    head = (115.0, 207.5, 116.0)  # ... on both sides
+    quiet = [
+        Paired(
+            f"q{i}",
+            (50.0, 50.5, 49.5),
+            (50.1, 49.8, 50.3),
+            LOWER,
+            pairs=((50.0, 50.1), (50.5, 49.8), (49.5, 50.3)),
+        )
+        for i in range(8)
+    ]
+    item = Paired("parse", base, head, LOWER, pairs=tuple(zip(base, head, strict=True)))
+    result = compare_pairs([item, *quiet])[0]
+    assert result.verdict is Verdict.REGRESSION and result.paired_rounds == 3
+    assert result.ratio == pytest.approx(1.15, rel=0.01)
+    one_pair = Paired("parse", base, head, LOWER, pairs=((100.0, 115.0),))
+    assert compare_pairs([one_pair, *quiet])[0].paired_rounds == 0  # too few: unpaired
 
 
 def test_improvement_in_a_higher_is_better_benchmark_is_not_a_regression():
@@ -179,6 +231,19 @@ def test_interleaved_order_mirrors_every_pair():
     # A linear drift d*t adds the same total to both sides over each two rounds.
     drift = {side: sum(t for t, s in enumerate(order) if s is side) for side in Side}
     assert drift[b] == drift[h]
+
+
+def test_round_runs_pair_each_block_and_mirror_rounds():
+    b, h = Side.BASE, Side.HEAD
+    first, second = round_runs(1, 3), round_runs(2, 3)
+    assert first == [(0, b), (0, h), (1, h), (1, b), (2, b), (2, h)]
+    assert second == [(0, h), (0, b), (1, b), (1, h), (2, h), (2, b)]
+    # Over two rounds, each block's base and head runs sit at the same mean time.
+    for block in range(3):
+        order = [(r, s) for r, (k, s) in enumerate(first + second) if k == block]
+        assert sum(t for t, s in order if s is b) == sum(t for t, s in order if s is h)
+    with pytest.raises(ValueError):
+        round_runs(0, 3)
 
 
 def test_budget_plan_counts_builds_and_keeps_a_minimum():

@@ -206,6 +206,7 @@ def json_document(rows: Sequence[Row], facts: CompareFacts) -> dict[str, Any]:
                 "detectable_effect": _number(r.detectable_effect) if r else None,
                 "base_rounds": r.base_rounds if r else None,
                 "head_rounds": r.head_rounds if r else None,
+                "paired_rounds": r.paired_rounds if r else None,
             }
         )
     return {

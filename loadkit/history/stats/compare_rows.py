@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loadkit.history.stats.gate import Verdict
 from loadkit.history.stats.two_sample import Paired, TwoSampleResult, compare_pairs
@@ -40,11 +40,25 @@ _RANK = {status: rank for rank, status in enumerate(Status)}
 
 @dataclass(frozen=True)
 class SideData:
-    """One commit's measurements: values per round, failed rounds, every key seen."""
+    """One commit's measurements: values per round, failed rounds, every key seen.
+
+    ``round_ids[key]`` numbers the round each of ``rounds[key]`` came from; values of
+    both sides from one round were measured next to each other and are paired."""
 
     rounds: Mapping[str, Sequence[float]]
     failed: Mapping[str, int]
     seen: frozenset[str]
+    round_ids: Mapping[str, Sequence[int]] = field(default_factory=dict)
+
+    def by_round(self, key: str) -> dict[int, float]:
+        ids = self.round_ids.get(key, ())
+        return dict(zip(ids, self.rounds.get(key, ()), strict=False))
+
+
+def common_rounds(base: SideData, head: SideData, key: str) -> tuple[tuple[float, float], ...]:
+    """(base, head) of every round both sides measured ``key`` in, in round order."""
+    on_base, on_head = base.by_round(key), head.by_round(key)
+    return tuple((on_base[r], on_head[r]) for r in sorted(on_base.keys() & on_head.keys()))
 
 
 @dataclass(frozen=True)
@@ -98,7 +112,16 @@ def build_rows(
         unit = units.get(name, "")
         on_base, on_head = base.rounds.get(name, ()), head.rounds.get(name, ())
         if on_base and on_head and min(*on_base, *on_head) > 0:
-            paired.append(Paired(name, tuple(on_base), tuple(on_head), direction, family_of(name)))
+            paired.append(
+                Paired(
+                    name,
+                    tuple(on_base),
+                    tuple(on_head),
+                    direction,
+                    family_of(name),
+                    common_rounds(base, head, name),
+                )
+            )
             continue
         if on_base and on_head:
             # Zero or below (no leaked keys, a negative growth): no ratio to judge. The

@@ -1,9 +1,14 @@
 """How many rounds a comparison of two commits runs, and in which order.
 
-A shared machine drifts: a neighbour's job starts, a cache warms, the CPU throttles.
-Run all of the base and then all of the head, and the drift is the change. So the two
-commits alternate A B B A A B …: each pair of rounds mirrors the one before, and a
-linear drift adds the same to both sides over every two rounds.
+A shared machine drifts: a neighbour's job starts, a cache warms, the CPU throttles,
+and a host can run at half speed for seconds to minutes at a time. Run all of the base
+and then all of the head, and the drift is the change. So the two commits alternate,
+and at a fine grain: a round is the suite's blocks (its benchmark modules, one workload
+each) in turn, and within a block base and head run back to back, A B for one block,
+B A for the next, and the next round mirrors the one before. A slow spell that covers
+a block slows both of its runs, and the judgement pairs them
+(:mod:`loadkit.history.stats.two_sample`); a linear drift adds the same to both sides
+over every two rounds.
 
 The number of rounds comes from ``--rounds`` or from a time budget and the noise:
 environment builds and the first round are measured, and as many further rounds are
@@ -54,6 +59,19 @@ def interleaved_order(rounds: int) -> list[Side]:
         pair = [Side.BASE, Side.HEAD] if index % 2 == 0 else [Side.HEAD, Side.BASE]
         order.extend(pair)
     return order
+
+
+def round_runs(round_number: int, blocks: int) -> list[tuple[int, Side]]:
+    """The runs of round ``round_number`` (from 1) over ``blocks`` blocks, in order:
+    each block's two sides back to back, base first in every other block, the next
+    round mirrored (A B, B A, … then B A, A B, …)."""
+    if round_number < 1 or blocks < 1:
+        raise ValueError("rounds count from 1 and a suite has at least one block")
+    runs: list[tuple[int, Side]] = []
+    for block in range(blocks):
+        first = interleaved_order(round_number + block)[-2:]
+        runs.extend((block, side) for side in first)
+    return runs
 
 
 @dataclass(frozen=True)
@@ -129,9 +147,10 @@ def planned_effects(
     """The worsening each benchmark will be found at (80 % power) after ``rounds``.
 
     The scale will then be known to the prior's degrees of freedom plus the rounds'
-    own, ``2 (rounds - 1)``, as the judgement moderates it."""
+    own, ``rounds - 1`` (the scatter of the paired rounds' ratios), as the judgement
+    moderates it."""
     tests = len(scales)
-    own_df = 2.0 * (rounds - 1)
+    own_df = float(rounds - 1)
     return {
         name: detectable_effect(
             scale, prior_df + own_df, rounds, rounds, tests, false_discovery, min_effect
