@@ -10,7 +10,9 @@ beside every run: a study on a busy machine measures the machine.
 
 Each run is an ordinary ``asv run`` of the commit (its results file is rewritten by
 each, as a second ``loadkit bench`` of one commit would); nothing is published and no
-report is written. ``--json PATH`` keeps the table.
+report is written. ``--json PATH`` keeps the table; the study is also kept, with each
+benchmark's asv version, under ``.asv/aa/<scale>.json``, where ``loadkit compare`` finds
+the noise it measured (:mod:`loadkit.asvsuite.known_noise`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from loadkit.asvsuite.known_noise import benchmark_versions
 from loadkit.asvsuite.recorded import read_commit
 from loadkit.common.atomic_file import write_text_atomically
 from loadkit.common.errors import Failure
@@ -52,6 +55,7 @@ def run_aa(
     console: Console,
     json_path: str | None = None,
     scale: str = "",
+    study: Path | None = None,
 ) -> int:
     """Run the suite ``runs_wanted`` times on ``commit`` (``run_once`` is one ``asv
     run``, returning loadkit's exit code for it) and print each figure's spread."""
@@ -98,18 +102,23 @@ def run_aa(
         f"{min(loads):.2f}-{max(loads):.2f} over the runs",
         highlight=False,
     )
-    if json_path:
-        document = {
-            "commit": commit,
-            "scale": scale,
-            "runs": runs,
-            "figures": [
-                {**asdict(r), "role": roles[r.name], "verdict": verdict(roles[r.name], r.spread)}
-                for r in rows
-            ],
-        }
-        text = json.dumps(document, indent=2, default=_json_number) + "\n"
-        write_text_atomically(Path(json_path), text.replace("NaN", "null"))
+    document = {
+        "commit": commit,
+        "scale": scale,
+        "runs": runs,
+        "figures": [
+            {**asdict(r), "role": roles[r.name], "verdict": verdict(roles[r.name], r.spread)}
+            for r in rows
+        ],
+        "versions": benchmark_versions(results),
+    }
+    text = json.dumps(document, indent=2, default=_json_number).replace("NaN", "null") + "\n"
+    for path in (Path(json_path) if json_path else None, study):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomically(path, text)
+    if study is not None:
+        console.print(f"study kept for loadkit compare: {study}", highlight=False)
     return 0
 
 

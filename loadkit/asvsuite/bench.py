@@ -187,12 +187,21 @@ def run_bench(options: BenchOptions) -> int:
     ensure_machine(options.machine, lambda *a: _asv(root, *a))
     if options.aa is not None:
         from loadkit.asvsuite.aa import run_aa
+        from loadkit.asvsuite.known_noise import study_path
 
         def run_once() -> int:
             return asv_exit_code(asv_run(root, commit, options, console))
 
         return run_aa(
-            options.aa, run_once, results, commit, tracked, console, options.json, options.scale
+            options.aa,
+            run_once,
+            results,
+            commit,
+            tracked,
+            console,
+            options.json,
+            options.scale,
+            study_path(root, options.scale) if options.bench is None else None,
         )
     status = asv_run(root, commit, options, console)
     if asv_exit_code(status) > 2:  # stopped by a signal: nothing more to do

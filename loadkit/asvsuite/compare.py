@@ -43,6 +43,7 @@ from loadkit.asvsuite.compare_run import (
     suite_blocks,
     write_compare_config,
 )
+from loadkit.asvsuite.known_noise import benchmark_versions, known_noise, read_study, study_path
 from loadkit.asvsuite.machine import ensure_machine
 from loadkit.common.atomic_file import write_text_atomically
 from loadkit.common.errors import Failure, UsageError
@@ -88,6 +89,7 @@ class CompareOptions:
     min_effect: float = 0.05
     false_discovery: float = 0.01
     show_stderr: bool = False
+    noise: str | None = None
 
 
 def _find_config(given: str | None) -> Path:
@@ -112,6 +114,7 @@ class Prepared:
     commits: Commits
     markdown: Path | None
     json: Path | None
+    study: dict | None = None
 
 
 def prepare(options: CompareOptions) -> Prepared:
@@ -134,7 +137,11 @@ def prepare(options: CompareOptions) -> Prepared:
     head = resolve_commit(repo_path, options.head)
     folder = compare_folder(config.parent.resolve(), base, head)
     check_output_dir(folder, "comparison folder")
-    return Prepared(config, settings, Commits(base, head, folder), markdown_path, json_path)
+    if options.noise is not None:
+        study = read_study(Path(options.noise).expanduser(), required=True)
+    else:
+        study = read_study(study_path(config.parent.resolve(), options.scale or "quick"), False)
+    return Prepared(config, settings, Commits(base, head, folder), markdown_path, json_path, study)
 
 
 def _declared_directions(benchmark_dir: Path) -> dict[str, str]:
@@ -304,6 +311,22 @@ def _compare(prepared: Prepared, options: CompareOptions) -> int:
     return _report(runner, prepared, options, rounds, console)
 
 
+def _known(prepared: Prepared, keys: set[str], console: Console) -> dict[str, tuple[float, float]]:
+    """The A/A study's noise for the benchmarks whose code it measured, said aloud."""
+    if prepared.study is None:
+        console.print("noise: no A/A study (loadkit bench --aa); each module lends its own")
+        return {}
+    known = known_noise(prepared.study, benchmark_versions(prepared.commits.results))
+    known = {key: value for key, value in known.items() if key in keys}
+    commit = str(prepared.study.get("commit") or "?")[:8]
+    runs = len(prepared.study.get("runs") or [])
+    console.print(
+        f"noise: the A/A study of {commit} ({runs} runs) knows {len(known)} of {len(keys)} "
+        "benchmarks at their current version; the rest borrow from their module"
+    )
+    return known
+
+
 def _report(
     runner: _Runner, prepared: Prepared, options: CompareOptions, rounds: int, console: Console
 ) -> int:
@@ -312,6 +335,7 @@ def _report(
     units = {**base.units, **head.units}
     suite = Path(json.loads(prepared.commits.config.read_text(encoding="utf-8"))["benchmark_dir"])
     declared = _declared_directions(suite)
+    known = _known(prepared, keys, console)
     rows = build_rows(
         SideData(base.rounds, base.failed, frozenset(base.seen), base.round_ids),
         SideData(head.rounds, head.failed, frozenset(head.seen), head.round_ids),
@@ -320,6 +344,7 @@ def _report(
         options.confidence,
         options.min_effect,
         options.false_discovery,
+        known,
     )
     facts = CompareFacts(
         base=prepared.commits.base,

@@ -58,6 +58,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="false-discovery rate across benchmarks (Benjamini–Hochberg): comparing a "
         "commit with itself fails at most this often (0.01)",
     )
+    compare.add_argument(
+        "--noise",
+        metavar="PATH",
+        help="an A/A study (loadkit bench --aa) whose spreads are the benchmarks' known "
+        "noise (default: .asv/aa/<scale>.json beside asv.conf.json, when there)",
+    )
     compare.add_argument("--show-stderr", action="store_true", help="show benchmarks' stderr")
     compare.set_defaults(func=run)
 
@@ -82,5 +88,6 @@ def run(args: argparse.Namespace) -> int:
             min_effect=args.min_effect,
             false_discovery=args.fdr,
             show_stderr=args.show_stderr,
+            noise=args.noise,
         )
     )

@@ -4,9 +4,10 @@ The simulated suite is shaped like loadkit's own: each module's benchmarks scatt
 round to round as the suite's measured A/A figures do (log SD: poll latency 58 %,
 delivery 26 %, enqueue 28 %, update processing 20 %, spawn rate 18 %, allocation 13 %,
 delivered per second 7 %, WebSocket latency 5 %, the WASM speedups 1-2 %), eight
-benchmarks a module, half of them higher-is-better. On top, the host's slow spells: a
-fifth of a module's blocks run at 1.8x in both of their runs (base and head run back to
-back in a block), and the judgement pairs each round's two runs.
+benchmarks a module, half of them higher-is-better. On top, the host's slow spells: one
+in ten of a module's blocks runs 1.2x slower in both of its runs (base and head run back
+to back in a block, and a spell that lasted a whole run once made it 18 % slower), and
+the judgement pairs each round's two runs.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ MEASURED_AA_SD = {
 }
 PER_MODULE = 8
 # Share of blocks a slow spell covers, and how much slower it makes both of their runs.
-SPELL_SHARE = 0.2
-SPELL = math.log(1.8)
+SPELL_SHARE = 0.1
+SPELL = math.log(1.2)
 
 
 def _suite(
@@ -56,8 +57,12 @@ def _suite(
     slower: dict[str, float] | None = None,
     tail_df: float | None = None,
     paired: bool = True,
+    study_runs: int = 0,
 ) -> list[Paired]:
-    """One simulated comparison; ``slower`` makes a module's head worse by a factor."""
+    """One simulated comparison; ``slower`` makes a module's head worse by a factor.
+    With ``study_runs``, every benchmark's noise is known from an A/A study of that many
+    whole runs that met no slow spell: the harder case, where the study knows less noise
+    than the comparison meets and only the pairing cancels the spells."""
     items = []
     for module, sds in MEASURED_AA_SD.items():
         spell = SPELL * (rng.random(rounds) < SPELL_SHARE)
@@ -78,17 +83,31 @@ def _suite(
             factor = (slower or {}).get(module, 1.0)
             head = head * (factor if direction is Direction.LOWER_IS_BETTER else 1.0 / factor)
             pairs = tuple(zip(base, head, strict=True)) if paired else ()
+            known = None
+            if study_runs:
+                study = sd * rng.standard_normal(study_runs)
+                known = (float(np.std(study, ddof=1)), float(study_runs - 1))
             items.append(
-                Paired(f"{module}.b{index}", tuple(base), tuple(head), direction, module, pairs)
+                Paired(
+                    f"{module}.b{index}",
+                    tuple(base),
+                    tuple(head),
+                    direction,
+                    module,
+                    pairs,
+                    known,
+                )
             )
     return items
 
 
-def _false_alarm_share(seed: int, rounds: int, suites: int, tail_df: float | None) -> float:
+def _false_alarm_share(
+    seed: int, rounds: int, suites: int, tail_df: float | None, study_runs: int = 0
+) -> float:
     rng = np.random.default_rng(seed)
     failing = 0
     for _ in range(suites):
-        results = compare_pairs(_suite(rng, rounds, tail_df=tail_df))
+        results = compare_pairs(_suite(rng, rounds, tail_df=tail_df, study_runs=study_runs))
         failing += any(r.verdict is Verdict.REGRESSION for r in results)
     return failing / suites
 
@@ -99,6 +118,16 @@ def test_comparing_a_commit_with_itself_fails_at_most_one_percent(rounds, tail_d
     """1000 A/A comparisons of a 32-benchmark suite (32,000 pairs) per case, normal
     and heavy-tailed (t, 4 df) noise: the share of comparisons with any REGRESSION."""
     share = _false_alarm_share(seed=rounds, rounds=rounds, suites=1000, tail_df=tail_df)
+    assert share <= 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("rounds", "tail_df"), [(3, None), (5, None), (3, 4.0)])
+def test_with_a_studys_noise_a_commit_against_itself_fails_at_most_one_percent(rounds, tail_df):
+    """As above, each benchmark's noise known from a five-run A/A study."""
+    share = _false_alarm_share(
+        seed=100 + rounds, rounds=rounds, suites=1000, tail_df=tail_df, study_runs=5
+    )
     assert share <= 0.01
 
 
@@ -122,21 +151,36 @@ def test_a_fifteen_percent_wasm_slowdown_is_found(rounds, power):
     assert other / (suites * 3 * PER_MODULE) <= 0.01
 
 
+@pytest.mark.parametrize(("rounds", "power"), [(3, 0.95), (5, 0.99)])
+def test_a_studys_noise_finds_a_fifteen_percent_slowdown(rounds, power):
+    rng = np.random.default_rng(rounds)
+    found = other = 0
+    suites = 60
+    for _ in range(suites):
+        results = compare_pairs(_suite(rng, rounds, slower={"wasm": 1.15}, study_runs=5))
+        found += sum(r.verdict is Verdict.REGRESSION for r in results if r.name.startswith("wasm"))
+        other += sum(
+            r.verdict is Verdict.REGRESSION for r in results if not r.name.startswith("wasm")
+        )
+    assert found / (suites * PER_MODULE) >= power
+    assert other / (suites * 3 * PER_MODULE) <= 0.01
+
+
 def test_pairing_keeps_a_slow_spell_from_hiding_a_slowdown():
     """The same simulated rounds judged paired and as two unpaired samples: the spells
     widen each side's scatter, but cancel in each round's ratio."""
     found = {True: 0, False: 0}
     for paired in (True, False):
         rng = np.random.default_rng(7)
-        for _ in range(40):
+        for _ in range(100):
             items = _suite(rng, 3, slower={"wasm": 1.15}, paired=paired)
             found[paired] += sum(
                 r.verdict is Verdict.REGRESSION
                 for r in compare_pairs(items)
                 if r.name.startswith("wasm")
             )
-    assert found[True] >= 0.95 * 40 * PER_MODULE
-    assert found[False] <= 0.8 * found[True]
+    assert found[True] >= 0.95 * 100 * PER_MODULE
+    assert found[False] <= 0.9 * found[True]
 
 
 def test_paired_rounds_use_their_own_ratios():

@@ -102,8 +102,10 @@ def build_rows(
     confidence: float,
     min_effect: float,
     false_discovery: float,
+    known_noise: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[Row]:
-    """Every benchmark either commit reported, judged or labelled, worst first."""
+    """Every benchmark either commit reported, judged or labelled, worst first.
+    ``known_noise`` holds an A/A study's (scale, degrees of freedom) by benchmark."""
     names = sorted(base.seen | head.seen)
     paired: list[Paired] = []
     rows: list[Row] = []
@@ -120,6 +122,7 @@ def build_rows(
                     direction,
                     family_of(name),
                     common_rounds(base, head, name),
+                    (known_noise or {}).get(name),
                 )
             )
             continue

@@ -79,7 +79,10 @@ class Paired:
 
     ``family`` groups benchmarks whose noise is alike (their module); values are in the
     benchmark's raw unit, positive and finite. ``pairs`` holds (base, head) from the
-    rounds both sides measured, each side's run next to the other's."""
+    rounds both sides measured, each side's run next to the other's. ``known`` is the
+    run-to-run log scale an A/A study measured for it and its degrees of freedom
+    (:mod:`loadkit.asvsuite.known_noise`), the prior its scatter is moderated with
+    instead of its family's."""
 
     name: str
     base: tuple[float, ...]
@@ -87,6 +90,7 @@ class Paired:
     direction: Direction
     family: str = ""
     pairs: tuple[tuple[float, float], ...] = ()
+    known: tuple[float, float] | None = None
 
     def log_ratios(self) -> np.ndarray | None:
         """Each common round's log(head / base); None when too few to judge by."""
@@ -232,8 +236,8 @@ def _fitted(profiles: Sequence[NoiseProfile]) -> NoisePrior | None:
 
 
 def family_priors(items: Sequence[Paired]) -> list[NoisePrior | None]:
-    """Each benchmark's prior: its family's when the family has enough benchmarks with
-    scatter, else the whole comparison's."""
+    """Each benchmark's prior: the A/A study's when one measured it, else its family's
+    when the family has enough benchmarks with scatter, else the whole comparison's."""
     profiles = [_profile(item) for item in items]
     everyone = _fitted(profiles)
     members: dict[str, list[int]] = defaultdict(list)
@@ -247,6 +251,10 @@ def family_priors(items: Sequence[Paired]) -> list[NoisePrior | None]:
         if prior is not None:
             for i in indices:
                 priors[i] = prior
+    for index, item in enumerate(items):
+        if item.known is not None and item.known[0] > 0 and item.known[1] > 0:
+            scale, df = item.known
+            priors[index] = NoisePrior(scale=scale, df=df, tail=np.empty(0), series=1)
     return priors
 
 
