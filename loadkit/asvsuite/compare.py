@@ -40,6 +40,7 @@ from loadkit.asvsuite.compare_run import (
     resolve_commit,
     run_env,
     selects,
+    set_aside_earlier,
     suite_blocks,
     write_compare_config,
 )
@@ -266,6 +267,9 @@ def _compare(prepared: Prepared, options: CompareOptions) -> int:
     console = Console(stderr=True)
     runner = _Runner(prepared, options, console)
     write_compare_config(prepared.settings, prepared.config, prepared.commits)
+    earlier = set_aside_earlier(prepared.commits)
+    if earlier is not None:
+        console.print(f"an earlier comparison of these commits was moved to {earlier}")
     ensure_machine(options.machine, lambda *a: _asv(runner.root, *a))
     budget_s = options.budget_min * 60.0 if options.budget_min is not None else None
     rounds = options.rounds if options.rounds is not None else MIN_ROUNDS

@@ -135,6 +135,22 @@ def write_compare_config(settings: Mapping, config: Path, commits: Commits) -> P
     return commits.config
 
 
+def set_aside_earlier(commits: Commits) -> Path | None:
+    """Move an earlier comparison of the same two commits into a dated folder of its
+    own. asv appends every run's samples to a commit's results file and the rounds are
+    appended to ``rounds.jsonl``: left in place, the first read of this comparison would
+    take the earlier one's samples as its own round. Nothing is deleted."""
+    earlier = [p for p in (commits.results, commits.rounds) if p.exists()]
+    if not earlier:
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    archive = commits.folder / f"earlier-{stamp}"
+    archive.mkdir(parents=True, exist_ok=True)
+    for path in earlier:
+        path.rename(archive / path.name)
+    return archive
+
+
 def suite_blocks(benchmark_dir: Path) -> list[str]:
     """The suite's top-level modules and packages, in name order: the blocks a round
     runs in turn (a module of loadkit's suite is one workload)."""

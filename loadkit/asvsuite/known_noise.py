@@ -81,7 +81,7 @@ def read_study(path: Path, required: bool) -> dict | None:
         if required:
             raise UsageError(f"--noise: cannot read A/A study {path}: {exc}") from None
         return None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not isinstance(data.get("figures"), list):
         if required:
             raise UsageError(f"--noise: {path} is not an A/A study")
         return None

@@ -55,6 +55,8 @@ def _nothing_built(repo: Path) -> bool:
         (["HEAD", "--markdown", "/proc/comment.md"], "--markdown"),
         (["HEAD", "--json", "."], "--json"),
         (["HEAD", "--config", "missing.json"], "--config missing.json: not found"),
+        (["HEAD", "--noise", "no-study.json"], "--noise: no A/A study at no-study.json"),
+        (["HEAD", "--noise", "asv.conf.json"], "is not an A/A study"),
     ],
 )
 def test_usage_errors_exit_2_before_anything_is_built(project, _compare, args, message):

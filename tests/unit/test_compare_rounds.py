@@ -10,6 +10,7 @@ from asv import results as asv_results
 from asv import runner as asv_runner
 
 from loadkit.asvsuite.compare_run import (
+    Commits,
     RunRecord,
     SideValues,
     append_round,
@@ -17,6 +18,7 @@ from loadkit.asvsuite.compare_run import (
     load_rounds,
     read_round,
     selects,
+    set_aside_earlier,
     suite_blocks,
 )
 
@@ -140,3 +142,16 @@ def test_blocks_are_the_suites_modules(tmp_path):
     assert suite_blocks(tmp_path) == ["bench_a", "bench_b", "pkg"]
     assert block_pattern(None, None) is None and selects(None)("anything")
     assert not selects(block_pattern("bench_a", None))("bench_ab.T.time_x")
+
+
+def test_an_earlier_comparison_of_the_same_commits_is_set_aside(tmp_path):
+    commits = Commits(COMMIT, COMMIT, tmp_path / "pair")
+    assert set_aside_earlier(commits) is None  # nothing yet
+    _run(commits.results, {"m.T.track_y": ([5.0], None)})
+    commits.rounds.write_text('{"side": "base"}\n', encoding="utf-8")
+    archive = set_aside_earlier(commits)
+    assert archive is not None and archive.parent == commits.folder
+    assert not commits.results.exists() and not commits.rounds.exists()
+    assert (archive / "rounds.jsonl").read_text(encoding="utf-8") == '{"side": "base"}\n'
+    side = SideValues()  # the next comparison starts from nothing
+    assert not read_round(commits.results, MACHINE, COMMIT, side)
