@@ -124,6 +124,13 @@ def prepare(options: CompareOptions) -> Prepared:
         raise UsageError("give --rounds or --budget, not both")
     if options.rounds is not None and options.rounds < MIN_ROUNDS:
         raise UsageError(f"--rounds: at least {MIN_ROUNDS} rounds are needed to judge a change")
+    if options.bench is not None:
+        try:
+            re.compile(options.bench)
+        except re.error as exc:
+            raise UsageError(
+                f"--bench {options.bench!r}: not a regular expression ({exc})"
+            ) from None
     markdown_path = check_output_file(options.markdown, "--markdown")
     json_path = check_output_file(options.json, "--json")
     config = _find_config(options.config)

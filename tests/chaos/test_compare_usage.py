@@ -55,6 +55,7 @@ def _nothing_built(repo: Path) -> bool:
         (["HEAD", "--markdown", "/proc/comment.md"], "--markdown"),
         (["HEAD", "--json", "."], "--json"),
         (["HEAD", "--config", "missing.json"], "--config missing.json: not found"),
+        (["HEAD", "--bench", "Wasm("], "--bench 'Wasm(': not a regular expression"),
         (["HEAD", "--noise", "no-study.json"], "--noise: no A/A study at no-study.json"),
         (["HEAD", "--noise", "asv.conf.json"], "is not an A/A study"),
     ],
