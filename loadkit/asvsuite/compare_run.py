@@ -43,6 +43,7 @@ from asv import results as asv_results
 from asv import util as asv_util
 
 from loadkit.common.errors import UsageError
+from loadkit.history.sources.asv_reader import benchmark_metadata
 
 COMPARE_DIR = Path(".asv") / "compare"
 # The head side's environments, shared by every comparison of the project.
@@ -318,12 +319,9 @@ def benchmark_key(name: str, combo: tuple[str, ...]) -> str:
 
 def benchmark_units(results: Path) -> dict[str, str]:
     """Each benchmark's unit from the comparison's ``benchmarks.json`` (if there)."""
-    try:
-        data = json.loads((results / "benchmarks.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    metadata, _problem = benchmark_metadata(results)
     return {
-        k: str(v.get("unit") or "") for k, v in data.items() if isinstance(v, dict) and "unit" in v
+        name: str(entry.get("unit") or "") for name, entry in metadata.items() if "unit" in entry
     }
 
 

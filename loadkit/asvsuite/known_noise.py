@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from loadkit.common.errors import UsageError
+from loadkit.history.sources.asv_reader import benchmark_metadata
 
 STUDY_DIR = Path(".asv") / "aa"
 _PARAMS = re.compile(r"\(.*\)$")
@@ -34,14 +35,11 @@ def study_path(project: Path, scale: str) -> Path:
 
 def benchmark_versions(results: Path) -> dict[str, str]:
     """Each benchmark's asv version (a hash of its code) from ``benchmarks.json``."""
-    try:
-        data = json.loads((results / "benchmarks.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    metadata, _problem = benchmark_metadata(results)
     return {
         name: str(entry["version"])
-        for name, entry in data.items()
-        if isinstance(entry, dict) and entry.get("version") is not None
+        for name, entry in metadata.items()
+        if entry.get("version") is not None
     }
 
 
@@ -74,15 +72,13 @@ def read_study(path: Path, required: bool) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        if required:
-            raise UsageError(f"--noise: no A/A study at {path}") from None
-        return None
+        problem = f"no A/A study at {path}"
     except (OSError, ValueError) as exc:
-        if required:
-            raise UsageError(f"--noise: cannot read A/A study {path}: {exc}") from None
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("figures"), list):
-        if required:
-            raise UsageError(f"--noise: {path} is not an A/A study")
-        return None
-    return data
+        problem = f"cannot read A/A study {path}: {exc}"
+    else:
+        if isinstance(data, dict) and isinstance(data.get("figures"), list):
+            return data
+        problem = f"{path} is not an A/A study"
+    if required:
+        raise UsageError(f"--noise: {problem}")
+    return None

@@ -108,7 +108,7 @@ def list_machines(results_dir: Path) -> list[str]:
     return sorted(p.parent.name for p in results_dir.glob("*/machine.json"))
 
 
-def _benchmark_metadata(results_dir: Path) -> tuple[dict[str, dict], str | None]:
+def benchmark_metadata(results_dir: Path) -> tuple[dict[str, dict], str | None]:
     """``benchmarks.json`` (versions, units, parameter names), or nothing and why."""
     path = results_dir / BENCHMARKS_JSON
     if not path.is_file():
@@ -277,7 +277,7 @@ def read_results(results_dir: Path, machine: str, workers: int | None = None) ->
     if not (machine_dir / "machine.json").is_file():
         known = ", ".join(list_machines(results_dir)) or "none"
         raise UsageError(f"unknown machine {machine!r} in {results_dir} (known: {known})")
-    metadata, note = _benchmark_metadata(results_dir)
+    metadata, note = benchmark_metadata(results_dir)
     metadata = with_declared_directions(metadata, read_sidecar(results_dir))
     paths = sorted(p for p in machine_dir.glob("*.json") if p.name not in _NOT_RESULTS)
     workers = default_workers(len(paths)) if workers is None else workers
