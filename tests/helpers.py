@@ -180,12 +180,36 @@ def _port_pair_free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out to outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def _cluster_port() -> int:
+    """A port whose pair (the cluster bus, port + 10000) is free and below the kernel's
+    ephemeral range: checked free is not kept free, and any outgoing connection of the
+    suite's other servers and clients could take a bus port picked inside that range
+    between the check and redis-server's bind."""
+    high = max(_ephemeral_low() - 10_001, 20_001)
     for _ in range(200):
-        port = random.randint(20_000, 50_000)
+        port = random.randint(20_000, high)
         if _port_pair_free(port):
             return port
     raise RuntimeError("no free port pair for a cluster node")
+
+
+def _cluster_node(args: tuple[str, ...]) -> RedisServer:
+    """One cluster node; a port taken after its check is retried on another pair."""
+    for attempt in range(5):
+        try:
+            return RedisServer(port=_cluster_port(), extra_args=args).start()
+        except UsageError:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -270,7 +294,7 @@ def start_cluster(primaries: int = 3, node_timeout_ms: int = 3000) -> TestCluste
     cluster = TestCluster([])
     try:
         for _ in range(2 * primaries):
-            cluster.nodes.append(RedisServer(port=_cluster_port(), extra_args=args).start())
+            cluster.nodes.append(_cluster_node(args))
         cli = Path(find_redis_binary()).with_name("redis-cli")
         if not cli.exists():
             pytest.skip("no redis-cli next to redis-server")
