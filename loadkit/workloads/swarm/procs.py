@@ -22,7 +22,6 @@ import os
 import time
 from array import array
 from multiprocessing.connection import Connection
-from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 from loadkit.common.errors import RedisLost
@@ -58,20 +57,34 @@ def context() -> Any:
 
 class Counters:
     """Messages sent and applied across all processes (shared memory), so saturating
-    producers can keep the backlog bounded without asking Redis."""
+    producers can keep the backlog bounded without asking Redis.
 
-    def __init__(self) -> None:
+    Each producer and each coordinator index owns one slot and is its only writer, and
+    readers sum the slots. There is no lock on purpose: a coordinator is SIGKILLed
+    mid-run to measure recovery, and a lock it held at that moment would never be
+    released, freezing its replacement and every reader. A replacement writes to its
+    predecessor's slot only after the predecessor is dead (:meth:`SwarmRig.replace_coordinator`).
+    """
+
+    def __init__(self, producers: int, coordinators: int) -> None:
         ctx = context()
-        self.sent: Synchronized = ctx.Value("q", 0)
-        self.applied: Synchronized = ctx.Value("q", 0)
+        self._sent = ctx.RawArray("q", max(producers, 1))
+        self._applied = ctx.RawArray("q", max(coordinators, 1))
+
+    def add_sent(self, producer: int, n: int) -> None:
+        self._sent[producer] += n
+
+    def add_applied(self, coordinator: int, n: int) -> None:
+        self._applied[coordinator] += n
+
+    def sent(self) -> int:
+        return int(sum(self._sent))
+
+    def applied(self) -> int:
+        return int(sum(self._applied))
 
     def in_flight(self) -> int:
-        return int(self.sent.value) - int(self.applied.value)
-
-
-def _add(counter: Synchronized, n: int) -> None:
-    with counter.get_lock():
-        counter.value += n
+        return self.sent() - self.applied()
 
 
 class _ProducerService:
@@ -83,7 +96,7 @@ class _ProducerService:
             config.keys,
             index,
             stream_cap=config.stream_cap,
-            on_sent=lambda n: _add(counters.sent, n),
+            on_sent=lambda n: counters.add_sent(index, n),
         )
         self.counters = counters
         self.concurrency = config.send_concurrency
@@ -120,7 +133,7 @@ class _ProducerService:
 class _CoordinatorService:
     def __init__(self, config: SwarmConfig, index: int, generation: int, counters: Counters):
         self.coordinator = Coordinator(config, index, generation)
-        self.coordinator.consumer.on_applied = lambda n: _add(counters.applied, n)
+        self.coordinator.consumer.on_applied = lambda n: counters.add_applied(index, n)
         self.name = self.coordinator.name
 
     async def start(self) -> _CoordinatorService:

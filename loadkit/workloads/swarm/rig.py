@@ -129,7 +129,7 @@ class SwarmRig:
         self.keys = config.keys
         self.client = connect(config, f"{config.run}-rig")
         self.scripts = Scripts(self.client)
-        self.counters = Counters()
+        self.counters = Counters(config.producers, config.coordinators)
         self.coordinators: list[Child] = []
         self.producers: list[Child] = []
         self.generation = 0
@@ -197,7 +197,7 @@ class SwarmRig:
         """Wait until Redis has applied every message producers had acknowledged."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if await self.applied_total() >= int(self.counters.sent.value):
+            if await self.applied_total() >= self.counters.sent():
                 return True
             await asyncio.sleep(0.02)
         return False
@@ -226,6 +226,9 @@ class SwarmRig:
     async def replace_coordinator(self, index: int) -> Child:
         """SIGKILL coordinator ``index`` and start a new one for the same members."""
         self.coordinators[index].kill()
+        if self.coordinators[index].process.is_alive():
+            # Its counter slot is handed on only once nobody else can write to it.
+            raise RuntimeError(f"swarm coordinator {index} did not die on SIGKILL")
         self.generation += 1
         child = Child("coordinator", self.config, index, self.counters, self.generation)
         self.coordinators[index] = child

@@ -87,9 +87,9 @@ async def measure_saturation(
     task = asyncio.ensure_future(rig.produce("saturate", warmup_s + seconds, window))
     try:
         await asyncio.sleep(warmup_s)
-        a0, s0, t0 = int(counters.applied.value), int(counters.sent.value), time.perf_counter()
+        a0, s0, t0 = counters.applied(), counters.sent(), time.perf_counter()
         await asyncio.sleep(seconds)
-        a1, s1, t1 = int(counters.applied.value), int(counters.sent.value), time.perf_counter()
+        a1, s1, t1 = counters.applied(), counters.sent(), time.perf_counter()
     finally:
         replies = await task
     drained = await rig.drain()
