@@ -30,6 +30,7 @@ from benchmarks.common import (
 protocol = dashboard_protocol
 BLOCKS = "median of blocks of rounds"
 HOST = "the host's own broadcast speed: the ceiling the dashboard's latency is read against"
+HOST_BOUND = "the host's speed decides it; gated as its ratio to the same-run ceiling"
 
 
 class DashboardRun(WorkloadRun):
@@ -48,11 +49,15 @@ class DashboardLoad(DashboardRun):
     track_connections = track("ws_connections", "count", HIGHER)
     track_connect_s = track("ws_connect_s", "s", LOWER)
     track_latency_p50_ms = track("ws_latency_p50_ms", "ms", LOWER, method=BLOCKS)
-    track_latency_p99_ms = track("ws_latency_p99_ms", "ms", LOWER, headline=True, method=BLOCKS)
+    track_latency_p99_ms = track(
+        "ws_latency_p99_ms", "ms", LOWER, informational=HOST_BOUND, method=BLOCKS
+    )
     track_all_clients_received_p99_ms = track(
         "broadcast_all_received_p99_ms", "ms", LOWER, method=BLOCKS
     )
-    track_latency_p99_ceiling_ratio = track("ws_latency_p99_ceiling_ratio", "x", LOWER)
+    track_latency_p99_ceiling_ratio = track(
+        "ws_latency_p99_ceiling_ratio", "x", LOWER, headline=True
+    )
     track_all_received_p99_ceiling_ratio = track("all_received_p99_ceiling_ratio", "x", LOWER)
     track_raw_latency_p99_ms = track("raw_latency_p99_ms", "ms", LOWER, informational=HOST)
     track_raw_all_received_p99_ms = track(

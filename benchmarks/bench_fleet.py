@@ -23,6 +23,7 @@ class FleetRun(WorkloadRun):
 
 
 TRIALS = "median of trials"
+HOST_BOUND = "the host's speed decides it; gated as its ratio to the same-run ceiling"
 
 
 class FleetSpawn(FleetRun):
@@ -31,8 +32,12 @@ class FleetSpawn(FleetRun):
     Redis round trips carry with no fleet logic."""
 
     track_agents_spawned = track("agents_spawned", "count", HIGHER)
-    track_spawn_rate_per_s = track("spawn_rate_per_s", "1/s", HIGHER, headline=True, method=TRIALS)
-    track_spawn_ceiling_ratio = track("spawn_ceiling_ratio", "ratio", HIGHER, method=TRIALS)
+    track_spawn_rate_per_s = track(
+        "spawn_rate_per_s", "1/s", HIGHER, informational=HOST_BOUND, method=TRIALS
+    )
+    track_spawn_ceiling_ratio = track(
+        "spawn_ceiling_ratio", "ratio", HIGHER, headline=True, method=TRIALS
+    )
     track_spawn_ceiling_per_s = track(
         "spawn_ceiling_per_s",
         "1/s",
@@ -52,8 +57,12 @@ class FleetAllocation(FleetRun):
     track_allocation_avg_ms = track("allocation_avg_ms", "ms", LOWER, method=TRIALS)
     track_allocation_p50_ms = track("allocation_p50_ms", "ms", LOWER, method=TRIALS)
     track_allocation_p95_ms = track("allocation_p95_ms", "ms", LOWER, method=TRIALS)
-    track_allocation_p99_ms = track("allocation_p99_ms", "ms", LOWER, headline=True, method=TRIALS)
-    track_allocation_p99_ceiling_ratio = track("allocation_p99_ceiling_ratio", "x", LOWER)
+    track_allocation_p99_ms = track(
+        "allocation_p99_ms", "ms", LOWER, informational=HOST_BOUND, method=TRIALS
+    )
+    track_allocation_p99_ceiling_ratio = track(
+        "allocation_p99_ceiling_ratio", "x", LOWER, headline=True
+    )
     track_round_trip_p99_ms = track(
         "round_trip_p99_ms",
         "ms",

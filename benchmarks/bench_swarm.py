@@ -13,6 +13,7 @@ from __future__ import annotations
 from benchmarks.common import HIGHER, LOWER, Measured, WorkloadRun, run_workload, track
 
 TRIALS = "median of trials"
+HOST_BOUND = "the host's speed decides it; gated as its ratio to the same-run ceiling"
 
 
 class SwarmRun(WorkloadRun):
@@ -30,8 +31,10 @@ class SwarmMessaging(SwarmRun):
     what at-least-once delivery must not do: lose a message."""
 
     track_swarms_created = track("swarms_created", "count", HIGHER)
-    track_delivered_per_s = track("delivered_per_s", "1/s", HIGHER, headline=True, method=TRIALS)
-    track_delivered_ceiling_ratio = track("delivered_ceiling_ratio", "ratio", HIGHER)
+    track_delivered_per_s = track(
+        "delivered_per_s", "1/s", HIGHER, informational=HOST_BOUND, method=TRIALS
+    )
+    track_delivered_ceiling_ratio = track("delivered_ceiling_ratio", "ratio", HIGHER, headline=True)
     track_xadd_ceiling_per_s = track(
         "xadd_ceiling_per_s",
         "1/s",

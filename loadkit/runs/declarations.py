@@ -46,11 +46,11 @@ ROLES: tuple[str, ...] = (HEADLINE, GATED, INFORMATIONAL)
 # that workload would quote. None of them may be informational.
 HEADLINES: frozenset[str] = frozenset(
     {
-        "spawn_rate_per_s",
-        "allocation_p99_ms",
-        "delivered_per_s",
+        "spawn_ceiling_ratio",
+        "allocation_p99_ceiling_ratio",
+        "delivered_ceiling_ratio",
         "delivery_p99_ms",
-        "ws_latency_p99_ms",
+        "ws_latency_p99_ceiling_ratio",
         "poll_latency_p95_ms",
         "speedup_ratio",
         "ops_per_s",

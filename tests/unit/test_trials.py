@@ -167,16 +167,19 @@ class _Owner:
 
 
 def test_a_figure_with_trials_reaches_asv_as_samples_and_one_without_as_a_number():
-    with_trials = track("spawn_rate_per_s", "1/s", HIGHER, headline=True, method="trials")
+    with_trials = track("spawn_ceiling_ratio", "ratio", HIGHER, headline=True, method="trials")
     plain = track("agents_spawned", "count", HIGHER)
     measured = Measured(
-        {"spawn_rate_per_s": 2.0, "agents_spawned": 10.0}, {"spawn_rate_per_s": [1.0, 2.0, 3.0]}
+        {"spawn_ceiling_ratio": 2.0, "agents_spawned": 10.0},
+        {"spawn_ceiling_ratio": [1.0, 2.0, 3.0]},
     )
     assert with_trials(_Owner(), measured) == {"samples": [1.0, 2.0, 3.0], "number": 1}
     assert plain(_Owner(), measured) == 10.0
     assert plain(_Owner(), {"agents_spawned": 4.0}) == 4.0  # the flat metrics still work
     # a changed method is a new asv version: a new series, not a false step
-    assert with_trials.version != track("spawn_rate_per_s", "1/s", HIGHER, headline=True).version
+    assert (
+        with_trials.version != track("spawn_ceiling_ratio", "ratio", HIGHER, headline=True).version
+    )
 
 
 def test_declarations_refuse_what_makes_no_sense():
