@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import random
 import resource
 import socket
 import time
@@ -293,9 +294,15 @@ class PollStats:
 async def poller(
     host: str, port: int, interval_s: float, stats: PollStats, stop: asyncio.Event
 ) -> None:
-    """A polling viewer: GET the snapshot every ``interval_s`` with the last ETag."""
+    """A polling viewer: GET the snapshot about every ``interval_s`` with the last ETag.
+
+    The pause is drawn afresh each time (0.5x to 1.5x the interval): a fixed period
+    would meet the board's rounds at the same few phases all run long (a 0.5 s poll
+    and a 0.2 s round line up every second), so a run's tail would depend on where its
+    pollers happened to start rather than on how the server answers."""
     etag = None
     last = None
+    rng = random.Random()
     while not stop.is_set():
         start = time.perf_counter()
         started_ms = now_ms()
@@ -317,7 +324,7 @@ async def poller(
                 stats.refresh_s.append((now_ms() - header.ts_ms) / 1000)
         if header is not None:
             last = (header.boot, header.seq)
-        pause = max(0.0, interval_s - elapsed_ms / 1000)
+        pause = max(0.0, interval_s * rng.uniform(0.5, 1.5) - elapsed_ms / 1000)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), pause)
 
