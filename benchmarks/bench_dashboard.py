@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from benchmarks.common import (
     HIGHER,
+    HOST_BOUND,
     LOWER,
     DashboardServer,
     Measured,
@@ -31,7 +32,6 @@ protocol = dashboard_protocol
 BLOCKS = "median of blocks of rounds"
 POLLED = "median of blocks of rounds, polls at random intervals"
 HOST = "the host's own broadcast speed: the ceiling the dashboard's latency is read against"
-HOST_BOUND = "the host's speed decides it; gated as its ratio to the same-run ceiling"
 
 
 class DashboardRun(WorkloadRun):

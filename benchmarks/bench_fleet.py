@@ -10,7 +10,7 @@ across hosts, the absolute figures say how fast this host was.
 
 from __future__ import annotations
 
-from benchmarks.common import HIGHER, LOWER, Measured, WorkloadRun, run_workload, track
+from benchmarks.common import HIGHER, HOST_BOUND, LOWER, Measured, WorkloadRun, run_workload, track
 
 
 class FleetRun(WorkloadRun):
@@ -23,7 +23,6 @@ class FleetRun(WorkloadRun):
 
 
 TRIALS = "median of trials"
-HOST_BOUND = "the host's speed decides it; gated as its ratio to the same-run ceiling"
 
 
 class FleetSpawn(FleetRun):

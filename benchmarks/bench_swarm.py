@@ -10,10 +10,9 @@ XADD ceiling on the same server, and their ratio is what is compared across host
 
 from __future__ import annotations
 
-from benchmarks.common import HIGHER, LOWER, Measured, WorkloadRun, run_workload, track
+from benchmarks.common import HIGHER, HOST_BOUND, LOWER, Measured, WorkloadRun, run_workload, track
 
 TRIALS = "median of trials"
-HOST_BOUND = "the host's speed decides it; gated as its ratio to the same-run ceiling"
 
 
 class SwarmRun(WorkloadRun):

@@ -82,8 +82,13 @@ if "method" not in inspect.signature(track).parameters:
         return _plain_track(metric, unit, direction)
 
 
+# Why a figure bound by the host's speed is informational: its ratio to the ceiling
+# measured in the same moment is the figure that is gated.
+HOST_BOUND = "the host's speed decides it; gated as its ratio to the same-run ceiling"
+
 __all__ = [
     "HIGHER",
+    "HOST_BOUND",
     "LOWER",
     "DashboardServer",
     "Measured",

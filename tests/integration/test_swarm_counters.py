@@ -37,6 +37,8 @@ def test_a_writer_killed_mid_count_leaves_the_counter_usable_by_its_successor() 
         successor = ctx.Process(target=_count_once, args=(counters, 0), daemon=True)
         successor.start()
         successor.join(15)
+        if successor.exitcode is None:
+            successor.kill()
         assert successor.exitcode == 0, "the successor hung on the dead writer's counter"
         assert counters.applied() == before + 1
     assert counters.applied() > 5
