@@ -41,10 +41,11 @@ from loadkit.asvsuite.compare_run import (
     run_env,
     selects,
     set_aside_earlier,
+    shared_versions,
     suite_blocks,
     write_compare_config,
 )
-from loadkit.asvsuite.known_noise import benchmark_versions, known_noise, read_study, study_path
+from loadkit.asvsuite.known_noise import known_noise, read_study, study_path
 from loadkit.asvsuite.machine import ensure_machine
 from loadkit.common.atomic_file import write_text_atomically
 from loadkit.common.errors import Failure, UsageError
@@ -322,12 +323,17 @@ def _compare(prepared: Prepared, options: CompareOptions) -> int:
     return _report(runner, prepared, options, rounds, console)
 
 
-def _known(prepared: Prepared, keys: set[str], console: Console) -> dict[str, tuple[float, float]]:
-    """The A/A study's noise for the benchmarks whose code it measured, said aloud."""
+def _known(
+    prepared: Prepared, keys: set[str], machine: str, console: Console
+) -> dict[str, tuple[float, float]]:
+    """The A/A study's noise for the benchmarks whose code it measured on both sides,
+    said aloud."""
     if prepared.study is None:
         console.print("noise: no A/A study (loadkit bench --aa); each module lends its own")
         return {}
-    known = known_noise(prepared.study, benchmark_versions(prepared.commits.results))
+    commits = prepared.commits
+    versions = shared_versions(commits.results, machine, commits.base, commits.head)
+    known = known_noise(prepared.study, versions)
     known = {key: value for key, value in known.items() if key in keys}
     commit = str(prepared.study.get("commit") or "?")[:8]
     runs = len(prepared.study.get("runs") or [])
@@ -346,7 +352,7 @@ def _report(
     units = {**base.units, **head.units}
     suite = Path(json.loads(prepared.commits.config.read_text(encoding="utf-8"))["benchmark_dir"])
     declared = _declared_directions(suite)
-    known = _known(prepared, keys, console)
+    known = _known(prepared, keys, options.machine, console)
     rows = build_rows(
         SideData(base.rounds, base.failed, frozenset(base.seen), base.round_ids),
         SideData(head.rounds, head.failed, frozenset(head.seen), head.round_ids),

@@ -342,6 +342,21 @@ def read_round(
     return taken
 
 
+def shared_versions(results: Path, machine: str, base: str, head: str) -> dict[str, str]:
+    """Each benchmark's asv version where both commits' own results files record the
+    same one. The comparison's ``benchmarks.json`` holds whichever side ran last, so a
+    benchmark whose code the head changed is recognised only from the two files."""
+
+    def recorded(commit: str) -> dict[str, str]:
+        versions: dict[str, str] = {}
+        for result in asv_results.iter_results_for_machine_and_hash(str(results), machine, commit):
+            versions |= {k: str(v) for k, v in result.benchmark_version.items() if v is not None}
+        return versions
+
+    theirs = recorded(head)
+    return {name: v for name, v in recorded(base).items() if theirs.get(name) == v}
+
+
 @dataclass
 class RunClock:
     """Wall time of the whole comparison and of every asv run, for the budget."""

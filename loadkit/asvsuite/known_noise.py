@@ -58,9 +58,8 @@ def known_noise(study: Mapping, versions_now: Mapping[str, str]) -> dict[str, tu
         if not isinstance(name, str) or not isinstance(spread, int | float):
             continue
         benchmark = _PARAMS.sub("", name)
-        same = versions.get(benchmark) is not None and versions.get(benchmark) == versions_now.get(
-            benchmark
-        )
+        version = versions.get(benchmark)
+        same = version is not None and version == versions_now.get(benchmark)
         if same and math.isfinite(spread) and spread > 0:
             out[name] = (float(spread), df)
     return out

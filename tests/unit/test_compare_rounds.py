@@ -19,6 +19,7 @@ from loadkit.asvsuite.compare_run import (
     read_round,
     selects,
     set_aside_earlier,
+    shared_versions,
     suite_blocks,
 )
 
@@ -32,17 +33,22 @@ BENCHMARKS = {
 }
 
 
-def _run(results_dir: Path, values: dict[str, tuple[list, list | None]]) -> None:
-    """One asv run of COMMIT with --append-samples, written the way asv writes it."""
+def _run(
+    results_dir: Path,
+    values: dict[str, tuple[list, list | None]],
+    commit: str = COMMIT,
+    benchmarks: dict[str, dict] = BENCHMARKS,
+) -> None:
+    """One asv run of ``commit`` with --append-samples, written the way asv writes it."""
     path = results_dir / MACHINE
     existing = list(
-        asv_results.iter_results_for_machine_and_hash(str(results_dir), MACHINE, COMMIT)
+        asv_results.iter_results_for_machine_and_hash(str(results_dir), MACHINE, commit)
     )
     result = (
         existing[0]
         if existing
         else asv_results.Results(
-            {"machine": MACHINE}, {}, COMMIT, 0, "3.11", "virtualenv-py3.11", {}
+            {"machine": MACHINE}, {}, commit, 0, "3.11", "virtualenv-py3.11", {}
         )
     )
     for name, (value, samples) in values.items():
@@ -55,7 +61,7 @@ def _run(results_dir: Path, values: dict[str, tuple[list, list | None]]) -> None
             profile=None,
         )
         result.add_result(
-            BENCHMARKS[name],
+            benchmarks[name],
             outcome,
             started_at=datetime.datetime.now(datetime.UTC),
             record_samples=True,
@@ -155,3 +161,18 @@ def test_an_earlier_comparison_of_the_same_commits_is_set_aside(tmp_path):
     assert (archive / "rounds.jsonl").read_text(encoding="utf-8") == '{"side": "base"}\n'
     side = SideValues()  # the next comparison starts from nothing
     assert not read_round(commits.results, MACHINE, COMMIT, side)
+
+
+def test_a_benchmark_counts_as_unchanged_only_when_both_commits_ran_its_version(tmp_path):
+    head = "beef" + "0" * 36
+    changed = {**BENCHMARKS, "m.T.track_y": {**BENCHMARKS["m.T.track_y"], "version": "2"}}
+    both = {"m.T.time_x": ([1.0], None), "m.T.track_y": ([5.0], None)}
+    _run(tmp_path, both)
+    _run(tmp_path, both, head, changed)
+    _run(tmp_path, {"m.P.time_p": ([1.0, 2.0], None)}, head, changed)  # the head's alone
+    assert shared_versions(tmp_path, MACHINE, COMMIT, head) == {"m.T.time_x": "1"}
+    assert shared_versions(tmp_path, MACHINE, COMMIT, COMMIT) == {
+        "m.T.time_x": "1",
+        "m.T.track_y": "1",
+    }
+    assert shared_versions(tmp_path, MACHINE, COMMIT, "f" * 40) == {}  # no run of the head
