@@ -7,7 +7,8 @@ every key the run writes starts with it:
 * a run's fleets are named ``<run>-<part>`` (``lk3f9a1c-bench``, ``lk3f9a1c-cycle-2``,
   ``lk3f9a1c-dashboard``), so their keys are ``{fleet:lk3f9a1c-bench}:...``;
 * a run's swarms are ``<run>[-<part>]:{swarm:<n>}:...`` (``lk3f9a1c:{swarm:7}:stream``,
-  ``lk3f9a1c-fence:{swarm:7}:lease``).
+  ``lk3f9a1c-fence:{swarm:7}:lease``, a saturation trial's scratch streams
+  ``lk3f9a1c-2-ceiling:{swarm:7}:stream``); a part is named as a fleet's is.
 
 So whoever knows the run id - the worker in its last ``finally``, the parent after it
 killed the worker - deletes exactly that run's keys, and ``loadkit clean`` recognises
@@ -83,7 +84,7 @@ def _fleets(names: str, glob: str) -> Namespace:
 
 
 def _swarms(runs: str, glob: str) -> Namespace:
-    return Namespace(glob, re.compile("(" + runs + r"(?:-[a-z]+)?):\{swarm:\d+\}:"), "swarm")
+    return Namespace(glob, re.compile("(" + runs + "(?:-" + _PART + r")?):\{swarm:\d+\}:"), "swarm")
 
 
 def run_namespaces(run_id: str) -> tuple[Namespace, ...]:

@@ -24,7 +24,7 @@ import pytest
 import redis
 from helpers import child_env, loadkit_cmd, run_loadkit, wait_for, workload_outcome
 
-from loadkit.redis_io.keyspace import group_keys, leftover_namespaces, run_namespaces
+from loadkit.redis_io.keyspace import group_keys, leftover_namespaces, purge_run, run_namespaces
 from loadkit.redis_io.run_cleanup import clean_run
 from loadkit.redis_io.server import RedisServer
 from loadkit.runtime.lifetime import ended
@@ -112,6 +112,7 @@ def test_only_run_shaped_prefixes_are_loadkit_s() -> None:
         "{fleet:bench-3f9a1c}:queue",
         "lk3f9a1c:{swarm:7}:stream",
         "lk3f9a1c-fence:{swarm:0}:lease",
+        "lk3f9a1c-2-ceiling:{swarm:5}:stream",  # a saturation trial's scratch stream
     ]
     groups = group_keys([*ours, *FOREIGN], leftover_namespaces())
     assert sorted(k for keys in groups.values() for k in keys) == sorted(ours)
@@ -119,6 +120,17 @@ def test_only_run_shaped_prefixes_are_loadkit_s() -> None:
     # one run's namespaces do not reach another run's keys
     mine = group_keys([*ours, "lk000000:{swarm:1}:stream"], run_namespaces("lk3f9a1c"))
     assert "lk000000:{swarm:1}:stream" not in [k for keys in mine.values() for k in keys]
+
+
+def test_a_runs_purge_takes_a_trials_scratch_streams_and_nothing_else(
+    server: RedisServer, client: redis.Redis
+) -> None:
+    """A swarm run stopped during a saturation trial's XADD ceiling leaves that trial's
+    scratch streams; deleting the run's keys must take them too."""
+    client.xadd("lk3f9a1c-2-ceiling:{swarm:5}:stream", {"m": "x"})
+    client.xadd("lk3f9a1c:{swarm:5}:stream", {"m": "x"})
+    assert purge_run(server.url, "lk3f9a1c").deleted == 2
+    assert sorted(client.keys("*")) == sorted(FOREIGN)
 
 
 # -- failed, timed-out and killed runs ---------------------------------------------------
