@@ -50,7 +50,9 @@ def test_redis_source_sees_idle_busy_and_dead_agents(redis_url: str, fleet_name:
             )
             delta = board.replace(busy.full)
             assert sorted(delta.changed.values()) == ["busy"] * 3
-            victim = next(a.id for a in host.agents.values() if a.state == "idle")
+            # Idle as Redis says, which the host's own view may not have caught up with:
+            # an agent Redis has handed a task can still look idle in the host.
+            victim = next(a for a, state in busy.full.items() if state == "idle")
             host.crash(victim)  # no more heartbeats: its lease expires, nobody reaps it
             dead = await _until(
                 lambda: source.tick(0.1), lambda t: t.full[victim] == "dead", 5, "a dead agent"
