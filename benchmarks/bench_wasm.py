@@ -96,14 +96,27 @@ class WasmThroughput(WasmRun):
     """Threads and small documents: parallel scaling (threads = cores vs 1), instances
     parsing at once, small documents per second, memory per parse, compile time."""
 
-    track_parallel_scaling_ratio = track("parallel_scaling_ratio", "x", HIGHER)
+    track_parallel_scaling_ratio = track(
+        "parallel_scaling_ratio",
+        "x",
+        HIGHER,
+        informational="how much of a second core the host has free decides it; the "
+        "parallel instances' throughput is gated as ops_per_s",
+    )
     track_parallel_threads = track("parallel_threads", "count", HIGHER)
     track_parallel_instances = track("parallel_instances", "count", HIGHER)
     track_ops_per_s = track("ops_per_s", "1/s", HIGHER, headline=True, method=LONG)
     track_memory_per_op_kib = track("memory_per_op_kib", "KiB", LOWER)
     track_memory_per_parse_kib = track("memory_per_parse_kib", "KiB", LOWER)
     track_memory_per_input_ratio = track("memory_per_input_ratio", "ratio", LOWER)
-    track_compile_ms = track("compile_ms", "ms", LOWER, method=TRIALS)
+    track_compile_ms = track(
+        "compile_ms",
+        "ms",
+        LOWER,
+        informational="wasmtime compiling the module: the host's speed decides it; the "
+        "parser it compiles is gated by its speedups",
+        method=TRIALS,
+    )
 
 
 def _documents(sizes: list[str]) -> Documents:

@@ -69,6 +69,7 @@ from loadkit.history.stats.round_plan import (
     rounds_for_budget,
     rounds_for_noise,
 )
+from loadkit.runs.declarations import Tracked
 from loadkit.runs.direction import Direction, infer_direction
 
 DEFAULT_ROUNDS = 5
@@ -153,15 +154,21 @@ def prepare(options: CompareOptions) -> Prepared:
     return Prepared(config, settings, Commits(base, head, folder), markdown_path, json_path, study)
 
 
-def _declared_directions(benchmark_dir: Path) -> dict[str, str]:
-    """Directions the suite declares (loadkit's ``track``); empty for other suites or a
-    suite that does not import here."""
+def _declarations(benchmark_dir: Path) -> list[Tracked]:
+    """What the suite declares (loadkit's ``track``): directions and roles; nothing for
+    other suites or a suite that does not import here."""
     from loadkit.asvsuite.track import discover
 
     try:
-        return {t.benchmark: t.direction for t in discover(benchmark_dir)}
-    except Exception:  # a foreign suite: asv's units and the names decide
-        return {}
+        return discover(benchmark_dir)
+    except Exception:  # a foreign suite: asv's units and the names decide, all gated
+        return []
+
+
+def informational_keys(keys: set[str], declared: list[Tracked]) -> frozenset[str]:
+    """The measured keys (a benchmark and its parameters) of informational benchmarks."""
+    ungated = {t.benchmark for t in declared if not t.gated}
+    return frozenset(key for key in keys if _PARAMS.sub("", key) in ungated)
 
 
 def directions_for(
@@ -351,17 +358,18 @@ def _report(
     keys = base.seen | head.seen
     units = {**base.units, **head.units}
     suite = Path(json.loads(prepared.commits.config.read_text(encoding="utf-8"))["benchmark_dir"])
-    declared = _declared_directions(suite)
+    declared = _declarations(suite)
     known = _known(prepared, keys, options.machine, console)
     rows = build_rows(
         SideData(base.rounds, base.failed, frozenset(base.seen), base.round_ids),
         SideData(head.rounds, head.failed, frozenset(head.seen), head.round_ids),
-        directions_for(keys, units, declared),
+        directions_for(keys, units, {t.benchmark: t.direction for t in declared}),
         units,
         options.confidence,
         options.min_effect,
         options.false_discovery,
         known,
+        informational_keys(keys, declared),
     )
     facts = CompareFacts(
         base=prepared.commits.base,

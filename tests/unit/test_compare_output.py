@@ -46,7 +46,9 @@ def _side(values: dict[str, float], factor: dict[str, float], skip=(), fail=()) 
     )
 
 
-def _rows(head_factor: dict[str, float], *, base_skip=(), head_skip=(), head_fail=()):
+def _rows(
+    head_factor: dict[str, float], *, base_skip=(), head_skip=(), head_fail=(), informational=()
+):
     values = {
         **QUIET,
         "bench_wasm.Speed.track_mb_per_s": 40.0,
@@ -64,7 +66,7 @@ def _rows(head_factor: dict[str, float], *, base_skip=(), head_skip=(), head_fai
     }
     base = _side(values, {}, skip=base_skip)
     head = _side(values, head_factor, skip=head_skip, fail=head_fail)
-    return build_rows(base, head, directions, units, 0.95, 0.05, 0.01)
+    return build_rows(base, head, directions, units, 0.95, 0.05, 0.01, informational=informational)
 
 
 def _golden(name: str, text: str) -> None:
@@ -144,3 +146,53 @@ def test_zero_counts_are_values_not_failures():
     assert rows[moved].status is Status.INCONCLUSIVE
     assert rows[moved].base_median == 0.0 and rows[moved].head_median == 3.0
     assert exit_code(list(rows.values())) == 0
+
+
+def test_a_figure_the_suite_does_not_gate_is_judged_and_shown_but_never_fails():
+    """An informational benchmark 20 % worse is a REGRESSION in its row, marked not
+    gated, and the comparison passes; the same change of a gated one fails it."""
+    slower = "bench_wasm.Speed.track_mb_per_s"
+    assert exit_code(_rows({slower: 1 / 1.2})) == 1
+    rows = _rows({slower: 1 / 1.2}, informational={slower})
+    row = next(r for r in rows if r.name == slower)
+    assert row.status is Status.REGRESSION and not row.gated and not row.fails
+    assert exit_code(rows) == 0
+    line = summary_line(rows, FACTS)
+    assert line.startswith("PASSED: 1 regression, 10 no change, 1 of the regressions not gated")
+    text = markdown(rows, FACTS)
+    assert text.startswith("✅") and "### Regressions" not in text
+    folded = text.split("<details>", 1)[1]
+    assert f"| `{slower}` |" in folded and "| REGRESSION (not gated) |" in folded
+    entries = {e["name"]: e for e in json_document(rows, FACTS)["entries"]}
+    assert entries[slower]["gated"] is False and entries[slower]["verdict"] == "REGRESSION"
+    assert json_document(rows, FACTS)["exit_code"] == 0
+
+
+def test_an_informational_benchmark_the_head_breaks_still_fails():
+    broken = "bench_wasm.Parse.time_doc_1"
+    rows = _rows({}, head_fail=(broken,), informational={broken})
+    assert next(r for r in rows if r.name == broken).status is Status.BROKEN
+    assert exit_code(rows) == 1
+
+
+def test_informational_benchmarks_do_not_use_up_the_gated_ones_false_discoveries():
+    """The gated benchmarks' false-discovery step counts only gated benchmarks: one
+    gated benchmark 15 % slower beside eleven unchanged ones is inconclusive when all
+    twelve are gated, and found when the eleven are informational."""
+    names = [f"bench_wasm.Parse.time_doc_{i}" for i in range(12)]
+    noise = (1.0, 1.06, 0.95, 1.03)
+
+    def side(slower: float) -> SideData:
+        rounds = {n: [0.01 * (slower if n == names[0] else 1.0) * x for x in noise] for n in names}
+        return SideData(rounds, {}, frozenset(names))
+
+    lower = dict.fromkeys(names, Direction.LOWER_IS_BETTER)
+
+    def judged(informational=()):
+        rows = build_rows(side(1.0), side(1.15), lower, {}, 0.95, 0.05, 0.01, None, informational)
+        return next(r for r in rows if r.name == names[0])
+
+    alone, beside = judged(), judged(set(names[1:]))
+    assert alone.status is Status.INCONCLUSIVE
+    assert beside.status is Status.REGRESSION and beside.fails
+    assert beside.result.detectable_effect < alone.result.detectable_effect

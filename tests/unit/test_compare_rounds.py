@@ -176,3 +176,39 @@ def test_a_benchmark_counts_as_unchanged_only_when_both_commits_ran_its_version(
         "m.T.track_y": "1",
     }
     assert shared_versions(tmp_path, MACHINE, COMMIT, "f" * 40) == {}  # no run of the head
+
+
+def test_every_parameter_combination_of_an_informational_benchmark_is_left_ungated():
+    from loadkit.asvsuite.compare import informational_keys
+    from loadkit.runs.declarations import GATED, INFORMATIONAL, Tracked
+
+    compile_ms = Tracked(
+        "bench_wasm.WasmThroughput.track_compile_ms",
+        "wasm",
+        "compile_ms",
+        "ms",
+        "lower_is_better",
+        ("scale",),
+        role=INFORMATIONAL,
+        why="the host's speed decides it",
+    )
+    speedup = Tracked(
+        "bench_wasm.WasmSpeedupBySize.track_speedup_ratio",
+        "wasm",
+        "speedup_ratio_{document}",
+        "x",
+        "higher_is_better",
+        ("scale", "document"),
+        role=GATED,
+    )
+    keys = {
+        "bench_wasm.WasmThroughput.track_compile_ms('quick')",
+        "bench_wasm.WasmThroughput.track_compile_ms('full')",
+        "bench_wasm.WasmSpeedupBySize.track_speedup_ratio('quick', '1mb')",
+        "bench_wasm.WasmParse.time_wasm('1mb')",
+    }
+    assert informational_keys(keys, [compile_ms, speedup]) == {
+        "bench_wasm.WasmThroughput.track_compile_ms('quick')",
+        "bench_wasm.WasmThroughput.track_compile_ms('full')",
+    }
+    assert informational_keys(keys, []) == frozenset()  # a foreign suite: all gated

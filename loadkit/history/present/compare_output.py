@@ -2,9 +2,10 @@
 
 The comment is read on a pull request by someone deciding whether to merge, so its
 first line is the verdict; the regressions and improvements follow in full, and the
-rest (unchanged, inconclusive) is folded in ``<details>`` so a 90-benchmark suite does
-not bury them. The JSON has one entry per benchmark with ``name`` and ``verdict``, as
-``check --json`` does.
+rest (unchanged, inconclusive, and changes of figures the suite does not gate, marked
+so) is folded in ``<details>`` so a 90-benchmark suite does not bury them. The JSON has
+one entry per benchmark with ``name``, ``verdict`` and ``gated``, as ``check --json``
+does.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from typing import Any
 
 from rich.table import Table
 
-from loadkit.history.stats.compare_rows import FAILING, Row, Status, counts, exit_code
+from loadkit.history.stats.compare_rows import Row, Status, counts, exit_code
 from loadkit.history.stats.two_sample import FILTER_EFFECT
 
 SCHEMA = "loadkit.compare/1"
 # Ends every comment, so CI finds its earlier comment and updates it instead of adding one.
 COMMENT_MARKER = "<!-- loadkit compare -->"
-_SHOWN_IN_FULL = (Status.REGRESSION, Status.BROKEN, Status.IMPROVEMENT)
+UNGATED = "not gated"  # beside the verdict of a benchmark the suite declares informational
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,12 @@ def cells(row: Row) -> list[str]:
         change_cell(row),
         confidence_cell(row),
         detectable_cell(row),
-        row.status.value,
+        verdict_cell(row),
     ]
+
+
+def verdict_cell(row: Row) -> str:
+    return row.status.value if row.gated else f"{row.status.value} ({UNGATED})"
 
 
 HEADERS = ["benchmark", "base", "head", "change [interval]", "confidence", "detectable", "verdict"]
@@ -114,6 +119,9 @@ def summary_line(rows: Sequence[Row], facts: CompareFacts) -> str:
         for status in Status
         if tally.get(status)
     ]
+    ungated = sum(not row.gated and row.status is Status.REGRESSION for row in rows)
+    if ungated:
+        parts.append(f"{ungated} of the regressions {UNGATED}")
     return (
         f"{verdict}: {', '.join(parts) or 'no benchmarks'} — {facts.head[:8]} against "
         f"{facts.base[:8]}, {facts.rounds} rounds each, {facts.wall_s / 60:.1f} min "
@@ -128,7 +136,10 @@ def text_table(rows: Sequence[Row]) -> Table:
         table.add_column(header, justify="left" if header == "benchmark" else "right")
     styles = {Status.REGRESSION: "red", Status.BROKEN: "red", Status.IMPROVEMENT: "green"}
     for row in rows:
-        table.add_row(*cells(row), style=styles.get(row.status))
+        style = styles.get(row.status)
+        if style and not row.gated and not row.fails:
+            style = "yellow"  # a change the suite does not gate
+        table.add_row(*cells(row), style=style)
     return table
 
 
@@ -150,9 +161,9 @@ def _markdown_table(rows: Sequence[Row]) -> list[str]:
 
 def markdown(rows: Sequence[Row], facts: CompareFacts) -> str:
     """The pull-request comment: verdict line, regressions, improvements, the rest folded."""
-    failing = [r for r in rows if r.status in FAILING]
-    better = [r for r in rows if r.status is Status.IMPROVEMENT]
-    rest = [r for r in rows if r.status not in _SHOWN_IN_FULL]
+    failing = [r for r in rows if r.fails]
+    better = [r for r in rows if r.status is Status.IMPROVEMENT and r.gated]
+    rest = [r for r in rows if not r.fails and not (r.gated and r.status is Status.IMPROVEMENT)]
     icon = "❌" if failing else "✅"
     lines = [f"{icon} **loadkit compare** — {summary_line(rows, facts)}", ""]
     if failing:
@@ -194,6 +205,7 @@ def json_document(rows: Sequence[Row], facts: CompareFacts) -> dict[str, Any]:
             {
                 "name": row.name,
                 "verdict": row.status.value,
+                "gated": row.gated,
                 "unit": row.unit,
                 "direction": row.direction.value,
                 "base": _number(row.base_median),

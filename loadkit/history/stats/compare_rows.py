@@ -4,6 +4,10 @@ A benchmark can be measured on both commits (judged by
 :func:`loadkit.history.stats.two_sample.compare_pairs`), exist on one commit only (added
 or removed by the change), or fail on one or both. None of these is dropped: a benchmark
 the head breaks is the worst news a comparison can bring, and one it adds is news too.
+A benchmark the suite declares informational is judged and shown like the others (its
+false discoveries controlled among the informational ones), but its regression never
+fails the gate: the suite says it is not gated, and the pull request's gate agrees with
+``loadkit check``.
 Pure: plain values in, rows out.
 """
 
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from loadkit.history.stats.gate import Verdict
@@ -33,7 +37,7 @@ class Status(enum.Enum):
     IMPROVEMENT = "IMPROVEMENT"
 
 
-# Statuses that fail the gate (exit 1).
+# Statuses that fail the gate (exit 1); a regression only of a gated benchmark.
 FAILING = frozenset({Status.REGRESSION, Status.BROKEN})
 _RANK = {status: rank for rank, status in enumerate(Status)}
 
@@ -70,6 +74,13 @@ class Row:
     result: TwoSampleResult | None = None
     base_median: float = math.nan
     head_median: float = math.nan
+    gated: bool = True  # False: declared informational, shown but never failing
+
+    @property
+    def fails(self) -> bool:
+        """Whether this row fails the gate: a gated benchmark confidently worse, or any
+        benchmark the head broke (an informational figure is still a workload that ran)."""
+        return self.status is Status.BROKEN or (self.gated and self.status in FAILING)
 
     @property
     def sort_key(self) -> tuple[int, float, str]:
@@ -103,9 +114,11 @@ def build_rows(
     min_effect: float,
     false_discovery: float,
     known_noise: Mapping[str, tuple[float, float]] | None = None,
+    informational: Collection[str] = (),
 ) -> list[Row]:
     """Every benchmark either commit reported, judged or labelled, worst first.
-    ``known_noise`` holds an A/A study's (scale, degrees of freedom) by benchmark."""
+    ``known_noise`` holds an A/A study's (scale, degrees of freedom) by benchmark;
+    ``informational`` names the benchmarks the suite does not gate."""
     names = sorted(base.seen | head.seen)
     paired: list[Paired] = []
     rows: list[Row] = []
@@ -132,7 +145,16 @@ def build_rows(
             same = len({*on_base, *on_head}) == 1
             status = Status.NO_CHANGE if same else Status.INCONCLUSIVE
             rows.append(
-                Row(name, status, unit, direction, None, _median(on_base), _median(on_head))
+                Row(
+                    name,
+                    status,
+                    unit,
+                    direction,
+                    None,
+                    _median(on_base),
+                    _median(on_head),
+                    name not in informational,
+                )
             )
             continue
         if name not in head.seen:
@@ -153,10 +175,13 @@ def build_rows(
                 direction,
                 base_median=_median(on_base),
                 head_median=_median(on_head),
+                gated=name not in informational,
             )
         )
     if paired:
-        judged = compare_pairs(paired, confidence, min_effect, false_discovery)
+        judged = compare_pairs(
+            paired, confidence, min_effect, false_discovery, ungated=frozenset(informational)
+        )
         for item, result in zip(paired, judged, strict=True):
             rows.append(
                 Row(
@@ -167,15 +192,16 @@ def build_rows(
                     result,
                     result.base_median,
                     result.head_median,
+                    item.name not in informational,
                 )
             )
     return sorted(rows, key=lambda row: row.sort_key)
 
 
 def exit_code(rows: Sequence[Row]) -> int:
-    """1 when a benchmark got confidently worse by at least the minimum effect or the
-    head broke it; else 0."""
-    return 1 if any(row.status in FAILING for row in rows) else 0
+    """1 when a gated benchmark got confidently worse by at least the minimum effect or
+    the head broke a benchmark; else 0."""
+    return 1 if any(row.fails for row in rows) else 0
 
 
 def counts(rows: Sequence[Row]) -> dict[Status, int]:

@@ -33,7 +33,7 @@ import dataclasses
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -322,11 +322,15 @@ def compare_pairs(
     confidence: float = 0.95,
     min_effect: float = 0.05,
     false_discovery: float = 0.01,
+    ungated: Collection[str] = (),
 ) -> list[TwoSampleResult]:
     """Judge every benchmark, with false discoveries controlled across all of them.
 
     Every item needs at least one value on each side; two on one side give its noise
-    some degrees of freedom of its own, and the family supplies the rest."""
+    some degrees of freedom of its own, and the family supplies the rest. The benchmarks
+    named in ``ungated`` lend the others their noise as before, but their false
+    discoveries are controlled among themselves, so they neither dilute nor use up the
+    gated benchmarks' share."""
     if any(not item.base or not item.head for item in items):
         raise ValueError("every benchmark needs values from both commits")
     noise = moderated_noise(items)
@@ -335,19 +339,28 @@ def compare_pairs(
         _draft(item, scale, df, margin, confidence)
         for item, (scale, df) in zip(items, noise, strict=True)
     ]
-    everyone = len(drafts)
-    reach = [
-        detectable_effect(scale, df, *item.sizes, everyone, false_discovery, min_effect)
-        for item, (scale, df) in zip(items, noise, strict=True)
+    groups = [
+        [i for i, item in enumerate(items) if (item.name in ungated) == outside]
+        for outside in (False, True)
     ]
-    judged = [index for index, effect in enumerate(reach) if effect <= FILTER_EFFECT]
-    count = len(judged)
-    step = benjamini_hochberg(
-        [drafts[i].p_worse for i in judged] + [drafts[i].p_better for i in judged],
-        false_discovery,
-    )
-    worse_found = {i: bool(step[k]) for k, i in enumerate(judged)}
-    better_found = {i: bool(step[count + k]) for k, i in enumerate(judged)}
+    reach: dict[int, float] = {}
+    count: dict[int, int] = {}  # per benchmark, how many of its group are judged
+    worse_found: dict[int, bool] = {}
+    better_found: dict[int, bool] = {}
+    for group in groups:
+        for i in group:
+            scale, df = noise[i]
+            reach[i] = detectable_effect(
+                scale, df, *items[i].sizes, len(group), false_discovery, min_effect
+            )
+        judged = [i for i in group if reach[i] <= FILTER_EFFECT]
+        step = benjamini_hochberg(
+            [drafts[i].p_worse for i in judged] + [drafts[i].p_better for i in judged],
+            false_discovery,
+        )
+        for k, i in enumerate(judged):
+            worse_found[i], better_found[i] = bool(step[k]), bool(step[len(judged) + k])
+        count |= dict.fromkeys(group, len(judged))
     results = []
     for index, (item, draft) in enumerate(zip(items, drafts, strict=True)):
         worse = item.direction.sign * draft.shift
@@ -372,7 +385,7 @@ def compare_pairs(
                 p_worse=draft.p_worse,
                 p_better=draft.p_better,
                 detectable_effect=detectable_effect(
-                    scale, df, *item.sizes, count, false_discovery, min_effect
+                    scale, df, *item.sizes, count[index], false_discovery, min_effect
                 )
                 if index in worse_found
                 else reach[index],
