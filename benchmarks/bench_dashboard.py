@@ -31,7 +31,7 @@ from benchmarks.common import (
 
 protocol = dashboard_protocol
 BLOCKS = "median of blocks of rounds"
-POLLED = "median of blocks of rounds, polls at random intervals"
+POLLED = "median of blocks of rounds, polls at random intervals, 60 pollers at quick scale"
 HOST = "the host's own broadcast speed: the ceiling the dashboard's latency is read against"
 
 

@@ -20,7 +20,7 @@ from loadkit.redis_io.server import free_port
 from loadkit.workloads.swarm import scripts as swarm_scripts
 from loadkit.workloads.swarm.config import SwarmConfig
 from loadkit.workloads.swarm.coordinator import Coordinator, connect, create_swarms
-from loadkit.workloads.swarm.election import Candidacy, fenced_write, snapshot
+from loadkit.workloads.swarm.election import Candidacy, ElectionBoard, fenced_write, snapshot
 from loadkit.workloads.swarm.keys import GROUP
 from loadkit.workloads.swarm.messaging import Consumer, Producer
 from loadkit.workloads.swarm.rig import SwarmRig
@@ -30,7 +30,7 @@ from loadkit.workloads.swarm.scenarios import (
     measure_fencing,
     measure_redis_kill,
 )
-from loadkit.workloads.swarm.scripts import Scripts
+from loadkit.workloads.swarm.scripts import CHUNK, Scripts
 
 T = TypeVar("T")
 
@@ -94,6 +94,51 @@ def test_a_paused_leaders_writes_are_rejected_and_the_new_leaders_are_not(
     assert state["x"] == "b1"
     assert state["stale_rejected"] == "2"
     assert state["leader"] == "b"
+
+
+class _CountedScripts(Scripts):
+    """The real scripts on the real server, noting how many calls each pipeline held."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.pipelines: list[int] = []
+
+    async def run_many(self, calls):  # type: ignore[no-untyped-def]
+        self.pipelines.append(len(calls))
+        return await super().run_many(calls)
+
+
+def test_a_board_of_many_candidates_sends_its_calls_a_few_dozen_a_pipeline(
+    redis_url: str,
+) -> None:
+    """Sixty swarms of three: the first tick's 180 acquires go in pipelines of at most
+    CHUNK calls, one grant per swarm, every reply to its own caller; the next ticks
+    renew only the leaders' leases, in pipelines as small."""
+    config = _config(redis_url, swarms=60, members=3, lease_ms=300)
+
+    async def scenario() -> None:
+        client, _ = await _setup(config)
+        scripts = _CountedScripts(client)
+        try:
+            board = ElectionBoard(
+                scripts,
+                [Candidacy(k, m, config.lease_ms) for k in config.keys for m in ("a", "b", "c")],
+            )
+            assert await board.tick() == 60
+            assert scripts.pipelines == [CHUNK] * (180 // CHUNK) + [180 % CHUNK]
+            leaders = board.leaders()
+            assert sorted(c.keys.swarm for c in leaders) == list(range(60))
+            tokens = await asyncio.gather(*(client.get(c.keys.epoch) for c in leaders))
+            assert [int(t) for t in tokens] == [c.token for c in leaders]
+            scripts.pipelines.clear()
+            await asyncio.sleep(config.lease_ms / 3 / 1000 + 0.02)
+            assert await board.tick() == 0  # renewals (and acquires refused): no new grant
+            assert scripts.pipelines and max(scripts.pipelines) <= CHUNK
+            assert len(board.leaders()) == 60 and board.leaders() == leaders
+        finally:
+            await client.aclose()
+
+    run(scenario())
 
 
 def test_fencing_holds_across_hundreds_of_injected_pauses(redis_url: str) -> None:

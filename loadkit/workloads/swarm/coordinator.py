@@ -190,7 +190,7 @@ class Coordinator:
         now = time.perf_counter_ns()
         due = [c for c in self.board.leaders() if now >= c.snapshot_due_ns]
         if due:
-            replies = await self.scripts.run_many([snapshot(c.keys, c.token) for c in due])
+            replies = await self.scripts.run_in_chunks([snapshot(c.keys, c.token) for c in due])
             for c, ok in zip(due, replies, strict=True):
                 c.snapshot_due_ns = now + self.config.snapshot_interval_ms * 1_000_000
                 if int(ok) == 1:

@@ -4,8 +4,9 @@ A candidate asks for the lease (``SET NX PX`` and ``INCR epoch`` in one script, 
 grant has a larger token than any before it), renews it by compare-and-extend, and
 writes state only through scripts that reject a token older than the current epoch. The
 state machine here decides *what* to send and *when*; :class:`ElectionBoard` sends the
-calls of many candidates in one pipeline. Nothing here assumes the candidate's clock is
-right about the lease: fencing, not timing, is what keeps a paused ex-leader out.
+calls of many candidates in pipelines of a few dozen calls. Nothing here assumes the
+candidate's clock is right about the lease: fencing, not timing, is what keeps a paused
+ex-leader out.
 
 A non-leader does not poll: a refused acquire returns the lease's remaining time, and the
 candidate tries again just after it ends (or at once on a "vacant" hint).
@@ -116,7 +117,7 @@ def snapshot(keys: SwarmKeys, token: int) -> Call:
 
 
 class ElectionBoard:
-    """Drives many candidacies with one pipeline per tick."""
+    """Drives many candidacies, their due calls a few pipelines per tick."""
 
     def __init__(self, scripts: Scripts, candidacies: Iterable[Candidacy]) -> None:
         self.scripts = scripts
@@ -129,7 +130,8 @@ class ElectionBoard:
         due = [(c, a) for c in self.candidacies if (a := c.action(now)) is not None]
         if not due:
             return 0
-        replies = await self.scripts.run_many([c.call(a) for c, a in due])
+        # In chunks, measured from before the first: a lease's validity stays conservative.
+        replies = await self.scripts.run_in_chunks([c.call(a) for c, a in due])
         done = time.perf_counter_ns()
         granted = sum(c.on_reply(a, r, now, done) for (c, a), r in zip(due, replies, strict=True))
         self.grants += granted

@@ -173,6 +173,12 @@ SOURCES: dict[str, str] = {
 }
 
 Call = tuple[str, Sequence[Any], Sequence[Any]]  # (script, keys, args)
+# Script calls per pipeline for the coordinator's periodic bursts. A thousand members'
+# acquires and renewals in one pipeline held Redis and the coordinator's event loop for
+# long enough that every message in flight waited: on 2 cores, paced delivery's p99
+# went from 11-14 ms to 6-7 ms with 25 calls a pipeline, and from 11-19 % to about 6 %
+# spread between runs.
+CHUNK = 25
 
 
 class Scripts:
@@ -190,6 +196,16 @@ class Scripts:
 
     async def call(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         return (await self.run_many([(name, keys, args)]))[0]
+
+    async def run_in_chunks(self, calls: Sequence[Call], size: int = CHUNK) -> list[Any]:
+        """:meth:`run_many`, ``size`` calls a pipeline, one after the other: between
+        them Redis serves other clients and this event loop its other tasks."""
+        if size < 1:
+            raise ValueError("a chunk holds at least one call")
+        replies: list[Any] = []
+        for start in range(0, len(calls), size):
+            replies += await self.run_many(calls[start : start + size])
+        return replies
 
     async def run_many(self, calls: Sequence[Call]) -> list[Any]:
         """Run calls in one pipeline; replies in order. Connection errors propagate (the
