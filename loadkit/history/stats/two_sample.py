@@ -324,7 +324,7 @@ def compare_pairs(
     false_discovery: float = 0.01,
     ungated: Collection[str] = (),
 ) -> list[TwoSampleResult]:
-    """Judge every benchmark, with false discoveries controlled across all of them.
+    """Judge every benchmark, with false discoveries controlled across all the gated ones.
 
     Every item needs at least one value on each side; two on one side give its noise
     some degrees of freedom of its own, and the family supplies the rest. The benchmarks
