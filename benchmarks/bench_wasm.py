@@ -100,8 +100,9 @@ class WasmThroughput(WasmRun):
         "parallel_scaling_ratio",
         "x",
         HIGHER,
-        informational="how much of a second core the host has free decides it; the "
-        "parallel instances' throughput is gated as ops_per_s",
+        informational="how much of a second core the host has free decides it; that "
+        "instances at once all answer right is gated as parallel_instances, one "
+        "instance's speed as ops_per_s",
     )
     track_parallel_threads = track("parallel_threads", "count", HIGHER)
     track_parallel_instances = track("parallel_instances", "count", HIGHER)
